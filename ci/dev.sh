@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One entry point for people and CI on a fresh Debian/Ubuntu machine.
+#   bash ci/dev.sh generate   set up, then regenerate every runtime's files from schedule.yaml
+#   bash ci/dev.sh test       set up, then lint and run the whole test suite (images and Nix included)
+#   bash ci/dev.sh setup      only set up (system packages, container config, .venv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+setup_system() {
+  # System packages the tests use: podman/runc/buildah for real image builds, mmdebstrap for a
+  # real base without a registry, nix-bin to evaluate the flake, docker-registry + skopeo for a real
+  # registry on 127.0.0.1. Skipped when everything is already there.
+  local need=()
+  for cmd in podman runc mmdebstrap nix skopeo curl; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
+  [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing system packages (missing: ${need[*]})"
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      podman runc buildah uidmap slirp4netns fuse-overlayfs mmdebstrap nix-bin docker-registry skopeo \
+      ca-certificates curl git python3-venv dpkg-dev >/dev/null
+  fi
+  bash ci/configure-containers.sh
+}
+
+setup_python() {
+  if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    python3 -m venv .venv
+  fi
+  if ! .venv/bin/python -c 'import generator, pytest, syrupy' 2>/dev/null || [ pyproject.toml -nt .venv/.installed ]; then
+    log "installing the generator and its test tools into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e '.[test]'
+    touch .venv/.installed
+  fi
+}
+
+cmd="${1:-test}"; shift || true
+case "$cmd" in
+  setup)
+    setup_system; setup_python ;;
+  generate)
+    setup_system; setup_python
+    log "generating every runtime from schedule.yaml"
+    .venv/bin/python -m generator generate "$@"
+    .venv/bin/python -m generator list ;;
+  test)
+    setup_system; setup_python
+    log "lint: ruff"
+    .venv/bin/ruff check generator tests benchmarks
+    .venv/bin/ruff format --check generator tests benchmarks
+    log "generated files are in step with schedule.yaml"
+    .venv/bin/python -m generator generate --check
+    log "tests"
+    .venv/bin/python -m pytest "$@" ;;
+  *)
+    echo "usage: bash ci/dev.sh [setup|generate|test] [args…]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,145 @@
+"""Command line: `python -m generator COMMAND`. Thin: parse, call a module, print, pick an exit code.
+
+Exit codes: 0 success; 1 `--check` found drift; 2 bad input (schedule, app.yaml, arguments).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from . import schedule as schedule_mod
+
+
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date:
+    if value is None:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date written YYYY-MM-DD") from None
+
+
+date_option = click.option("--date", "on", callback=_date, metavar="YYYY-MM-DD", help="Judge support status as of this day (default: today).")
+
+
+def load_schedule(path: Path | None) -> schedule_mod.Schedule:
+    """Load the schedule or exit 2 with every problem, one per line."""
+    path = path or schedule_mod.default_path()
+    try:
+        return schedule_mod.load(path, display=str(path))
+    except schedule_mod.ScheduleError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="generator")
+@click.option(
+    "--schedule",
+    "schedule_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="GENERATOR_SCHEDULE",
+    help="The schedule to read (default: ./schedule.yaml, else this checkout's). Generated files go beside it.",
+)
+@click.pass_context
+def main(ctx: click.Context, schedule_path: Path | None) -> None:
+    """Reproducible image definitions for the App Engine flexible environment's Python runtime."""
+    ctx.obj = schedule_path
+
+
+@main.command()
+@click.argument("app_yaml", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (runtime_id, python_version, operating_system, image, status, …).")
+@date_option
+@click.pass_obj
+def resolve(schedule_path: Path | None, app_yaml: Path, as_json: bool, on: dt.date) -> None:
+    """Which runtime an app.yaml selects, by the flexible environment's rules."""
+    from . import appyaml
+
+    sched = load_schedule(schedule_path)
+    try:
+        res = appyaml.resolve(appyaml.load(app_yaml, str(app_yaml)), sched, on)
+    except appyaml.AppYamlError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for warning in res.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps(res.as_json(), indent=2, sort_keys=True))
+        return
+    r = res.runtime
+    click.echo(f"{r.id}: Python {r.version} on {r.os_id} ({res.status}, end of support {r.end_of_support.isoformat()})")
+    click.echo(f"  image:       {r.image}")
+    click.echo(f"  selected by: {res.selected_by}")
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 listing every stale, missing or extra generated file.")
+@click.pass_obj
+def generate(schedule_path: Path | None, check: bool) -> None:
+    """Render every runtime's files from the schedule (deterministic, atomic)."""
+    from . import render
+
+    sched = load_schedule(schedule_path)
+    root = sched.path.resolve().parent
+    try:
+        plan = render.plan(sched, root)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if check:
+        if plan.clean:
+            click.echo(f"generated files are up to date ({len(plan.files)} files, {len(sched.runtimes)} runtimes)")
+            return
+        for label, items in (("stale", plan.changed), ("missing", plan.missing), ("extra", plan.extra)):
+            for rel in items:
+                click.echo(f"{label}: {rel}", err=True)
+        click.echo("generated files are out of date: run `python -m generator generate`", err=True)
+        sys.exit(1)
+    touched = render.apply(plan)
+    for rel in touched:
+        click.echo(f"wrote {rel}")
+    leftover = [rel for rel in plan.extra if (root / rel).exists()]
+    for rel in leftover:
+        click.echo(f"warning: {rel} is not generated from the schedule; remove it by hand", err=True)
+    click.echo(f"{len(touched)} file(s) changed, {len(plan.files) - len(touched)} unchanged, {len(sched.runtimes)} runtimes")
+
+
+@main.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@date_option
+@click.pass_obj
+def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
+    """The schedule as a table: runtime, OS, Python, status, end of support."""
+    sched = load_schedule(schedule_path)
+    rows = [
+        {
+            "default": r.default_for_os or r.legacy_default,
+            "end_of_support": r.end_of_support.isoformat(),
+            "image": r.image,
+            "operating_system": r.os_id,
+            "python_version": r.version,
+            "runtime_id": r.id,
+            "status": sched.status(r, on),
+            "style": r.style,
+        }
+        for r in sched.runtimes.values()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    headers = ["RUNTIME", "OS", "PYTHON", "STATUS", "END OF SUPPORT"]
+    table = [
+        [r["runtime_id"] + (" *" if r["default"] else ""), r["operating_system"], r["python_version"], r["status"], r["end_of_support"]] for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *table)]
+    for line in [headers, *table]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+    click.echo(f"(* default; status as of {on.isoformat()})")

@@ -1,0 +1,43 @@
+"""Shared fixtures: the repository, a CLI runner, and throwaway copies of the schedule."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from generator.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEDULE = ROOT / "schedule.yaml"
+
+
+@pytest.fixture
+def cli():
+    """Run the CLI in-process; stdout and stderr stay separate."""
+
+    def run(*args: str, schedule: Path | None = SCHEDULE) -> Result:
+        argv = (["--schedule", str(schedule)] if schedule else []) + list(args)
+        return CliRunner().invoke(main, argv, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of the repository's inputs and generated files, to break and regenerate freely."""
+    shutil.copy(SCHEDULE, tmp_path / "schedule.yaml")
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    for sub in ("images", "lockfiles"):
+        if (ROOT / sub).is_dir():
+            shutil.copytree(ROOT / sub, tmp_path / sub)
+    return tmp_path
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    """Replace text that must be there (a test that edits nothing would prove nothing)."""
+    text = path.read_text()
+    assert text.count(old) >= count, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, count))
