@@ -35,7 +35,7 @@ setup_python() {
   if ! .venv/bin/python -c 'import generator, pytest, syrupy' 2>/dev/null || [ pyproject.toml -nt .venv/.installed ]; then
     log "installing the generator and its test tools into .venv"
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e '.[test]'
+    .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
     touch .venv/.installed
   fi
 }

@@ -143,3 +143,11 @@ def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
     for line in [headers, *table]:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
     click.echo(f"(* default; status as of {on.isoformat()})")
+
+
+# Further commands live below, one block each; keep each block's imports inside its function so
+# `generate` stays fast.
+# --- build ---
+# --- lock ---
+# --- app ---
+# --- refresh ---

@@ -7,6 +7,7 @@ written; then each changed file is replaced atomically. `check` renders the same
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -76,7 +77,22 @@ def image_config(r: Runtime, schedule: Schedule) -> dict[str, Any]:
     }
 
 
-def runtime_data(r: Runtime, schedule: Schedule) -> dict[str, Any]:
+def lock_inputs(root: Path, r: Runtime) -> tuple[str | None, list[dict[str, Any]]]:
+    """The runtime's tool lock (pip-compile output) and its wheels with URLs, if locked yet."""
+    lock = root / "lockfiles" / f"{r.id}.txt"
+    wheels = root / "lockfiles" / f"{r.id}.wheels.json"
+    text = lock.read_text(encoding="utf-8") if lock.exists() else None
+    tools = json.loads(wheels.read_text(encoding="utf-8")) if wheels.exists() else []
+    return text, tools
+
+
+def input_hash(parts: dict[str, Any]) -> str:
+    """Content hash of everything an image depends on: when it moves, the image is rebuilt."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def runtime_data(r: Runtime, schedule: Schedule, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One runtime entry of lockfiles/runtimes.json: every pin its image needs."""
     return {
         "base": {
@@ -101,6 +117,7 @@ def runtime_data(r: Runtime, schedule: Schedule) -> dict[str, Any]:
         },
         "python_version_settings": list(r.python_version_settings),
         "style": r.style,
+        "tools": tools or [],
     }
 
 
@@ -108,23 +125,32 @@ def _dump_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def render_all(schedule: Schedule, readme: str | None) -> dict[str, str]:
+def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
     """Relative path → content of every generated file (the README only if it exists)."""
     out: dict[str, str] = {}
     dockerfile = template("Dockerfile.j2")
+    nix_function = root / "nix" / "runtime-image.nix"
+    nix_text = nix_function.read_text(encoding="utf-8") if nix_function.exists() else None
+    runtimes = {}
     for r in schedule.runtimes.values():
-        out[f"{IMAGES_DIR}/{r.id}/Dockerfile"] = dockerfile.render(r=r, config=image_config(r, schedule), epoch=SOURCE_DATE_EPOCH)
+        lock_text, tools = lock_inputs(root, r)
+        text = dockerfile.render(r=r, config=image_config(r, schedule), epoch=SOURCE_DATE_EPOCH, locked=lock_text is not None)
+        out[f"{IMAGES_DIR}/{r.id}/Dockerfile"] = text
+        data = runtime_data(r, schedule, tools)
+        parts = {"data": data, "dockerfile": text, "generator": __version__, "lock": lock_text, "nix": nix_text}
+        runtimes[r.id] = {**data, "input_hash": input_hash(parts)}
     out[RUNTIMES_JSON] = _dump_json(
         {
             "_generated": f"{GENERATED_MARK} from schedule.yaml: do not edit.",
             "default_runtime": schedule.newest().id,
             "generator_version": __version__,
-            "runtimes": {r.id: runtime_data(r, schedule) for r in schedule.runtimes.values()},
+            "runtimes": runtimes,
             "source_date_epoch": SOURCE_DATE_EPOCH,
         }
     )
-    if readme is not None:
-        out[README] = splice_matrix(readme, support_matrix(schedule))
+    readme = root / README
+    if readme.exists():
+        out[README] = splice_matrix(readme.read_text(encoding="utf-8"), support_matrix(schedule))
     return out
 
 
@@ -163,9 +189,7 @@ class Plan:
 
 
 def plan(schedule: Schedule, root: Path) -> Plan:
-    readme_path = root / README
-    readme = readme_path.read_text(encoding="utf-8") if readme_path.exists() else None
-    files = render_all(schedule, readme)
+    files = render_all(schedule, root)
     changed, missing = [], []
     for rel, content in files.items():
         try:

@@ -15,7 +15,7 @@ from generator import render, schedule
 from .conftest import ROOT, SCHEDULE, edit
 
 SCHED = schedule.load(SCHEDULE)
-FILES = render.render_all(SCHED, (ROOT / "README.md").read_text())
+FILES = render.render_all(SCHED, ROOT)
 
 
 @pytest.mark.parametrize("rel", sorted(set(FILES) - {"README.md"}))
@@ -68,7 +68,7 @@ def test_runtimes_json_holds_every_pin() -> None:
 
 def test_rendering_is_deterministic(tree: Path, tmp_path: Path) -> None:
     """Same input, same bytes: twice in-process, and across processes with another hash seed."""
-    again = render.render_all(schedule.load(SCHEDULE), (ROOT / "README.md").read_text())
+    again = render.render_all(schedule.load(SCHEDULE), ROOT)
     assert again == FILES
     shutil.rmtree(tree / "images")
     (tree / "lockfiles" / "runtimes.json").unlink()
