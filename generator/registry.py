@@ -1,0 +1,80 @@
+"""Registry access through skopeo: the current digest of a tag, as the registry serves it.
+
+skopeo speaks the OCI distribution API with every auth flow (Docker Hub's anonymous bearer
+tokens included) and the right Accept headers; we take the raw top-level manifest (an index for
+multi-arch tags, else a single manifest) and hash its bytes ourselves, which is exactly the
+digest a `FROM name@sha256:…` pins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+MEDIA_INDEX = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
+MEDIA_MANIFEST = {"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"}
+
+
+class RegistryError(RuntimeError):
+    """The registry could not be asked, or answered something we cannot trust."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    reference: str
+    digest: str
+    media_type: str
+    raw: bytes
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in MEDIA_INDEX
+
+
+def skopeo() -> str:
+    path = shutil.which("skopeo")
+    if not path:
+        raise RegistryError("skopeo is not installed (apt-get install skopeo); it is how this tool talks to registries")
+    return path
+
+
+def split_reference(ref: str) -> tuple[str, str | None, str | None]:
+    """`name[:tag][@digest]` → (name, tag, digest); a port in the host is not a tag."""
+    name, _, digest = ref.partition("@")
+    tag = None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+    return name, tag, digest or None
+
+
+def fetch_manifest(ref: str, *, tls_verify: bool = True, timeout: float = 60) -> Manifest:
+    """The raw top-level manifest of `ref` (a tag or a digest reference) and its digest."""
+    cmd = [skopeo(), "inspect", "--raw", "--retry-times", "2", f"--tls-verify={str(tls_verify).lower()}", f"docker://{ref}"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RegistryError(f"{ref}: the registry did not answer within {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RegistryError(f"{ref}: {msg[-1] if msg else 'skopeo failed'}")
+    raw = proc.stdout
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise RegistryError(f"{ref}: the registry's manifest is not JSON") from None
+    media = doc.get("mediaType") or ("application/vnd.oci.image.index.v1+json" if "manifests" in doc else "")
+    if media not in MEDIA_INDEX | MEDIA_MANIFEST:
+        raise RegistryError(f"{ref}: unexpected manifest media type {media!r}")
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    _, _, pinned = split_reference(ref)
+    if pinned and pinned != digest:
+        raise RegistryError(f"{ref}: the registry served a manifest whose digest is {digest}, not the one asked for")
+    return Manifest(ref, digest, media, raw)
+
+
+def current_digest(ref: str, *, tls_verify: bool = True) -> str:
+    return fetch_manifest(ref, tls_verify=tls_verify).digest
