@@ -185,3 +185,25 @@ def app(schedule_path, app_dir, config, out, runtime_image, gunicorn_config, for
 
 
 # --- refresh ---
+@main.command()
+@click.option("--changed-since", metavar="GIT_REF", help="Only runtimes whose input hash differs from this git ref's.")
+@click.option("--json", "as_json", is_flag=True, help="Print the GitHub Actions matrix as one line of JSON.")
+@click.pass_obj
+def matrix(schedule_path: Path | None, changed_since: str | None, as_json: bool) -> None:
+    """The runtimes to (re)build, as a GitHub Actions matrix ({"include": [...]})."""
+    from . import refresh
+
+    sched = load_schedule(schedule_path)
+    root = sched.path.resolve().parent
+    try:
+        entries = refresh.changed_runtimes(root, changed_since)
+    except refresh.RefreshError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    value = refresh.github_matrix(entries)
+    if as_json:
+        click.echo(json.dumps(value, sort_keys=True, separators=(",", ":")))
+        return
+    for job in value["include"]:
+        click.echo(f"{job['runtime']:<20} Python {job['python']:<8} {job['os']:<9} {job['input_hash']}")
+    click.echo(f"{len(value['include'])} runtime(s) to build" + (f" (changed since {changed_since})" if changed_since else ""))
