@@ -24,6 +24,16 @@ setup_system() {
       podman runc buildah uidmap slirp4netns fuse-overlayfs mmdebstrap nix-bin docker-registry skopeo \
       ca-certificates curl git python3-venv dpkg-dev >/dev/null
   fi
+  # deb-src: the image tests take CPython 3.11.2's tarball from Debian's source package
+  # (byte-identical to python.org's), since python.org is out of reach on these machines.
+  local src=/etc/apt/sources.list.d/debian-src.sources
+  if [ ! -f "$src" ] && grep -qs bookworm /etc/os-release; then
+    log "adding a deb-src line for bookworm (image tests)"
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      | $sudo tee "$src" >/dev/null
+    $sudo apt-get update -qq
+  fi
   bash ci/configure-containers.sh
 }
 

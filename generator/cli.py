@@ -148,7 +148,166 @@ def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
 # Further commands live below, one block each; keep each block's imports inside its function so
 # `generate` stays fast.
 # --- build ---
+@main.command()
+@click.argument("runtime_id")
+@click.option("--engine", "engine_name", type=click.Choice(["podman", "docker"]), help="Container engine (default: podman, else docker).")
+@click.option("--base-image", metavar="REF", help="Build on this base instead of the pinned one (tests, mirrors).")
+@click.option("--python-mirror", metavar="URL", help="Where Python-X.Y.Z.tgz is fetched from (default: python.org); its sha256 is checked.")
+@click.option("--tag", metavar="T", help="Image tag (default: localhost/RUNTIME_ID:VERSION).")
+@click.option("--optimize/--no-optimize", default=True, show_default=True, help="PGO + LTO (slow); --no-optimize builds in minutes.")
+@click.option("--no-cache", is_flag=True, help="Build every step again.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the engine's whole output, not only its steps.")
+@click.pass_obj
+def build(schedule_path, runtime_id, engine_name, base_image, python_mirror, tag, optimize, no_cache, verbose) -> None:
+    """Build a runtime's image from its generated Dockerfile; print its ID and digest."""
+    from . import build as build_mod
+
+    sched = load_schedule(schedule_path)
+    if runtime_id not in sched.runtimes:
+        click.echo(f"error: unknown runtime {runtime_id!r}; valid choices: {', '.join(sched.runtimes)}", err=True)
+        sys.exit(2)
+    try:
+        res = build_mod.build(
+            sched,
+            sched.runtimes[runtime_id],
+            engine_name=engine_name,
+            base_image=base_image,
+            python_mirror=python_mirror,
+            tag=tag,
+            optimize=optimize,
+            no_cache=no_cache,
+            verbose=verbose,
+        )
+    except build_mod.BuildError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"built {res.tag} in {res.seconds:.0f}s")
+    click.echo(f"image id: {res.image_id}")
+    click.echo(f"digest:   {res.digest}")
+
+
 # --- lock ---
+def _lock_options(f):
+    """Options shared by `lock` and `lock-app`."""
+    f = click.option(
+        "--interpreter",
+        "interpreters",
+        multiple=True,
+        metavar="X.Y=PATH",
+        help="Use this CPython for Python X.Y (repeatable; default: found in pyenv, on PATH, or the host).",
+    )(f)
+    f = click.option(
+        "--tool",
+        type=click.Choice(["auto", "pip-compile", "uv", "pip-report"]),
+        default="auto",
+        show_default=True,
+        help="Force a resolver (only where it is correct: pip-compile still needs an interpreter of the target's minor).",
+    )(f)
+    f = click.option(
+        "--index-url", default="https://pypi.org/simple", show_default=True, metavar="URL", help="The package index to resolve against."
+    )(f)
+    f = click.option("--force", is_flag=True, help="Relock even if the inputs did not change (existing pins are kept where they still fit).")(f)
+    f = click.option("--upgrade", is_flag=True, help="Re-resolve to the newest allowed versions, ignoring the existing pins.")(f)
+    return click.option("--check", is_flag=True, help="Write nothing; exit 1 listing every stale or missing lock.")(f)
+
+
+def _interpreter_map(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        minor, sep, path = v.partition("=")
+        if not sep or not path or not minor.replace(".", "").isdigit() or minor.count(".") != 1:
+            raise click.BadParameter(f"{v!r} is not X.Y=PATH", param_hint="--interpreter")
+        out[minor] = path
+    return out
+
+
+@main.command()
+@click.argument("runtime_ids", nargs=-1, metavar="[RUNTIME_ID]...")
+@_lock_options
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Runtimes locked at once (default: the CPU count).")
+@click.pass_obj
+def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, interpreters, jobs) -> None:
+    """Lock each runtime's tools (lockfiles/<id>.in → .txt + .wheels.json) for its Python; skip unchanged ones."""
+    from . import lock as lock_mod
+
+    sched = load_schedule(schedule_path)
+    root = sched.path.resolve().parent
+    unknown = [i for i in runtime_ids if i not in sched.runtimes]
+    if unknown:
+        click.echo(f"error: unknown runtime {', '.join(unknown)}; valid: {', '.join(sched.runtimes)}", err=True)
+        sys.exit(2)
+    given = _interpreter_map(interpreters)
+    if check:
+        problems = lock_mod.check_runtimes(sched, root, runtime_ids, index=index_url)
+        if not problems:
+            click.echo(f"locks are up to date ({len(runtime_ids or sched.runtimes)} runtimes)")
+            return
+        for p in problems:
+            click.echo(p, err=True)
+        click.echo("locks are out of date: run `python -m generator lock`", err=True)
+        sys.exit(1)
+    try:
+        result = lock_mod.lock_runtimes(
+            sched, root, runtime_ids, index=index_url, upgrade=upgrade, force=force, jobs=jobs, tool=tool, interpreters=given, echo=click.echo
+        )
+    except lock_mod.LockError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    counts = {}
+    for o in result.outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    touched = lock_mod.regenerate(sched, root)  # the Dockerfiles and runtimes.json read the locks: keep them in step
+    for rel in touched:
+        click.echo(f"wrote {rel}")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    click.echo(f"{len(result.outcomes)} runtime(s): {summary}")
+    if result.failed:
+        click.echo(f"error: {len(result.failed)} lock(s) failed: {', '.join(o.key for o in result.failed)}", err=True)
+        sys.exit(1)
+
+
+@main.command(name="lock-app")
+@click.argument("app_dir", type=click.Path(path_type=Path, file_okay=False))
+@_lock_options
+@click.option("--config", type=click.Path(path_type=Path, dir_okay=False), help="app.yaml to read (default: APP_DIR/app.yaml).")
+@date_option
+@click.pass_obj
+def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, interpreters, config, on) -> None:
+    """Lock an app's requirements.in (or unpinned requirements.txt) into a hash-locked requirements.txt for its runtime."""
+    from . import appyaml
+    from . import lock as lock_mod
+
+    sched = load_schedule(schedule_path)
+    given = _interpreter_map(interpreters)
+    try:
+        plan = lock_mod.app_target(app_dir, sched, on, config)
+    except (appyaml.AppYamlError, lock_mod.AppLockError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    t = plan.target
+    where = f"runtime {t.runtime_id} (CPython {t.python})"
+    if check:
+        state, why = ("stale", f"{t.src.name} is not yet written from requirements.txt") if plan.converted else lock_mod.state(t, index_url)
+        if state == "ok":
+            click.echo(f"{t.out} is up to date for {where}")
+            return
+        click.echo(f"{state}: {t.out} ({why})", err=True)
+        sys.exit(1)
+    if plan.converted:
+        click.echo(f"{t.out.name} is not hash-locked: keeping it as {t.src.name}, the input of the lock")
+    outcome = lock_mod.lock_app(plan, index=index_url, upgrade=upgrade, force=force, tool=tool, interpreters=given)
+    if outcome.status == "up to date":
+        click.echo(f"{t.out} is up to date for {where} ({outcome.detail})")
+    elif outcome.status == "locked":
+        click.echo(f"wrote {t.out} for {where} with {outcome.detail} in {outcome.seconds:.1f}s")
+    else:
+        click.echo(f"error: locking {t.src} for {where} failed: {outcome.detail}", err=True)
+        click.echo(f"{t.out} is untouched", err=True)
+        sys.exit(1)
+
+
 # --- app ---
 @main.command()
 @click.argument("app_dir", type=click.Path(path_type=Path, file_okay=False))
@@ -185,6 +344,44 @@ def app(schedule_path, app_dir, config, out, runtime_image, gunicorn_config, for
 
 
 # --- refresh ---
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only ask upstream and print the changelog; change nothing.")
+@click.option(
+    "--only",
+    type=click.Choice(["os", "python", "nix"]),
+    multiple=True,
+    help="What to refresh (repeatable; default: os and python). nix updates the flake inputs (needs GitHub).",
+)
+@click.option("--python-source", default=None, metavar="URL", help="CPython release directory (default: python.org's /ftp/python/).")
+@click.option("--changelog", "changelog_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write the Markdown changelog here.")
+@click.pass_obj
+def refresh(schedule_path, dry_run, only, python_source, changelog_path) -> None:
+    """Pin what moved upstream (base digests, CPython patch releases), relock, regenerate; print a changelog."""
+    from . import refresh as refresh_mod
+
+    sched = load_schedule(schedule_path)
+    wanted = set(only) or {"os", "python"}
+    try:
+        _changes, log, written = refresh_mod.refresh(
+            sched,
+            only=wanted,
+            dry_run=dry_run,
+            python_source=python_source or refresh_mod.PYTHON_SOURCE,
+            relock=refresh_mod.default_relock(),
+        )
+        if "nix" in wanted and not dry_run:
+            written += refresh_mod.update_flake_inputs(sched.path.resolve().parent)
+    except refresh_mod.RefreshError as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo("nothing was changed", err=True)
+        sys.exit(1)
+    click.echo(log, nl=False)
+    if changelog_path:
+        changelog_path.write_text(log, encoding="utf-8")
+    for rel in written:
+        click.echo(f"wrote {rel}", err=True)
+
+
 @main.command()
 @click.option("--changed-since", metavar="GIT_REF", help="Only runtimes whose input hash differs from this git ref's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the GitHub Actions matrix as one line of JSON.")

@@ -1,0 +1,173 @@
+"""Build one runtime's generated Dockerfile with podman (or docker), reproducibly.
+
+The build context is prepared on the host: the Dockerfile, the runtime's tool lock and the locked
+files themselves, each downloaded once and checked against its sha256 (so the build needs no PyPI
+access and works behind a TLS-intercepting proxy). The image's timestamps come from
+SOURCE_DATE_EPOCH, so two clean builds give the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import render
+from .schedule import Runtime, Schedule
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flex-python"
+_STEP = re.compile(r"^\[?(?:\d+/\d+\] )?STEP (\d+)/(\d+): (.*)$")
+_MISMATCH = re.compile(r"sha256 mismatch for (\S+)")
+
+
+class BuildError(RuntimeError):
+    """The build could not start or failed; the message says at which step and why."""
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    digest: str
+    tag: str
+    seconds: float
+    log: Path
+
+
+def engine(name: str | None) -> str:
+    """podman, else docker (or the one asked for), as a path."""
+    for candidate in [name] if name else ["podman", "docker"]:
+        path = shutil.which(candidate)
+        if path:
+            return path
+    raise BuildError(f"no container engine found ({name or 'podman or docker'}); install podman (apt-get install podman runc)")
+
+
+def _ssl_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    for bundle in (os.environ.get("SSL_CERT_FILE"), os.environ.get("PIP_CERT"), "/etc/ssl/certs/ca-certificates.crt"):
+        if bundle and Path(bundle).is_file():
+            ctx.load_verify_locations(bundle)
+            break
+    return ctx
+
+
+def fetch_verified(url: str, sha256: str, dest: Path, cache: Path = CACHE / "files") -> Path:
+    """Download `url` once into a content-addressed cache, refusing any byte that fails its hash."""
+    cached = cache / sha256 / url.rsplit("/", 1)[-1]
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with tempfile.NamedTemporaryFile(dir=cached.parent, delete=False) as tmp:
+            try:
+                with urllib.request.urlopen(url, timeout=60, context=_ssl_context()) as resp:
+                    while chunk := resp.read(1 << 16):
+                        digest.update(chunk)
+                        tmp.write(chunk)
+            except OSError as exc:
+                os.unlink(tmp.name)
+                raise BuildError(f"cannot download {url}: {exc}") from None
+        if digest.hexdigest() != sha256:
+            os.unlink(tmp.name)
+            raise BuildError(f"checksum mismatch for {url}: expected {sha256}, actual {digest.hexdigest()}")
+        os.replace(tmp.name, cached)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cached, dest)
+    return dest
+
+
+def prepare_context(schedule: Schedule, r: Runtime, dest: Path) -> Path:
+    """Dockerfile + tools-requirements.txt + wheels/ for runtime `r`, checked against the generated files."""
+    root = schedule.path.resolve().parent
+    files = render.render_all(schedule, root)
+    rel = f"{render.IMAGES_DIR}/{r.id}/Dockerfile"
+    on_disk = root / rel
+    if not on_disk.exists() or on_disk.read_text(encoding="utf-8") != files[rel]:
+        raise BuildError(f"{rel} is missing or out of date with schedule.yaml: run `python -m generator generate` first")
+    lock_text, tools = render.lock_inputs(root, r)
+    if lock_text is None or not tools:
+        raise BuildError(f"runtime {r.id} has no tool lock (lockfiles/{r.id}.txt and .wheels.json): run `python -m generator lock {r.id}`")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(on_disk, dest / "Dockerfile")
+    (dest / "tools-requirements.txt").write_text(lock_text, encoding="utf-8")
+    for tool in tools:
+        fetch_verified(tool["url"], tool["sha256"], dest / "wheels" / tool["filename"])
+    return dest
+
+
+def build(
+    schedule: Schedule,
+    r: Runtime,
+    *,
+    engine_name: str | None = None,
+    base_image: str | None = None,
+    python_mirror: str | None = None,
+    tag: str | None = None,
+    optimize: bool = True,
+    no_cache: bool = False,
+    extra_args: tuple[str, ...] = (),
+    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    verbose: bool = False,
+) -> BuildResult:
+    exe = engine(engine_name)
+    tag = tag or f"localhost/{r.id}:{r.version}"
+    log_path = CACHE / "logs" / f"{r.id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp:
+        ctx = prepare_context(schedule, r, Path(tmp))
+        progress(f"build context ready: Dockerfile, tools-requirements.txt, {len(list((ctx / 'wheels').iterdir()))} hash-checked files")
+        cmd = [exe, "build", "--network=host", "-f", str(ctx / "Dockerfile"), "-t", tag]
+        cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={render.SOURCE_DATE_EPOCH}"]
+        if Path(exe).name == "podman":
+            # buildah: every timestamp in the image (config, history, files of new layers) = the epoch
+            cmd += ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"]
+        if base_image:
+            cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
+        if python_mirror:
+            cmd += ["--build-arg", f"PYTHON_MIRROR={python_mirror}"]
+        if not optimize:
+            cmd += ["--build-arg", "PYTHON_OPTIMIZATIONS="]
+        if no_cache:
+            cmd.append("--no-cache")
+        cmd += [*extra_args, str(ctx)]
+        start = time.monotonic()
+        step = "(before the first step)"
+        mismatch: list[str] = []
+        with log_path.open("w", encoding="utf-8") as log:
+            log.write(" ".join(cmd) + "\n")
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                line = line.rstrip("\n")
+                m = _STEP.match(line)
+                if m:
+                    step = f"step {m.group(1)}/{m.group(2)}: {m.group(3)[:120]}"
+                    progress(f"[{time.monotonic() - start:6.0f}s] {step}")
+                elif verbose:
+                    progress(line)
+                if _MISMATCH.search(line) or (mismatch and line.lstrip().startswith(("expected:", "actual:"))):
+                    mismatch.append(line.strip())
+            code = proc.wait()
+        seconds = time.monotonic() - start
+    if code != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+        detail = "\n  ".join(mismatch) if mismatch else "\n  ".join(tail)
+        what = "checksum mismatch" if mismatch else f"exit code {code}"
+        raise BuildError(f"build of {r.id} failed at {step} ({what}):\n  {detail}\nfull log: {log_path}")
+    info = subprocess.run([exe, "image", "inspect", tag, "--format", "{{json .}}"], capture_output=True, text=True, check=True)
+    data = json.loads(info.stdout)
+    data = data[0] if isinstance(data, list) else data
+    image_id = data.get("Id", "")
+    digest = data.get("Digest") or ""
+    return BuildResult(image_id=image_id, digest=digest, tag=tag, seconds=seconds, log=log_path)

@@ -1,0 +1,359 @@
+"""Real images: CPython 3.11.2 built from its checksummed tarball on a real Debian 12 base, with podman.
+
+No registry or python.org is reachable here, so the base is made with mmdebstrap and imported, and
+the tarball comes from Debian's source package (byte-identical to python.org's) served on
+127.0.0.1. The runtime is the schedule's python311-ubuntu22 with its interpreter pinned to 3.11.2
+by its real sha256; everything else is the generated Dockerfile as users get it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, edit
+
+pytestmark = pytest.mark.image
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flex-python" / "test"
+BASE = "localhost/flex-test/debian12-base:latest"
+TARBALL_SHA256 = "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849"
+RUNTIME = "python311-ubuntu22"
+FLASK_APP_WHEELS = ["Flask==3.0.3", "gunicorn==23.0.0"]
+
+
+def run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run("podman", *args, check=check)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _need_podman():
+    if shutil.which("podman") is None:
+        if os.environ.get("CI"):
+            pytest.fail("podman is not installed; ci/dev.sh installs it")
+        pytest.skip("podman is not installed (bash ci/dev.sh setup)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(directory: Path):
+    """A plain http server on 127.0.0.1 for a directory (a python.org-shaped mirror)."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def debian_base() -> str:
+    """Debian 12 made with mmdebstrap (cached as a tarball between runs), imported into podman."""
+    if podman("image", "exists", BASE, check=False).returncode == 0:
+        return BASE
+    tar = CACHE / "debian12-base.tar"
+    if not tar.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "1"}
+        run("mmdebstrap", "--variant=apt", "--quiet", "bookworm", str(tar) + ".tmp", "http://deb.debian.org/debian", env=env)
+        os.replace(str(tar) + ".tmp", tar)
+    podman("import", "--change", "CMD=/bin/bash", str(tar), BASE)
+    return BASE
+
+
+@pytest.fixture(scope="session")
+def python_mirror():
+    """CPython 3.11.2's tarball from Debian's source package, at …/3.11.2/Python-3.11.2.tgz."""
+    mirror = CACHE / "mirror"
+    tgz = mirror / "3.11.2" / "Python-3.11.2.tgz"
+    if not tgz.exists():
+        work = CACHE / "apt-source"
+        work.mkdir(parents=True, exist_ok=True)
+        run("apt-get", "source", "--download-only", "python3.11", cwd=work)
+        orig = work / "python3.11_3.11.2.orig.tar.gz"
+        tgz.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(orig, tgz)
+    assert run("sha256sum", str(tgz)).stdout.split()[0] == TARBALL_SHA256
+    with serve(mirror) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def test_tree(tmp_path_factory) -> Path:
+    """The repository's inputs with python311-ubuntu22 pinned to 3.11.2 (its real sha256), regenerated."""
+    tree = tmp_path_factory.mktemp("tree")
+    for name in ("schedule.yaml", "README.md"):
+        shutil.copy(ROOT / name, tree / name)
+    shutil.copytree(ROOT / "lockfiles", tree / "lockfiles")
+    schedule = tree / "schedule.yaml"
+    edit(
+        schedule,
+        "interpreters:\n",
+        "interpreters:\n"
+        '  "3.11.2":\n'
+        "    url: https://www.python.org/ftp/python/3.11.2/Python-3.11.2.tgz\n"
+        f"    sha256: {TARBALL_SHA256}\n"
+        "    end_of_support: 2027-10-31\n",
+    )
+    edit(schedule, '{id: python311-ubuntu22, os: ubuntu22, python: "3.11.15"}', '{id: python311-ubuntu22, os: ubuntu22, python: "3.11.2"}')
+    gen(tree, "generate")
+    return tree
+
+
+def gen(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(str(ROOT / ".venv" / "bin" / "python"), "-m", "generator", "--schedule", str(tree / "schedule.yaml"), *args, check=check, cwd=ROOT)
+
+
+def build(tree: Path, base: str, mirror: str, tag: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    return gen(tree, "build", RUNTIME, "--base-image", base, "--python-mirror", mirror, "--no-optimize", "--tag", tag, *extra, check=check)
+
+
+@pytest.fixture(scope="session")
+def image(test_tree: Path, debian_base: str, python_mirror: str) -> dict:
+    """The python311 runtime image, built once from scratch; its build output and timing."""
+    start = time.monotonic()
+    proc = build(test_tree, debian_base, python_mirror, "localhost/flex-test/python311:a", "--no-cache", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"tag": "localhost/flex-test/python311:a", "stdout": proc.stdout, "stderr": proc.stderr, "seconds": time.monotonic() - start}
+
+
+def inside(image: dict, *cmd: str, env: tuple[str, ...] = ()) -> str:
+    args = [a for e in env for a in ("-e", e)]
+    return podman("run", "--rm", "--network=none", *args, image["tag"], *cmd).stdout
+
+
+def test_build_reports_id_and_digest(image: dict) -> None:
+    out = image["stdout"]
+    assert "built localhost/flex-test/python311:a" in out
+    assert "image id: " in out and "digest:   sha256:" in out
+    assert "step 1/" in image["stderr"]  # progress was shown
+    print(f"\nbuild time of the test image: {image['seconds']:.0f}s")
+
+
+def test_interpreter_is_the_pinned_release(image: dict) -> None:
+    assert inside(image, "python", "--version").strip() == "Python 3.11.2"
+    facts = json.loads(inside(image, "/env/bin/python", "-c", "import sys, json; print(json.dumps([sys.executable, sys.prefix, sys.base_prefix]))"))
+    assert facts == ["/env/bin/python", "/env", "/opt/python3.11"]
+
+
+def test_stdlib_modules_import(image: dict) -> None:
+    modules = "ssl, sqlite3, ctypes, zlib, bz2, lzma, readline, uuid, decimal, venv"
+    out = inside(image, "python", "-c", f"import {modules}; print(ssl.OPENSSL_VERSION)")
+    assert out.startswith("OpenSSL ")
+
+
+def test_tools_are_the_locked_versions(image: dict, test_tree: Path) -> None:
+    locked = {}
+    for line in (test_tree / "lockfiles" / f"{RUNTIME}.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split(" ")[0].split("==")
+            locked[name.lower()] = version
+    freeze = inside(image, "pip", "freeze", "--all")
+    frozen = dict(line.lower().split("==") for line in freeze.split())
+    assert frozen == locked
+    assert inside(image, "pip", "--version").startswith(f"pip {locked['pip']} from /env/")
+
+
+def test_runs_as_non_root_with_port_8080(image: dict) -> None:
+    assert inside(image, "id", "-u").strip() == "1000"
+    assert inside(image, "sh", "-c", "echo $PORT").strip() == "8080"
+    assert inside(image, "sh", "-c", "test -w /env && test -w /app && echo writable").strip() == "writable"
+
+
+def test_no_apt_lists_caches_or_logs(image: dict) -> None:
+    out = inside(image, "sh", "-c", "ls -A /var/lib/apt/lists /var/cache/apt /var/log/apt 2>/dev/null; ls /var/log")
+    assert "Packages" not in out and ".bin" not in out and "dpkg.log" not in out and "history.log" not in out
+
+
+def test_image_snapshot(image: dict, snapshot) -> None:
+    """Config, interpreter facts, /env's packages, top-level paths: nothing volatile."""
+    data = json.loads(podman("image", "inspect", image["tag"]).stdout)[0]
+    cfg = data["Config"]
+    labels = {k: v for k, v in cfg.get("Labels", {}).items() if not k.startswith("io.buildah")}
+    facts = inside(
+        image,
+        "python",
+        "-c",
+        "import sys, sysconfig, ssl; print(sys.version_info[:3], sys.implementation.name, sysconfig.get_config_var('Py_ENABLE_SHARED'),"
+        " sysconfig.get_config_var('prefix'))",
+    )
+    paths = inside(image, "sh", "-c", "ls -1A / | sort")
+    assert {
+        "Cmd": cfg.get("Cmd"),
+        "Env": sorted(cfg.get("Env", [])),
+        "ExposedPorts": cfg.get("ExposedPorts"),
+        "Labels": labels,
+        "User": cfg.get("User"),
+        "WorkingDir": cfg.get("WorkingDir"),
+        "created": data.get("Created"),
+        "interpreter": facts.strip(),
+        "pip_freeze": inside(image, "pip", "freeze", "--all").split(),
+        "top_level_paths": paths.split(),
+    } == snapshot
+
+
+def test_config_matches_the_generated_data(image: dict, test_tree: Path) -> None:
+    """Dockerfile path and Nix path share one config: the built image carries exactly it."""
+    want = json.loads((test_tree / "lockfiles" / "runtimes.json").read_text())["runtimes"][RUNTIME]["config"]
+    cfg = json.loads(podman("image", "inspect", image["tag"]).stdout)[0]["Config"]
+    assert sorted(cfg["Env"]) == want["Env"]
+    assert cfg["Cmd"] == want["Cmd"] and cfg["User"] == want["User"] and cfg["WorkingDir"] == want["WorkingDir"]
+    assert {k: v for k, v in cfg["Labels"].items() if k in want["Labels"]} == want["Labels"]
+    assert set(cfg["ExposedPorts"]) == set(want["ExposedPorts"])
+
+
+def test_wrong_sha256_fails_with_both_hashes(test_tree: Path, debian_base: str, python_mirror: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(test_tree, bad)
+    wrong = "0" * 63 + "1"
+    edit(bad / "schedule.yaml", f"sha256: {TARBALL_SHA256}", f"sha256: {wrong}")
+    gen(bad, "generate")
+    proc = build(bad, debian_base, python_mirror, "localhost/flex-test/python311:bad", check=False)
+    assert proc.returncode == 1
+    assert "checksum mismatch" in proc.stderr
+    assert f"expected: {wrong}" in proc.stderr and f"actual:   {TARBALL_SHA256}" in proc.stderr
+    assert podman("image", "exists", "localhost/flex-test/python311:bad", check=False).returncode != 0
+
+
+def test_tampered_lock_fails_the_build(test_tree: Path, debian_base: str, python_mirror: str, tmp_path: Path) -> None:
+    """A lock whose hash does not match the file pip is given stops the build (--require-hashes)."""
+    bad = tmp_path / "tampered"
+    shutil.copytree(test_tree, bad)
+    wheels = json.loads((bad / "lockfiles" / f"{RUNTIME}.wheels.json").read_text())
+    wheel = next(w for w in wheels if w["name"] == "wheel")
+    lock = bad / "lockfiles" / f"{RUNTIME}.txt"
+    edit(lock, wheel["sha256"], "f" * 64)
+    gen(bad, "generate")
+    proc = build(bad, debian_base, python_mirror, "localhost/flex-test/python311:tampered", check=False)
+    assert proc.returncode == 1
+    assert "THESE PACKAGES DO NOT MATCH THE HASHES" in proc.stderr or "hash" in proc.stderr.lower()
+
+
+def test_two_clean_builds_give_the_same_digest(image: dict, test_tree: Path, debian_base: str, python_mirror: str) -> None:
+    second = build(test_tree, debian_base, python_mirror, "localhost/flex-test/python311:b", "--no-cache", check=False)
+    assert second.returncode == 0, second.stderr
+    a = json.loads(podman("image", "inspect", image["tag"]).stdout)[0]
+    b = json.loads(podman("image", "inspect", "localhost/flex-test/python311:b").stdout)[0]
+    layers_a, layers_b = a["RootFS"]["Layers"], b["RootFS"]["Layers"]
+    differing = [i for i, (x, y) in enumerate(zip(layers_a, layers_b)) if x != y]
+    assert differing == [], f"layers {differing} differ (diff ids {[layers_a[i] for i in differing]} vs {[layers_b[i] for i in differing]})"
+    assert a["Id"] == b["Id"], "same layers but a different config"
+
+
+@pytest.fixture(scope="session")
+def app_wheels() -> Path:
+    """Flask + gunicorn and their dependencies for Python 3.11, fetched once on the host (hash-recorded by pip)."""
+    wheels = CACHE / "app-wheels"
+    if not list(wheels.glob("gunicorn-*.whl")):
+        run(
+            str(ROOT / ".venv" / "bin" / "python"), "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11",
+            "-d", str(wheels), *FLASK_APP_WHEELS,
+        )  # fmt: skip
+    return wheels
+
+
+@pytest.fixture(scope="session")
+def flask_image(image: dict, app_wheels: Path, tmp_path_factory) -> str:
+    """The Flask sample, Dockerfile written by `generator app`, built FROM the runtime image."""
+    app = tmp_path_factory.mktemp("flask")
+    shutil.copytree(ROOT / "tests" / "apps" / "flask", app, dirs_exist_ok=True)
+    digest = json.loads(podman("image", "inspect", image["tag"]).stdout)[0]["Digest"]
+    ref = f"{image['tag'].rsplit(':', 1)[0]}@{digest}"
+    proc = run(
+        str(ROOT / ".venv" / "bin" / "python"), "-m", "generator", "app", str(app), "--runtime-image", ref, "--gunicorn-config", cwd=ROOT,
+    )  # fmt: skip
+    (app / "pip.conf").write_text("[global]\nno-index = true\nfind-links = /wheels\n")
+    tag = "localhost/flex-test/flask-app:latest"
+    podman(
+        "build", "--network=none", "-v", f"{app_wheels}:/wheels:ro,Z", "-v", f"{app / 'pip.conf'}:/etc/pip.conf:ro,Z", "-t", tag, str(app)
+    )  # fmt: skip
+    assert "FROM " + ref in (app / "Dockerfile").read_text(), proc.stdout
+    return tag
+
+
+@contextlib.contextmanager
+def container(tag: str, port: int, *args: str):
+    name = f"flex-test-{port}"
+    podman("run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:{port if args else 8080}", *args, tag)
+    try:
+        yield name
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
+def get(url: str, headers: dict | None = None, wait: float = 30) -> tuple[int, dict]:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_flask_app_serves_on_8080(flask_image: str) -> None:
+    port = free_port()
+    with container(flask_image, port):
+        status, body = get(f"http://127.0.0.1:{port}/")
+    assert status == 200
+    assert body["port"] == "8080" and body["service"] == "web"
+    assert body["greeting"] == "hello from $GAE_SERVICE"
+    print(f"\nHTTP {status} on 8080: {body}")
+
+
+def test_flask_app_serves_on_a_port_given_at_run_time(flask_image: str) -> None:
+    port = free_port()
+    with container(flask_image, port, "-e", f"PORT={port}"):
+        status, body = get(f"http://127.0.0.1:{port}/")
+        https = get(f"http://127.0.0.1:{port}/", headers={"X-Forwarded-Proto": "https"})
+    assert status == 200 and body["port"] == str(port) and body["scheme"] == "http"
+    assert https[0] == 200 and https[1]["scheme"] == "https"  # the recommended gunicorn config trusts the proxy
+    print(f"\nHTTP {status} on {port}: {body}; with X-Forwarded-Proto: https -> {https[1]}")
+
+
+def test_lock_inside_the_runtime_image(image: dict, app_wheels: Path) -> None:
+    """pip-compile run by the runtime's own interpreter (3.11.2), offline, against the served wheels."""
+    tools = CACHE / "pip-tools-wheels"
+    if not list(tools.glob("pip_tools-*.whl")):
+        run(str(ROOT / ".venv" / "bin" / "python"), "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11",
+            "-d", str(tools), "pip-tools")  # fmt: skip
+    script = (
+        "set -e; python -m venv /tmp/pt && /tmp/pt/bin/pip install -q --no-index --find-links /tools pip-tools"
+        " && printf 'gunicorn\\n' > /tmp/in.txt"
+        " && /tmp/pt/bin/pip-compile -q --no-index --find-links /wheels --generate-hashes --no-header -o /tmp/out.txt /tmp/in.txt"
+        " && cat /tmp/out.txt"
+    )
+    out = podman(
+        "run", "--rm", "--network=none", "-v", f"{app_wheels}:/wheels:ro,Z", "-v", f"{tools}:/tools:ro,Z", image["tag"], "sh", "-c", script
+    ).stdout  # fmt: skip
+    assert "gunicorn==23.0.0" in out and "--hash=sha256:" in out
