@@ -30,7 +30,7 @@ def tree(tmp_path: Path) -> Path:
     """A copy of the repository's inputs and generated files, to break and regenerate freely."""
     shutil.copy(SCHEDULE, tmp_path / "schedule.yaml")
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
-    for sub in ("images", "lockfiles"):
+    for sub in ("images", "lockfiles", "nix"):  # nix/: its text is part of every input_hash
         if (ROOT / sub).is_dir():
             shutil.copytree(ROOT / sub, tmp_path / sub)
     return tmp_path
