@@ -7,13 +7,15 @@ people editing this file are maintainers in a hurry, not the authors of this cod
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
+import types
+import typing
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from typing import Annotated, Any, Literal, Union
 
 from . import yamlsrc
 
@@ -21,14 +23,28 @@ SUPPORTED = "supported"
 DEPRECATED = "deprecated"
 END_OF_SUPPORT = "end_of_support"
 
-_SHA256 = r"^[0-9a-f]{64}$"
-_VERSION = r"^\d+\.\d+\.\d+$"
-# Nix accepts base32 (52 chars), or an SRI "sha256-<base64>".
-_NIX_SHA256 = r"^([0-9a-df-np-sv-z]{52}|sha256-[A-Za-z0-9+/]{43}=)$"
+
+@dataclass(frozen=True)
+class Pattern:
+    """A string constraint with the hint a person needs to fix a value that misses it."""
+
+    regex: str
+    hint: str
+
+    def ok(self, value: str) -> bool:
+        return re.fullmatch(self.regex, value) is not None
+
+
+@dataclass(frozen=True)
+class Range:
+    lo: int
+    hi: int
+
+
+FLATTEN = "flatten"  # marker: a list may hold aliased lists (`[*common, extra]`), flattened
 
 
 def _flatten(value: Any) -> Any:
-    """Allow YAML aliases of lists inside lists (`[*common, extra]`)."""
     if not isinstance(value, list):
         return value
     out: list[Any] = []
@@ -37,66 +53,170 @@ def _flatten(value: Any) -> Any:
     return out
 
 
-Sha256 = Annotated[str, StringConstraints(pattern=_SHA256)]
-_DIGEST = r"^sha256:[0-9a-f]{64}$"
-Digest = Annotated[str, StringConstraints(pattern=_DIGEST)]
-Version = Annotated[str, StringConstraints(pattern=_VERSION)]
-NixSha256 = Annotated[str, StringConstraints(pattern=_NIX_SHA256)]
-PackageList = Annotated[list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]], BeforeValidator(_flatten)]
-ImageRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+:[A-Za-z0-9._-]+$")]
+Sha256 = Annotated[str, Pattern(r"[0-9a-f]{64}", "a sha256 is 64 lowercase hex digits")]
+Digest = Annotated[str, Pattern(r"sha256:[0-9a-f]{64}", "an image digest is 'sha256:' and 64 lowercase hex digits")]
+Version = Annotated[str, Pattern(r"\d+\.\d+\.\d+", 'write the full version as a quoted string, e.g. "3.12.13"')]
+# Nix accepts base32 (52 chars) or SRI "sha256-<base64>".
+NixSha256 = Annotated[
+    str, Pattern(r"[0-9a-df-np-sv-z]{52}|sha256-[A-Za-z0-9+/]{43}=", "a Nix hash is base32 (52 chars) or SRI 'sha256-…=' (or null when unknown)")
+]
+PackageName = Annotated[str, Pattern(r"[a-z0-9][a-z0-9+.-]+", "an apt package name")]
+ImageRef = Annotated[str, Pattern(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+:[A-Za-z0-9._-]+", "an image reference is host/path:tag")]
+Repository = Annotated[str, Pattern(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+", "a repository is host/path, lowercase")]
+Url = Annotated[str, Pattern(r"https?://\S+", "a URL starts with https:// or http://")]
+TarballUrl = Annotated[str, Pattern(r"https?://\S+/Python-\d+\.\d+\.\d+\.tgz", "the URL of a Python-X.Y.Z.tgz")]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+@dataclass(frozen=True)
+class Publish:
+    repository: Repository
+    source: Url
 
 
-class Publish(_Model):
-    repository: Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")]
-    source: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+@dataclass(frozen=True)
+class Policy:
+    deprecation_window_days: Annotated[int, Range(0, 3650)]
 
 
-class Policy(_Model):
-    deprecation_window_days: Annotated[int, Field(ge=0, le=3650)]
-
-
-class OperatingSystem(_Model):
+@dataclass(frozen=True)
+class OperatingSystem:
     name: str
     image: ImageRef
     digest: Digest
     nix_sha256: NixSha256 | None
     end_of_support: dt.date
-    build_packages: PackageList
+    build_packages: Annotated[list[PackageName], FLATTEN]
 
 
-class Interpreter(_Model):
-    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+/Python-\d+\.\d+\.\d+\.tgz$")]
+@dataclass(frozen=True)
+class Interpreter:
+    url: TarballUrl
     sha256: Sha256
     end_of_support: dt.date
 
 
-class NewRuntime(_Model):
-    id: Annotated[str, StringConstraints(pattern=r"^python\d+-[a-z0-9]+$")]
+@dataclass(frozen=True)
+class NewRuntime:
+    id: Annotated[str, Pattern(r"python\d+-[a-z0-9]+", "a runtime ID is python<MAJOR><MINOR>-<os>")]
     os: str
     python: Version
 
 
-class LegacyRuntime(_Model):
-    id: Annotated[str, StringConstraints(pattern=r"^python\d+$")]
+@dataclass(frozen=True)
+class LegacyRuntime:
+    id: Annotated[str, Pattern(r"python\d+", "a legacy runtime ID is python<MAJOR><MINOR> (python2 for 2.7)")]
     os: str
     python: Version
-    python_version: list[Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?$")]]
+    python_version: list[Annotated[str, Pattern(r"\d+(\.\d+)?", 'a python_version setting such as "3" or "3.6"')]]
     default: bool = False
 
 
-class ScheduleModel(_Model):
+@dataclass(frozen=True)
+class ScheduleModel:
     schema_version: Literal[1]
     publish: Publish
     policy: Policy
-    anchors: dict[str, Any] = {}
-    operating_systems: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*$")], OperatingSystem]
+    operating_systems: dict[Annotated[str, Pattern(r"[a-z][a-z0-9]*", "an OS id such as ubuntu22")], OperatingSystem]
     interpreters: dict[Version, Interpreter]
     runtimes: list[NewRuntime]
     legacy_runtimes: list[LegacyRuntime]
+    anchors: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# --- validation: YAML data → the dataclasses above, every problem collected with its path ---
+
+Problem = tuple[tuple[Any, ...], str]
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a YAML number"
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "empty"}.get(type(value), type(value).__name__)
+
+
+def convert(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem]) -> Any:
+    """Check `value` against the type `hint` (strictly: no coercion), recording each problem."""
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *meta = typing.get_args(hint)
+        if FLATTEN in meta:
+            value = _flatten(value)
+        before = len(problems)
+        out = convert(value, base, path, problems)
+        if len(problems) == before:
+            for m in meta:
+                if isinstance(m, Pattern) and not m.ok(out):
+                    problems.append((path, f"malformed value {out!r}: {m.hint}"))
+                elif isinstance(m, Range) and not m.lo <= out <= m.hi:
+                    problems.append((path, f"{out} is out of range ({m.lo} to {m.hi})"))
+        return out
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None and len(args) < len(typing.get_args(hint)):
+            return None
+        return convert(value, args[0], path, problems)
+    if origin is Literal:
+        if value not in typing.get_args(hint) or isinstance(value, bool):
+            problems.append((path, f"must be {' or '.join(map(repr, typing.get_args(hint)))} (got {value!r})"))
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append((path, f"must be a list, not {_kind(value)}"))
+            return []
+        (item,) = typing.get_args(hint)
+        return [convert(v, item, (*path, i), problems) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append((path, f"must be a mapping, not {_kind(value)}"))
+            return {}
+        key_hint, value_hint = typing.get_args(hint)
+        return {convert(k, key_hint, (*path, k), problems): convert(v, value_hint, (*path, k), problems) for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            problems.append((path, f"must be a mapping of settings, not {_kind(value)}"))
+            return None
+        hints = _hints(hint)
+        fields = {f.name: f for f in dataclasses.fields(hint)}
+        for key in value:
+            if key not in fields:
+                problems.append(((*path, key), "unknown key; remove it or check its spelling"))
+        kwargs = {}
+        for name, f in fields.items():
+            if name in value:
+                kwargs[name] = convert(value[name], hints[name], (*path, name), problems)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(((*path, name), "required key is missing; add it"))
+        try:
+            return hint(**kwargs)
+        except TypeError:  # a required field was missing: already reported
+            return None
+    if hint is str:
+        if not isinstance(value, str):
+            fix = f"{value!r} is a YAML number; quote it" if _kind(value) == "a YAML number" else f"must be a quoted string, not {_kind(value)}"
+            problems.append((path, fix))
+        return value
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append((path, f"must be a whole number, unquoted (got {value!r})"))
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            problems.append((path, f"must be true or false (got {value!r})"))
+        return value
+    if hint is dt.date:
+        if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+            problems.append((path, f"must be a date written YYYY-MM-DD (got {value!r})"))
+        return value
+    raise TypeError(f"no rule for {hint!r}")  # pragma: no cover - a programming error
 
 
 class ScheduleError(ValueError):
@@ -213,23 +333,6 @@ def _vkey(version: str) -> tuple[int, ...]:
 
 version_key = _vkey
 
-_FIXES = {
-    "extra_forbidden": "unknown key; remove it or check its spelling",
-    "missing": "required key is missing; add it",
-    "string_pattern_mismatch": "malformed value",
-    "string_type": "must be a quoted string",
-    "date_type": "must be a date written YYYY-MM-DD",
-    "int_type": "must be a whole number, unquoted",
-    "bool_type": "must be true or false",
-    "date_from_datetime_parsing": "must be a date written YYYY-MM-DD",
-}
-_PATTERN_HINTS = {
-    _SHA256: "a sha256 is 64 lowercase hex digits",
-    _DIGEST: "an image digest is 'sha256:' and 64 lowercase hex digits",
-    _VERSION: 'write the full version as a quoted string, e.g. "3.12.13"',
-    _NIX_SHA256: "a Nix hash is base32 (52 chars) or SRI 'sha256-…=' (or null when unknown)",
-}
-
 
 def load(path: Path | str, display: str | None = None) -> Schedule:
     """Load and validate a schedule file; raise ScheduleError with every problem found."""
@@ -244,10 +347,10 @@ def load(path: Path | str, display: str | None = None) -> Schedule:
     problems = _numbers_written_as_versions(doc)
     if problems:
         raise ScheduleError(problems)
-    try:
-        model = ScheduleModel.model_validate(doc.data)
-    except ValidationError as exc:
-        raise ScheduleError([_describe(doc, err) for err in exc.errors()]) from None
+    found: list[Problem] = []
+    model = convert(doc.data, ScheduleModel, (), found)
+    if found:
+        raise ScheduleError([_describe(doc, path, message) for path, message in found])
     problems = _cross_check(doc, model)
     if problems:
         raise ScheduleError(problems)
@@ -270,24 +373,8 @@ def _numbers_written_as_versions(doc: yamlsrc.Document) -> list[str]:
     return out
 
 
-def _describe(doc: yamlsrc.Document, err: dict[str, Any]) -> str:
-    path = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-    # pydantic reports dict-key errors with a trailing "[key]" marker
-    path = tuple(p for p in path if p != "[key]")
-    where = f"{doc.file}:{doc.line(path) or 1}"
-    key = yamlsrc.dotted(path) or "(top level)"
-    kind = err["type"]
-    fix = _FIXES.get(kind, err["msg"])
-    if kind == "string_pattern_mismatch":
-        pattern = err.get("ctx", {}).get("pattern", "")
-        fix = f"malformed value {err['input']!r}: " + _PATTERN_HINTS.get(pattern, f"must match {pattern}")
-    elif kind == "string_type" and isinstance(err.get("input"), (int, float)):
-        fix = f"{err['input']!r} is a YAML number; quote it"
-    elif kind == "literal_error":
-        fix = f"{err['msg']} (got {err['input']!r})"
-    elif kind not in _FIXES:
-        fix = f"{err['msg']} (got {err.get('input')!r})"
-    return f"{where}: {key}: {fix}"
+def _describe(doc: yamlsrc.Document, path: tuple[Any, ...], message: str) -> str:
+    return f"{doc.file}:{doc.line(path) or 1}: {yamlsrc.dotted(path) or '(top level)'}: {message}"
 
 
 def _cross_check(doc: yamlsrc.Document, m: ScheduleModel) -> list[str]:
