@@ -181,7 +181,7 @@ def nix_prefetch(image: str, digest: str) -> str | None:
     short = re.sub(r"^(docker\.io/)?(library/)?", "", name)
     cmd = [exe, "--quiet", "--image-name", name, "--image-digest", digest, "--final-image-name", short, "--final-image-tag", tag or "latest"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    m = re.search(r'sha256 = "([^"]+)"', proc.stdout)
+    m = re.search(r'(?:sha256|hash) = "([^"]+)"', proc.stdout)  # older versions print sha256, newer hash
     return m.group(1) if proc.returncode == 0 and m else None
 
 

@@ -1,0 +1,538 @@
+"""The Nix flake, checked by a real Nix (Debian's nix-bin, 2.8 or newer) with no network.
+
+nixpkgs and the Nix cache are out of reach here, so every evaluation overrides both inputs with
+the small stand-ins under tests/nix/, which implement only the functions the flake calls, with
+nixpkgs' argument sets (an unknown argument or a pullImage without a hash is an error, as in
+nixpkgs). The flake's files are copied to a temporary directory and used as a `path:` flake: in a
+git checkout `.` would see only tracked files, and `path:` of the checkout would copy .venv and
+.git into the store. The committed flake.lock is checked without overrides, and never rewritten.
+
+Without Nix these tests skip, except under CI (CI=true), where they fail: CI installs nix-bin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.nix
+
+SYSTEM = "x86_64-linux"
+NIX_CONFIG = "experimental-features = nix-command flakes\nsubstituters =\nconnect-timeout = 5"
+FLAKE_FILES = ("flake.nix", "flake.lock", "nix", "lockfiles/runtimes.json", "tests/nix")
+DATA = json.loads((ROOT / "lockfiles" / "runtimes.json").read_text(encoding="utf-8"))
+RUNTIMES: dict[str, dict[str, Any]] = DATA["runtimes"]
+IDS = sorted(RUNTIMES)
+MISSING_HASH = sorted(i for i, e in RUNTIMES.items() if e["base"]["nix_sha256"] is None)
+BUILDABLE = sorted(set(IDS) - set(MISSING_HASH))
+STORE_PATH = re.compile(r"/nix/store/[0-9a-z]{32}-")
+
+# The pins of flake.lock (github type, lock version 7: what Nix 2.8 and newer accept).
+PINS = {
+    "nixpkgs": {
+        "owner": "NixOS",
+        "repo": "nixpkgs",
+        "rev": "812b3986fd1568f7a858f97fcf425ad996ba7d25",
+        "narHash": "sha256-NV/J+tTER0P5iJhUDL/8HO5MDjDceLQPRUYgdmy5wXw=",
+        "lastModified": 1773964973,
+    },
+    "nixpkgs-python": {
+        "owner": "cachix",
+        "repo": "nixpkgs-python",
+        "rev": "2731df9c2ce7a05e079416f3580bacf1a2bade09",
+        "narHash": "sha256-e6yzmOYb7N64k5g4bvIvA21TIzhUHjGKaWbKQxBt8bg=",
+        "lastModified": 1782825674,
+    },
+    "flake-compat": {
+        "owner": "edolstra",
+        "repo": "flake-compat",
+        "rev": "5edf11c44bc78a0d334f6334cdaf7d60d732daab",
+        "narHash": "sha256-vNpUSpF5Nuw8xvDLj2KCwwksIbjua2LZCqhV1LNRDns=",
+        "lastModified": 1767039857,
+    },
+}
+
+# Applied to packages.x86_64-linux in ONE `nix eval --json`: every runtime's image arguments as
+# the stand-ins received them. A runtime whose base has no pullImage hash evaluates to
+# fromImage = null here (tryEval); its error message is checked on its own below.
+APPLY = """
+packages: builtins.mapAttrs (id: p:
+  let
+    a = p.imageArgs;
+    pulled = builtins.tryEval (builtins.deepSeq a.fromImage.callerArgs a.fromImage);
+  in {
+    inherit (a) name tag created config contents extraCommands fakeRootCommands;
+    passthru = { inherit (a.passthru) runtimeId pythonVersion baseReference envLayout; };
+    fromImage = if pulled.success then { inherit (pulled.value) callerArgs pullImageArgs name; } else null;
+    interpreter = { inherit (p.interpreter) name version pythonVersion nixpkgsSeen; path = p.interpreter.outPath; };
+    env = { inherit (p.pythonEnv) name layout; inherit (p.pythonEnv.runCommandArgs) buildCommand stdenv; path = p.pythonEnv.outPath; };
+    drvPath = if pulled.success then p.drvPath else null;
+  }) packages
+"""
+
+
+# ---- running Nix -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nix_installed() -> None:
+    missing = [tool for tool in ("nix", "nix-instantiate") if shutil.which(tool) is None]
+    if missing:
+        message = f"{', '.join(missing)} not installed (apt-get install nix-bin; `bash ci/dev.sh setup` does it)"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"CI: {message}")
+        pytest.skip(message)
+
+
+def nix(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NIX_CONFIG": NIX_CONFIG}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{shlex.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def overrides(flake: Path) -> list[str]:
+    return [
+        "--override-input",
+        "nixpkgs",
+        f"path:{flake}/tests/nix/nixpkgs-standin",
+        "--override-input",
+        "nixpkgs-python",
+        f"path:{flake}/tests/nix/nixpkgs-python-standin",
+    ]
+
+
+def copy_flake(dest: Path, runtimes: dict[str, Any] | None = None) -> Path:
+    """The flake's files (only those) in DEST; optionally with other runtimes.json data."""
+    for rel in FLAKE_FILES:
+        src = ROOT / rel
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / rel)
+    if runtimes is not None:
+        (dest / "lockfiles" / "runtimes.json").write_text(json.dumps(runtimes, indent=2, sort_keys=True) + "\n")
+    return dest
+
+
+def eval_packages(flake: Path) -> dict[str, Any]:
+    proc = nix("nix", "eval", "--json", f"path:{flake}#packages.{SYSTEM}", *overrides(flake), "--apply", APPLY)
+    return json.loads(proc.stdout)  # exit code checked first: a failing eval may print partial JSON
+
+
+@pytest.fixture(scope="module")
+def flake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_flake(tmp_path_factory.mktemp("flake"))
+
+
+@pytest.fixture(scope="module")
+def show(flake: Path) -> dict[str, Any]:
+    return json.loads(nix("nix", "flake", "show", "--json", f"path:{flake}", *overrides(flake)).stdout)
+
+
+@pytest.fixture(scope="module")
+def evaluated(flake: Path) -> dict[str, Any]:
+    return eval_packages(flake)
+
+
+def normalized(value: Any) -> Any:
+    """Store paths without their hashes: what the snapshot may hold."""
+    return json.loads(STORE_PATH.sub("/nix/store/<hash>-", json.dumps(value)))
+
+
+# ---- parsing, outputs, lock --------------------------------------------------------------------
+
+
+def test_every_nix_file_parses(tmp_path: Path) -> None:
+    files = sorted(p for p in ROOT.rglob("*.nix") if not ({".git", ".venv", "node_modules"} & set(p.relative_to(ROOT).parts)))
+    rel = {str(p.relative_to(ROOT)) for p in files}
+    assert {"flake.nix", "nix/runtime-image.nix", "tests/nix/nixpkgs-standin/flake.nix", "tests/nix/nixpkgs-python-standin/flake.nix"} <= rel
+    nix("nix-instantiate", "--parse", *map(str, files))
+    bad = tmp_path / "bad.nix"  # and the check can fail
+    bad.write_text("{ a = ; }\n")
+    proc = nix("nix-instantiate", "--parse", str(bad), check=False)
+    assert proc.returncode != 0 and "syntax error" in proc.stderr
+
+
+def test_flake_show_lists_every_runtime(show: dict[str, Any]) -> None:
+    packages = show["packages"][SYSTEM]
+    assert sorted(packages) == sorted([*IDS, "default"])
+    for rid, pkg in packages.items():
+        assert pkg["type"] == "derivation"
+        assert pkg["name"] == f"stream-{DATA['default_runtime'] if rid == 'default' else rid}"
+    assert sorted(show["checks"][SYSTEM]) == BUILDABLE
+    assert sorted(show["hydraJobs"]) == BUILDABLE
+    for rid, job in show["hydraJobs"].items():
+        assert list(job) == [SYSTEM] and (job[SYSTEM]["type"], job[SYSTEM]["name"]) == ("derivation", f"stream-{rid}")
+    assert "lib" in show
+
+
+def test_committed_lock_holds_the_pins() -> None:
+    lock = json.loads((ROOT / "flake.lock").read_text())
+    assert lock["version"] == 7 and lock["root"] == "root"
+    assert lock["nodes"]["root"] == {"inputs": {"nixpkgs": "nixpkgs", "nixpkgs-python": "nixpkgs-python"}}
+    assert lock["nodes"]["nixpkgs-python"]["inputs"] == {"flake-compat": "flake-compat", "nixpkgs": ["nixpkgs"]}
+    assert set(lock["nodes"]) == {"root", *PINS}
+    for name, pin in PINS.items():
+        assert lock["nodes"][name]["locked"] == {"type": "github", **pin}, name
+    assert lock["nodes"]["nixpkgs"]["original"] == {"type": "github", "owner": "NixOS", "repo": "nixpkgs", "ref": "nixos-25.11"}
+
+
+def test_nix_accepts_the_committed_lock_offline(flake: Path) -> None:
+    """No overrides: Nix reads the lock as committed, needs no network, and does not rewrite it."""
+    before = (flake / "flake.lock").read_bytes()
+    meta = json.loads(nix("nix", "flake", "metadata", "--json", "--no-update-lock-file", f"path:{flake}").stdout)
+    nodes = meta["locks"]["nodes"]
+    for name, pin in PINS.items():
+        assert nodes[name]["locked"]["rev"] == pin["rev"]
+        assert nodes[name]["locked"]["narHash"] == pin["narHash"]
+    human = re.sub(r"\x1b\[[0-9;]*m", "", nix("nix", "flake", "metadata", "--no-update-lock-file", f"path:{flake}").stdout)
+    for pin in PINS.values():
+        assert f"github:{pin['owner']}/{pin['repo']}/{pin['rev']}" in human
+    assert (flake / "flake.lock").read_bytes() == before == (ROOT / "flake.lock").read_bytes()
+
+
+def test_evaluations_with_overrides_leave_the_lock_alone(flake: Path, show: dict[str, Any], evaluated: dict[str, Any]) -> None:
+    assert (flake / "flake.lock").read_bytes() == (ROOT / "flake.lock").read_bytes()
+
+
+# ---- every runtime's image ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rid", IDS)
+def test_image_arguments(evaluated: dict[str, Any], rid: str) -> None:
+    entry, got = RUNTIMES[rid], evaluated[rid]
+    base, py = entry["base"], entry["python"]
+    assert f"{got['name']}:{got['tag']}" == entry["image"] == f"ghcr.io/appengine-flex-python/runtimes/{rid}:{py['version']}"
+    assert got["created"] == "1970-01-01T00:00:01Z"
+    assert got["config"] == entry["config"]
+    assert got["contents"] == []
+    assert got["fakeRootCommands"] == "chown -R -h 1000:1000 env app"
+    # the exact interpreter, from nixpkgs-python (whose nixpkgs follows the flake's)
+    interp = got["interpreter"]
+    assert interp["version"] == py["version"] and interp["pythonVersion"] == py["minor"]
+    assert interp["nixpkgsSeen"] == "nixpkgs-standin"
+    assert f"ln -s {interp['path']} {py['prefix'].lstrip('/')}\n" in got["extraCommands"]
+    assert got["passthru"] == {
+        "runtimeId": rid,
+        "pythonVersion": py["version"],
+        "baseReference": base["reference"],
+        "envLayout": got["env"]["layout"],
+    }
+    # /env: a venv for Python 3; for 2.7 (no venv, no pyvenv.cfg) a prefix of its own
+    env = got["env"]
+    assert env["layout"] == ("prefix" if py["minor"] == "2.7" else "venv")
+    assert f"cp -r {env['path']}/env env\n" in got["extraCommands"] and env["name"] == f"{rid}-env"
+    if env["layout"] == "venv":
+        assert f"writeCfg '{py['prefix']}/bin'" in env["buildCommand"] and "pyvenv.cfg" in env["buildCommand"]
+    else:
+        assert f"cp '{interp['path']}/bin/python2.7' \"$envdir/bin/python2.7\"" in env["buildCommand"]
+        assert "pyvenv.cfg" not in env["buildCommand"]
+    # the base image, pinned by digest and by the hash of the pulled archive
+    if rid in MISSING_HASH:
+        assert got["fromImage"] is None and got["drvPath"] is None
+        return
+    sri = base["nix_sha256"].startswith("sha256-")
+    assert got["fromImage"]["callerArgs"] == {
+        "imageName": base["name"],
+        "imageDigest": base["digest"],
+        ("hash" if sri else "sha256"): base["nix_sha256"],
+        "finalImageName": "ubuntu",
+        "finalImageTag": base["tag"],
+        "os": "linux",
+        "arch": "amd64",
+    }
+    assert base["reference"] == f"{base['name']}:{base['tag']}@{base['digest']}"
+    assert got["fromImage"]["pullImageArgs"]["outputHash"] == base["nix_sha256"]
+    assert got["fromImage"]["name"] == f"docker-image-ubuntu-{base['tag']}.tar"
+    assert got["drvPath"].endswith(f"-stream-{rid}.drv")
+
+
+@pytest.mark.parametrize("rid", IDS)
+def test_image_arguments_snapshot(evaluated: dict[str, Any], rid: str, snapshot) -> None:
+    got = {k: v for k, v in evaluated[rid].items() if k != "drvPath"}
+    assert normalized(got) == snapshot
+
+
+def dockerfile_config(text: str) -> dict[str, Any]:
+    """ENV, LABEL, USER, WORKDIR, EXPOSE and CMD of a Dockerfile's final stage, as an image config."""
+    logical = re.sub(r"\\\n", " ", text)
+    lines = [line.strip() for line in logical.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    final = lines[max(i for i, line in enumerate(lines) if line.upper().startswith("FROM ")) :]
+    config: dict[str, Any] = {"Env": {}, "Labels": {}, "ExposedPorts": {}}
+    for line in final:
+        word, _, rest = line.partition(" ")
+        word = word.upper()
+        if word in ("ENV", "LABEL"):
+            pairs = dict(item.split("=", 1) for item in shlex.split(rest))
+            config["Env" if word == "ENV" else "Labels"].update(pairs)
+        elif word == "USER":
+            config["User"] = rest.strip()
+        elif word == "WORKDIR":
+            config["WorkingDir"] = rest.strip()
+        elif word == "EXPOSE":
+            config["ExposedPorts"].update({p: {} for p in rest.split()})
+        elif word == "CMD":
+            config["Cmd"] = json.loads(rest)
+    return config
+
+
+@pytest.mark.parametrize("rid", IDS)
+def test_config_is_the_dockerfiles(evaluated: dict[str, Any], rid: str) -> None:
+    """Same Env, Labels, User, WorkingDir, ports and Cmd as the Dockerfile path."""
+    config = evaluated[rid]["config"]
+    want = {**config, "Env": dict(e.split("=", 1) for e in config["Env"])}
+    assert dockerfile_config((ROOT / "images" / rid / "Dockerfile").read_text()) == want
+
+
+def test_default_package_is_the_newest_runtime(evaluated: dict[str, Any]) -> None:
+    assert evaluated["default"] == evaluated[DATA["default_runtime"]]
+
+
+def assert_missing_hash_message(flake: Path, rid: str, entry: dict[str, Any]) -> None:
+    base = entry["base"]
+    proc = nix("nix", "eval", "--raw", f"path:{flake}#packages.{SYSTEM}.{rid}.drvPath", *overrides(flake), check=False)
+    assert proc.returncode != 0, proc.stdout
+    message = " ".join(proc.stderr.split())
+    assert f"runtime {rid}: the dockerTools.pullImage hash is unknown for base image {base['reference']}" in message
+    assert "No hash is guessed" in message
+    assert f"nix-prefetch-docker --image-name {base['name']} --image-digest {base['digest']}" in message
+    assert f"--final-image-name ubuntu --final-image-tag {base['tag']}" in message
+    assert f"schedule.yaml (nix_sha256 of the {entry['operating_system']} system)" in message
+    assert "python -m generator generate" in message
+
+
+@pytest.mark.parametrize("rid", MISSING_HASH)
+def test_unknown_pullimage_hash_fails_with_instructions(flake: Path, rid: str) -> None:
+    """Today: the ubuntu16 runtimes (python2, python34 … python37), whose base hash is unknown."""
+    assert_missing_hash_message(flake, rid, RUNTIMES[rid])
+
+
+def test_a_null_hash_makes_any_runtime_refuse(tmp_path: Path) -> None:
+    """Whatever the data says today: a buildable runtime whose hash becomes null refuses to build."""
+    data = json.loads(json.dumps(DATA))
+    rid = DATA["default_runtime"]
+    data["runtimes"][rid]["base"]["nix_sha256"] = None
+    flake = copy_flake(tmp_path / "flake", data)
+    show = json.loads(nix("nix", "flake", "show", "--json", f"path:{flake}", *overrides(flake)).stdout)
+    assert show["packages"][SYSTEM][rid]["type"] == "derivation"  # listed; fails only when evaluated
+    assert rid not in show["hydraJobs"] and rid not in show["checks"][SYSTEM]
+    assert_missing_hash_message(flake, rid, data["runtimes"][rid])
+
+
+# ---- the stand-ins reject what nixpkgs rejects (so the checks above can fail) -------------------
+
+DIGEST = "sha256:" + "0" * 64
+SRI = "sha256-/hxCtWP5lLygO/5V+sJHFUohQ/+ATmvvZZ/YP553J7I="
+BASE32 = "03slilh35al9jf9pr8mr7v31d0g7qiv92cn783lr776vxb0qc927"
+PULL = f'imageName = "docker.io/library/ubuntu"; imageDigest = "{DIGEST}";'
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (f'd.streamLayeredImage {{ name = "x"; tag = "1"; fromImage = d.pullImage {{ {PULL} hash = "{SRI}"; }}; }}', None),
+        (f'd.pullImage {{ {PULL} sha256 = "{BASE32}"; finalImageName = "ubuntu"; finalImageTag = "22.04"; }}', None),
+        ('d.streamLayeredImage { name = "x"; enableFakeChroot = true; }', "called with unexpected argument 'enableFakeChroot'"),
+        (f"d.pullImage {{ {PULL} }}", "fetcher called without `hash`"),
+        (f'd.pullImage {{ {PULL} hash = "{SRI}"; sha256 = "{BASE32}"; }}', "mutually-incompatible arguments: hash, sha256"),
+        (f'd.pullImage {{ imageName = "ubuntu"; hash = "{SRI}"; }}', "called without required argument 'imageDigest'"),
+        (f'd.pullImage {{ {PULL} imageTag = "22.04"; hash = "{SRI}"; }}', "called with unexpected argument 'imageTag'"),
+        ('s.fetchurl { url = "https://example.org/a.whl"; }', "fetchurl requires a hash"),
+    ],
+    ids=[
+        "valid-image",
+        "valid-pull",
+        "unknown-image-arg",
+        "pull-no-hash",
+        "pull-two-hashes",
+        "pull-no-digest",
+        "pull-unknown-arg",
+        "fetchurl-no-hash",
+    ],
+)
+def test_standins_check_arguments_like_nixpkgs(flake: Path, call: str, error: str | None) -> None:
+    expr = f'let s = (builtins.getFlake "path:{flake}/tests/nix/nixpkgs-standin").legacyPackages.{SYSTEM}; d = s.dockerTools; in ({call}).drvPath'
+    proc = nix("nix", "eval", "--impure", "--raw", "--expr", expr, check=False)
+    if error is None:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("/nix/store/") and proc.stdout.endswith(".drv")
+    else:
+        assert proc.returncode != 0, proc.stdout
+        assert error in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        ("  contents = [ ];\n", "  contents = [ ];\n  enableFakeChroot = true;\n", "called with unexpected argument 'enableFakeChroot'"),
+        ("    } // hashArg base.nix_sha256);\n", "    });\n", "fetcher called without `hash`"),
+        ("    inherit envLayout;\n", '    inherit envLayout;\n    runtimeNote = "a harmless edit";\n', None),
+    ],
+    ids=["misspelt-image-arg", "pull-without-hash", "control"],
+)
+def test_a_wrong_call_in_the_flake_fails_evaluation(tmp_path: Path, old: str, new: str, error: str | None) -> None:
+    """The same evaluation as above, of a copy of the flake with one mistake in nix/runtime-image.nix."""
+    flake = copy_flake(tmp_path / "flake")
+    fn = flake / "nix" / "runtime-image.nix"
+    text = fn.read_text()
+    assert text.count(old) == 1, old
+    fn.write_text(text.replace(old, new))
+    proc = nix("nix", "eval", "--raw", f"path:{flake}#packages.{SYSTEM}.python312-ubuntu22.drvPath", *overrides(flake), check=False)
+    if error is None:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode != 0 and error in proc.stderr, proc.stderr
+
+
+# ---- /env, made by the image's build script, run here with a real interpreter ------------------
+
+
+def bundled_wheels(prefix: Path, minor: str) -> list[Path]:
+    """pip (and setuptools) wheels shipped with an interpreter, or Debian's python3-pip-whl."""
+    for where in (prefix / "lib" / f"python{minor}" / "ensurepip" / "_bundled", Path("/usr/share/python-wheels")):
+        wheels = sorted(where.glob("*.whl")) if where.is_dir() else []
+        if any(w.name.startswith("pip-") for w in wheels) and (where.name == "_bundled" or minor.startswith("3")):
+            return [w for w in wheels if w.name.split("-")[0] in ("pip", "setuptools")]
+    return []
+
+
+def python27() -> Path | None:
+    """A CPython 2.7 prefix with its pip wheel: $FLEX_PYTHON27, python2.7 on PATH, or pyenv's."""
+    candidates = [os.environ.get("FLEX_PYTHON27", ""), shutil.which("python2.7") or ""]
+    candidates += sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob("2.7*/bin/python2.7"))
+    for exe in filter(None, candidates):
+        try:
+            out = subprocess.run(
+                [exe, "-c", "import sys; print(sys.prefix); print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True, timeout=30
+            )
+        except OSError:
+            continue
+        lines = out.stdout.split()
+        if out.returncode == 0 and lines[-1:] == ["2.7"]:
+            prefix = Path(lines[0])
+            if (prefix / "bin" / "python2.7").is_file() and bundled_wheels(prefix, "2.7"):
+                return prefix
+    return None
+
+
+def host_interpreter(which: str) -> tuple[str, Path] | None:
+    if which == "python2.7":
+        prefix = python27()
+        return ("2.7", prefix) if prefix else None
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return minor, Path(sys.base_prefix)
+
+
+def tool_entry(path: Path, name: str = "", version: str = "") -> dict[str, str]:
+    """A `tools` entry of runtimes.json for a local file (name and version from a wheel's name)."""
+    if not name:
+        name, version = path.name.split("-")[:2]
+    return {"name": name, "version": version, "filename": path.name, "url": path.as_uri(), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def make_sdist(dest: Path) -> Path:
+    """A pure-Python sdist whose setup.py needs setuptools, like python2's scandir in the lock."""
+    files = {
+        "flexdemo-1.0/PKG-INFO": "Metadata-Version: 1.1\nName: flexdemo\nVersion: 1.0\n",
+        "flexdemo-1.0/setup.py": "from setuptools import setup\nsetup(name='flexdemo', version='1.0', py_modules=['flexdemo'])\n",
+        "flexdemo-1.0/flexdemo.py": "ANSWER = 42\n",
+    }
+    path = dest / "flexdemo-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return path
+
+
+@pytest.mark.parametrize("which", ["python3", "python2.7"])
+def test_env_build_script_makes_a_working_env(tmp_path: Path, which: str) -> None:
+    """The /env build script of a runtime, with tools, run outside Nix on this machine's interpreter.
+
+    Nix cannot build here (no nixpkgs), so the script the flake evaluates to is run with bash, its
+    store paths replaced by this machine's interpreter and wheels: it must give an env whose
+    sys.prefix is the env (for 2.7 too), with the tools installed there and scripts for /env.
+    """
+    found = host_interpreter(which)
+    if found is None:
+        pytest.skip("no CPython 2.7 with a bundled pip wheel here (set FLEX_PYTHON27 to one's python2.7)")
+    minor, prefix = found
+    rid = next((i for i in IDS if RUNTIMES[i]["python"]["minor"] == minor), None)
+    if rid is None:
+        pytest.skip(f"no runtime with Python {minor}, this machine's")
+    wheels = bundled_wheels(prefix, minor)
+    assert wheels, f"no pip wheel for {prefix}"
+    # pip alone for Python 3 (the test stays fast); for 2.7 setuptools too, which the sdist needs
+    tools = [tool_entry(w) for w in wheels if minor == "2.7" or w.name.startswith("pip-")]
+    # an sdist too, where the wheels at hand can build a setup.py project (2.7's legacy install;
+    # Python 3's pip would also want the `wheel` package, which the real locks hold)
+    sdist = minor == "2.7" and any(w.name.startswith("setuptools-") for w in wheels)
+    if sdist:
+        tools.append(tool_entry(make_sdist(tmp_path), "flexdemo", "1.0"))
+    data = json.loads(json.dumps(DATA))
+    data["runtimes"][rid]["tools"] = tools
+    flake = copy_flake(tmp_path / "flake", data)
+    got = eval_packages(flake)[rid]
+    script = got["env"]["buildCommand"]
+    image_prefix = RUNTIMES[rid]["python"]["prefix"]
+    assert f"{image_prefix}/" in script
+    script = script.replace(got["interpreter"]["path"], str(prefix)).replace(image_prefix, str(prefix))
+    assert got["env"]["stdenv"] == ("stdenv" if sdist else "stdenvNoCC")  # a C compiler for sdists
+    for t in tools:
+        script = re.sub(STORE_PATH.pattern + re.escape(t["filename"]), t["url"].removeprefix("file://"), script)
+    assert "/nix/store" not in script
+    out, build = tmp_path / "out", tmp_path / "build"
+    build.mkdir()
+    env = {"PATH": os.environ["PATH"], "out": str(out), "TMPDIR": str(build), "LC_ALL": "C.UTF-8"}
+    proc = subprocess.run(["bash", "-c", script], cwd=build, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    envdir = out / "env"
+    site = envdir / "lib" / f"python{minor}" / "site-packages"
+    assert (site / "pip").is_dir() and not list(site.rglob("*.pyc"))
+    probe = "\n".join(
+        [
+            "import sys, json, os, pip",
+            "try:\n    from distutils.sysconfig import get_python_lib as purelib",  # where pip installs, 2.7 to 3.11
+            "except ImportError:\n    import sysconfig\n    purelib = lambda: sysconfig.get_paths()['purelib']",
+            "print(json.dumps([sys.prefix, sys.exec_prefix, os.path.dirname(pip.__file__), purelib(), sys.path]))",
+        ]
+    )
+    run = subprocess.run(
+        [str(envdir / "bin" / "python"), "-B", "-W", "ignore", "-c", probe], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    sys_prefix, exec_prefix, pip_dir, purelib, path = json.loads(run.stdout)
+    assert sys_prefix == str(envdir)
+    assert pip_dir == str(site / "pip")  # the env's pip, not the interpreter's own
+    assert purelib == str(site)  # so `pip install` in the image installs into /env
+    assert str(site) in path and not any(p.startswith(str(prefix)) and p.endswith("site-packages") for p in path)
+    if minor == "2.7":
+        assert exec_prefix == str(envdir) and not (envdir / "pyvenv.cfg").exists()
+        assert not (envdir / "bin" / "python2.7").is_symlink()
+        assert os.readlink(envdir / "lib" / "python2.7" / "os.py") == f"{prefix}/lib/python2.7/os.py"
+    else:
+        assert (envdir / "pyvenv.cfg").read_text().startswith(f"home = {prefix}/bin\ninclude-system-site-packages = false\n")
+        assert os.readlink(envdir / "bin" / "python") == f"{prefix}/bin/python{minor}"
+    assert (envdir / "bin" / "pip").read_text().splitlines()[0] == "#!/env/bin/python"
+    assert not list(site.glob("*.dist-info/direct_url.json"))  # no build path recorded
+    if sdist:
+        assert (site / "flexdemo.py").is_file()
