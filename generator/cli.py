@@ -256,7 +256,8 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
     counts = {}
     for o in result.outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
-    touched = lock_mod.regenerate(sched, root)  # the Dockerfiles and runtimes.json read the locks: keep them in step
+    # the Dockerfiles and runtimes.json read the locks: keep them in step whenever a lock file was written
+    touched = lock_mod.regenerate(sched, root) if result.written or result.created_inputs else []
     for rel in touched:
         click.echo(f"wrote {rel}")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
