@@ -83,8 +83,15 @@ def debian_base() -> str:
     if not tar.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "SOURCE_DATE_EPOCH": "1"}
-        run("mmdebstrap", "--variant=apt", "--quiet", "bookworm", str(tar) + ".tmp", "http://deb.debian.org/debian", env=env)
-        os.replace(str(tar) + ".tmp", tar)
+        partial = tar.with_suffix(".partial.tar")  # mmdebstrap picks the format from the extension
+        # Like Ubuntu's (minimized) container images: no docs, man pages or translations.
+        excludes = [f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "info", "locale")]
+        excludes.append("--dpkgopt=path-include=/usr/share/doc/*/copyright")
+        # merged /usr from the start (usr-is-merged), not the usrmerge package, which drags in perl
+        hooks = ["--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"]
+        run("mmdebstrap", "--variant=apt", "--quiet", *excludes, *hooks, "bookworm", str(partial), "http://deb.debian.org/debian", env=env)
+        os.utime(partial, (1, 1))  # podman import dates the image by the tarball's mtime
+        os.replace(partial, tar)
     podman("import", "--change", "CMD=/bin/bash", str(tar), BASE)
     return BASE
 
@@ -233,7 +240,7 @@ def test_config_matches_the_generated_data(image: dict, test_tree: Path) -> None
 def test_wrong_sha256_fails_with_both_hashes(test_tree: Path, debian_base: str, python_mirror: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(test_tree, bad)
-    wrong = "0" * 63 + "1"
+    wrong = "deadbeef" * 8
     edit(bad / "schedule.yaml", f"sha256: {TARBALL_SHA256}", f"sha256: {wrong}")
     gen(bad, "generate")
     proc = build(bad, debian_base, python_mirror, "localhost/flex-test/python311:bad", check=False)
