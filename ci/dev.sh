@@ -72,8 +72,9 @@ case "$cmd" in
     log "lint: ruff"
     .venv/bin/ruff check generator tests benchmarks
     .venv/bin/ruff format --check generator tests benchmarks
-    log "generated files are in step with schedule.yaml"
+    log "generated files and locks are in step with schedule.yaml"
     .venv/bin/python -m generator generate --check
+    .venv/bin/python -m generator lock --check
     log "tests"
     .venv/bin/python -m pytest "$@" ;;
   *)
