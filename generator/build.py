@@ -53,7 +53,8 @@ def engine(name: str | None) -> str:
     raise BuildError(f"no container engine found ({name or 'podman or docker'}); install podman (apt-get install podman runc)")
 
 
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
+    """TLS that trusts the system bundle too (corporate proxies put their CA there)."""
     ctx = ssl.create_default_context()
     for bundle in (os.environ.get("SSL_CERT_FILE"), os.environ.get("PIP_CERT"), "/etc/ssl/certs/ca-certificates.crt"):
         if bundle and Path(bundle).is_file():
@@ -70,7 +71,7 @@ def fetch_verified(url: str, sha256: str, dest: Path, cache: Path = CACHE / "fil
         digest = hashlib.sha256()
         with tempfile.NamedTemporaryFile(dir=cached.parent, delete=False) as tmp:
             try:
-                with urllib.request.urlopen(url, timeout=60, context=_ssl_context()) as resp:
+                with urllib.request.urlopen(url, timeout=60, context=ssl_context()) as resp:
                     while chunk := resp.read(1 << 16):
                         digest.update(chunk)
                         tmp.write(chunk)

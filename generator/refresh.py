@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import registry, render, yamlsrc
+from .build import ssl_context
 from .render import RUNTIMES_JSON
 from .schedule import Schedule, ScheduleError, version_key
 from .schedule import load as load_schedule
@@ -87,18 +88,12 @@ class Change:
 
 def _http_get(url: str, timeout: float = 30) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=_ssl()) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=ssl_context()) as resp:
             return resp.read()
     except urllib.error.HTTPError as exc:
         raise RefreshError(f"{url}: HTTP {exc.code}") from None
     except OSError as exc:
         raise RefreshError(f"{url}: {exc}") from None
-
-
-def _ssl():
-    from .build import _ssl_context
-
-    return _ssl_context()
 
 
 def release_sha256(source: str, version: str) -> tuple[str, str]:
