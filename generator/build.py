@@ -28,7 +28,7 @@ from .schedule import Runtime, Schedule
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flex-python"
 _STEP = re.compile(r"^\[?(?:\d+/\d+\] )?STEP (\d+)/(\d+): (.*)$")
-_MISMATCH = re.compile(r"sha256 mismatch for (\S+)")
+_MISMATCH = re.compile(r"^ERROR: sha256 mismatch for (\S+)")  # the RUN's output, not its echoed command
 
 
 class BuildError(RuntimeError):

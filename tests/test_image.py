@@ -364,3 +364,57 @@ def test_lock_inside_the_runtime_image(image: dict, app_wheels: Path) -> None:
         "run", "--rm", "--network=none", "-v", f"{app_wheels}:/wheels:ro,Z", "-v", f"{tools}:/tools:ro,Z", image["tag"], "sh", "-c", script
     ).stdout  # fmt: skip
     assert "gunicorn==23.0.0" in out and "--hash=sha256:" in out
+
+
+# --- the legacy path: Python 2, virtualenv, an sdist in the lock ---------------------------------
+
+PY27_SHA256 = "da3080e3b488f648a3d7a4560ddee895284c3380b11d6de75edb986526b9a814"  # Python-2.7.18.tgz
+PY27_ORIG = "http://deb.debian.org/debian/pool/main/p/python2.7/python2.7_2.7.18.orig.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def legacy_image(tmp_path_factory, debian_base: str) -> dict:
+    """python2 built the way ubuntu16's legacy runtimes are, with 2.7.18 (Debian bullseye's source
+    package ships python.org's tarball unchanged) in place of 2.7.12, which no reachable archive has."""
+    mirror = CACHE / "mirror"
+    tgz = mirror / "2.7.18" / "Python-2.7.18.tgz"
+    if not tgz.exists():
+        tgz.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(PY27_ORIG, timeout=120) as resp:
+            tgz.with_suffix(".partial").write_bytes(resp.read())
+        os.replace(tgz.with_suffix(".partial"), tgz)
+    assert run("sha256sum", str(tgz)).stdout.split()[0] == PY27_SHA256
+    tree = tmp_path_factory.mktemp("legacy")
+    for name in ("schedule.yaml", "README.md"):
+        shutil.copy(ROOT / name, tree / name)
+    shutil.copytree(ROOT / "lockfiles", tree / "lockfiles")
+    edit(
+        tree / "schedule.yaml",
+        "interpreters:\n",
+        "interpreters:\n"
+        '  "2.7.18":\n'
+        "    url: https://www.python.org/ftp/python/2.7.18/Python-2.7.18.tgz\n"
+        f"    sha256: {PY27_SHA256}\n"
+        "    end_of_support: 2020-01-01\n",
+    )
+    edit(tree / "schedule.yaml", '{id: python2, os: ubuntu16, python: "2.7.12"', '{id: python2, os: ubuntu16, python: "2.7.18"')
+    gen(tree, "generate")
+    tag = "localhost/flex-test/python2:a"
+    with serve(mirror) as url:
+        proc = gen(tree, "build", "python2", "--base-image", debian_base, "--python-mirror", url, "--no-optimize", "--tag", tag, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"tag": tag, "tree": tree}
+
+
+def test_legacy_python2_image(legacy_image: dict) -> None:
+    assert inside(legacy_image, "python", "-c", "import platform; print(platform.python_version())").strip() == "2.7.18"
+    facts = inside(legacy_image, "python", "-c", "import sys, virtualenv, setuptools, sqlite3, zlib, bz2, ctypes; print(sys.prefix)")
+    assert facts.strip() == "/env"
+    locked = {}
+    for line in (legacy_image["tree"] / "lockfiles" / "python2.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split(" ")[0].split("==")
+            locked[name.lower()] = version
+    frozen = dict(line.lower().split("==") for line in inside(legacy_image, "pip", "freeze", "--all").split())
+    assert frozen == locked  # scandir (an sdist) built in the builder, every other file a wheel
+    assert inside(legacy_image, "id", "-u").strip() == "1000"
