@@ -22,7 +22,6 @@ from .schedule import Schedule
 
 GUNICORN_CONF = "gunicorn.conf.py"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SERVERS = ("gunicorn", "uwsgi")
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -185,7 +184,7 @@ def _env_variables(app: dict[str, Any], cfg: Path) -> dict[str, str]:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise appyaml.AppYamlError(str(cfg), f"env_variables.{key}: {value!r} must be a string")
         text = str(value)
-        if _CONTROL.search(text):
+        if appyaml.CONTROL_CHARS.search(text):
             raise appyaml.AppYamlError(str(cfg), f"env_variables.{key}: holds a control character; values must be one line")
         out[key] = text
     return out

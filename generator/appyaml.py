@@ -17,7 +17,7 @@ from typing import Any
 from . import yamlsrc
 from .schedule import END_OF_SUPPORT, Runtime, Schedule
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")  # a newline in a value would inject Dockerfile lines
 
 
 class AppYamlError(ValueError):
@@ -81,7 +81,7 @@ def resolve(doc: yamlsrc.Document, schedule: Schedule, on: dt.date) -> Resolutio
         ep = app["entrypoint"]
         if not isinstance(ep, str):
             raise fail(("entrypoint",), _is(ep, "not a string") + "; write the command line as a string")
-        bad = _CONTROL.search(ep)
+        bad = CONTROL_CHARS.search(ep)
         if bad:
             raise fail(("entrypoint",), f"holds the control character {bad.group()!r}; write the command on one line")
 

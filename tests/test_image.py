@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from generator.lock import parse_lock
+
 from .conftest import ROOT, edit
 
 pytestmark = pytest.mark.image
@@ -152,6 +154,11 @@ def image(test_tree: Path, debian_base: str, python_mirror: str) -> dict:
     return {"tag": "localhost/flex-test/python311:a", "stdout": proc.stdout, "stderr": proc.stderr, "seconds": time.monotonic() - start}
 
 
+def locked_versions(lock: Path) -> dict[str, str]:
+    """name → version of a hash-locked file, read by the lock module's own parser."""
+    return {name: version for name, (version, _) in parse_lock(lock.read_text()).items()}
+
+
 def inside(image: dict, *cmd: str, env: tuple[str, ...] = ()) -> str:
     args = [a for e in env for a in ("-e", e)]
     return podman("run", "--rm", "--network=none", *args, image["tag"], *cmd).stdout
@@ -178,11 +185,7 @@ def test_stdlib_modules_import(image: dict) -> None:
 
 
 def test_tools_are_the_locked_versions(image: dict, test_tree: Path) -> None:
-    locked = {}
-    for line in (test_tree / "lockfiles" / f"{RUNTIME}.txt").read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name, version = line.split(" ")[0].split("==")
-            locked[name.lower()] = version
+    locked = locked_versions(test_tree / "lockfiles" / f"{RUNTIME}.txt")
     freeze = inside(image, "pip", "freeze", "--all")
     frozen = dict(line.lower().split("==") for line in freeze.split())
     assert frozen == locked
@@ -410,11 +413,7 @@ def test_legacy_python2_image(legacy_image: dict) -> None:
     assert inside(legacy_image, "python", "-c", "import platform; print(platform.python_version())").strip() == "2.7.18"
     facts = inside(legacy_image, "python", "-c", "import sys, virtualenv, setuptools, sqlite3, zlib, bz2, ctypes; print(sys.prefix)")
     assert facts.strip() == "/env"
-    locked = {}
-    for line in (legacy_image["tree"] / "lockfiles" / "python2.txt").read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name, version = line.split(" ")[0].split("==")
-            locked[name.lower()] = version
+    locked = locked_versions(legacy_image["tree"] / "lockfiles" / "python2.txt")
     frozen = dict(line.lower().split("==") for line in inside(legacy_image, "pip", "freeze", "--all").split())
     assert frozen == locked  # scandir (an sdist) built in the builder, every other file a wheel
     assert inside(legacy_image, "id", "-u").strip() == "1000"

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 import time
@@ -26,15 +25,9 @@ import pytest
 
 from generator import registry
 
-from .test_image import serve
+from .test_image import free_port, serve
 
 pytestmark = pytest.mark.registry
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
