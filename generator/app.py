@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import appyaml, render
+from .errors import InputError
 from .schedule import Schedule
 
 GUNICORN_CONF = "gunicorn.conf.py"
@@ -26,7 +27,7 @@ _SERVERS = ("gunicorn", "uwsgi")
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
-class AppError(ValueError):
+class AppError(InputError):
     """A problem with the app directory; nothing was written."""
 
 

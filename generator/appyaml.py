@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from . import yamlsrc
+from .errors import InputError
 from .schedule import END_OF_SUPPORT, Runtime, Schedule
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")  # a newline in a value would inject Dockerfile lines
 
 
-class AppYamlError(ValueError):
+class AppYamlError(InputError):
     """An app.yaml the runtime would refuse; the CLI prints it and exits 2."""
 
     def __init__(self, file: str, message: str, line: int | None = None) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import render
+from .errors import GeneratorError
 from .schedule import Runtime, Schedule
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flex-python"
@@ -31,7 +32,7 @@ _STEP = re.compile(r"^\[?(?:\d+/\d+\] )?STEP (\d+)/(\d+): (.*)$")
 _MISMATCH = re.compile(r"^ERROR: sha256 mismatch for (\S+)")  # the RUN's output, not its echoed command
 
 
-class BuildError(RuntimeError):
+class BuildError(GeneratorError):
     """The build could not start or failed; the message says at which step and why."""
 
 

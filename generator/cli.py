@@ -1,6 +1,7 @@
 """Command line: `python -m generator COMMAND`. Thin: parse, call a module, print, pick an exit code.
 
-Exit codes: 0 success; 1 `--check` found drift; 2 bad input (schedule, app.yaml, arguments).
+Exit codes: 0 success; 1 `--check` found drift or a job failed; 2 bad input (schedule, app.yaml,
+arguments). Errors are `GeneratorError`s (generator/errors.py), printed by `_Group` in one place.
 """
 
 from __future__ import annotations
@@ -14,6 +15,19 @@ import click
 
 from . import __version__
 from . import schedule as schedule_mod
+from .errors import GeneratorError
+
+
+class _Group(click.Group):
+    """The one place a GeneratorError becomes `error: …` lines and its exit code (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GeneratorError as exc:
+            for line in exc.lines():
+                click.echo(f"error: {line}", err=True)
+            ctx.exit(exc.exit_code)
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date:
@@ -39,7 +53,7 @@ def load_schedule(path: Path | None) -> schedule_mod.Schedule:
         sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="generator")
 @click.option(
     "--schedule",

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import GeneratorError, InputError
 from .schedule import Runtime, Schedule
 
 LOCK_FORMAT = 1
@@ -82,7 +83,7 @@ GLIBC = {"ubuntu16": (2, 23), "ubuntu18": (2, 27), "ubuntu22": (2, 35), "ubuntu2
 _UV_MANYLINUX = (17, 28, *range(31, 41))
 
 
-class LockError(Exception):
+class LockError(GeneratorError):
     """A lock that could not be made; the message says why (and the previous lock is untouched)."""
 
 
@@ -1077,7 +1078,7 @@ def regenerate(schedule: Schedule, root: Path) -> list[str]:
 # --- apps --------------------------------------------------------------------------------------
 
 
-class AppLockError(ValueError):
+class AppLockError(InputError):
     """The app directory cannot be locked as it is (bad input: exit 2)."""
 
 

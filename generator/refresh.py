@@ -22,12 +22,13 @@ from typing import Any
 
 from . import registry, render, yamlsrc
 from .build import ssl_context
+from .errors import GeneratorError
 from .render import RUNTIMES_JSON
 from .schedule import Schedule, ScheduleError, version_key
 from .schedule import load as load_schedule
 
 
-class RefreshError(RuntimeError):
+class RefreshError(GeneratorError):
     """Something upstream or in git could not be read; nothing was changed."""
 
 

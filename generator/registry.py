@@ -14,11 +14,13 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from .errors import GeneratorError
+
 MEDIA_INDEX = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
 MEDIA_MANIFEST = {"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"}
 
 
-class RegistryError(RuntimeError):
+class RegistryError(GeneratorError):
     """The registry could not be asked, or answered something we cannot trust."""
 
 

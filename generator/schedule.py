@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from . import yamlsrc
+from .errors import InputError
 
 SUPPORTED = "supported"
 DEPRECATED = "deprecated"
@@ -219,7 +220,7 @@ def convert(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem
     raise TypeError(f"no rule for {hint!r}")  # pragma: no cover - a programming error
 
 
-class ScheduleError(ValueError):
+class ScheduleError(InputError):
     """One or more problems in the schedule, each already phrased for a person."""
 
     def __init__(self, problems: list[str]) -> None:

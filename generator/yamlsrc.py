@@ -13,13 +13,15 @@ from typing import Any
 
 import yaml
 
+from .errors import InputError
+
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 
 YamlPath = tuple[Any, ...]
 
 
-class YamlError(ValueError):
+class YamlError(InputError):
     """A problem in a YAML file, located as precisely as we can."""
 
     def __init__(self, file: str, message: str, line: int | None = None) -> None:
