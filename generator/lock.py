@@ -78,8 +78,6 @@ DEFAULT_INPUTS: dict[tuple[int, int], list[str]] = {
 }
 DEFAULT_INPUTS_NEWEST = ["pip", "setuptools", "wheel"]
 
-# glibc of each OS: which manylinux wheels its images can install.
-GLIBC = {"ubuntu16": (2, 23), "ubuntu18": (2, 27), "ubuntu22": (2, 35), "ubuntu24": (2, 39)}
 _UV_MANYLINUX = (17, 28, *range(31, 41))
 
 
@@ -99,6 +97,7 @@ class Target:
     runtime_id: str
     python: str  # the full version the lock is for
     os_id: str
+    glibc: tuple[int, int]  # the OS's C library: which manylinux wheels install there
     src: Path  # .in
     out: Path  # .txt
     wheels: Path | None  # .wheels.json (runtime locks only)
@@ -122,6 +121,7 @@ def runtime_target(root: Path, r: Runtime) -> Target:
         runtime_id=r.id,
         python=r.version,
         os_id=r.os_id,
+        glibc=r.glibc,
         src=d / f"{r.id}.in",
         out=d / f"{r.id}.txt",
         wheels=d / f"{r.id}.wheels.json",
@@ -468,8 +468,7 @@ class Made:
     tool: str = ""
 
 
-def _uv_platform(os_id: str) -> str:
-    glibc = GLIBC.get(os_id)
+def _uv_platform(glibc: tuple[int, int] | None) -> str:
     if not glibc:
         return "x86_64-unknown-linux-gnu"
     usable = [n for n in _UV_MANYLINUX if n <= glibc[1]]
@@ -575,7 +574,7 @@ def _uv(t: Target, m: Method, index: str, upgrade: bool, scratch: Path, in_text:
     env_dir = host_tools()
     out = _seed(t, scratch, upgrade)
     python = str(env_dir / "bin" / "python")
-    platform = _uv_platform(t.os_id)
+    platform = _uv_platform(t.glibc)
     flags = ["--no-config", "--no-python-downloads", "--python-version", t.python, "--python-platform", platform, "--generate-hashes", "--no-header"]
     if t.kind == "app":
         flags.append("--emit-find-links")
@@ -597,8 +596,7 @@ def _uv(t: Target, m: Method, index: str, upgrade: bool, scratch: Path, in_text:
     )
 
 
-def _platform_tags(os_id: str) -> list[str]:
-    glibc = GLIBC.get(os_id)
+def _platform_tags(glibc: tuple[int, int] | None) -> list[str]:
     tags = ["linux_x86_64"]
     if glibc:
         tags += [f"manylinux_2_{n}_x86_64" for n in range(glibc[1], 4, -1)]
@@ -634,7 +632,7 @@ def _pip_report(t: Target, m: Method, index: str, upgrade: bool, scratch: Path, 
     report = scratch / "report.json"
     short = t.minor_text
     flags = ["--dry-run", "--ignore-installed", "--python-version", short, "--implementation", "cp", "--only-binary=:all:"]
-    plats = [f"--platform={p}" for p in _platform_tags(t.os_id)]
+    plats = [f"--platform={p}" for p in _platform_tags(t.glibc)]
     cmd = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", *flags, *plats, "--report", str(report)]
     cmd += ["--target", str(scratch / "target"), "--index-url", index, "-r", t.src.name]
     proc = _run(cmd, "pip install --dry-run --report", cwd=t.src.parent, env=_clean_env(PIP_CACHE_DIR=str(lock_cache_dir() / "pip")))
@@ -813,7 +811,7 @@ def _pure_interpreters(major: int, minor: int) -> set[str]:
     return {f"py{major}", f"cp{major}{minor}"} | {f"py{major}{m}" for m in range(minor + 1)}
 
 
-def file_rank(filename: str, python: str, os_id: str) -> int | None:
+def file_rank(filename: str, python: str, glibc: tuple[int, int] | None) -> int | None:
     """0 pure wheel, 1 Linux wheel for this CPython, 2 sdist; None: cannot be installed there."""
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
@@ -826,7 +824,7 @@ def file_rank(filename: str, python: str, os_id: str) -> int | None:
         pure = _pure_interpreters(major, minor)
         cp = f"cp{major}{minor}"
         abis = {cp, f"{cp}m", f"{cp}mu", "none"}
-        plats = set(_platform_tags(os_id))
+        plats = set(_platform_tags(glibc))
         best = None
         for tag in tags:
             if tag.platform == "any" and tag.abi == "none" and tag.interpreter in pure:
@@ -848,7 +846,7 @@ def file_rank(filename: str, python: str, os_id: str) -> int | None:
     return None
 
 
-def wheel_list(lock_text: str, index: Index, python: str, os_id: str) -> list[dict[str, str]]:
+def wheel_list(lock_text: str, index: Index, python: str, glibc: tuple[int, int] | None) -> list[dict[str, str]]:
     out = []
     for name, (version, hashes) in sorted(parse_lock(lock_text).items()):
         if not hashes:
@@ -857,7 +855,7 @@ def wheel_list(lock_text: str, index: Index, python: str, os_id: str) -> list[di
         missing = hashes - {f.sha256 for f in files}
         if missing:
             raise LockError(f"{name}=={version}: the index {public_url(index.url)} lists no file with sha256 {sorted(missing)[0]}")
-        ranked = sorted((r, f.filename, f) for f in files if (r := file_rank(f.filename, python, os_id)) is not None)
+        ranked = sorted((r, f.filename, f) for f in files if (r := file_rank(f.filename, python, glibc)) is not None)
         if not ranked:
             raise LockError(
                 f"{name}=={version}: none of its files installs on CPython {python} Linux x86_64 ({', '.join(f.filename for f in files)})"
@@ -931,7 +929,7 @@ def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto
     if not parse_lock(body) and requirement_lines(in_text):
         raise LockError(f"{made.tool} wrote no pins:\n{body}")
     text = header(t, made, index, digest) + body
-    wheels = dump_wheels(wheel_list(text, Index(index), t.python, t.os_id)) if t.wheels is not None else None
+    wheels = dump_wheels(wheel_list(text, Index(index), t.python, t.glibc)) if t.wheels is not None else None
     from .render import write_atomic
 
     write_atomic(t.out, text)
@@ -948,7 +946,7 @@ def refresh_wheels(t: Target, index: str) -> Outcome:
     text = t.out.read_text(encoding="utf-8")
     from .render import write_atomic
 
-    write_atomic(t.wheels, dump_wheels(wheel_list(text, Index(index), t.python, t.os_id)))
+    write_atomic(t.wheels, dump_wheels(wheel_list(text, Index(index), t.python, t.glibc)))
     return Outcome(t.key, "wheels", f"rewrote {t.wheels.name} from the lock", time.monotonic() - start, [t.wheels])
 
 
@@ -1117,6 +1115,7 @@ def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None =
         runtime_id=r.id,
         python=r.version,
         os_id=r.os_id,
+        glibc=r.glibc,
         src=req_in,
         out=req_txt,
         wheels=None,

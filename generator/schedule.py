@@ -86,6 +86,7 @@ class OperatingSystem:
     digest: Digest
     nix_sha256: NixSha256 | None
     end_of_support: dt.date
+    glibc: Annotated[str, Pattern(r"2\.\d{1,3}", 'the glibc version of the OS, quoted, e.g. "2.35"')]
     build_packages: Annotated[list[PackageName], FLATTEN]
 
 
@@ -246,6 +247,12 @@ class Runtime:
     @property
     def minor(self) -> str:
         return ".".join(self.version.split(".")[:2])
+
+    @property
+    def glibc(self) -> tuple[int, int]:
+        """The OS's glibc as (major, minor): which manylinux wheels its images can install."""
+        major, minor = self.os.glibc.split(".")
+        return int(major), int(minor)
 
     @property
     def prefix(self) -> str:

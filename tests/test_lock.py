@@ -480,7 +480,7 @@ def test_a_new_runtime_gets_the_default_input(tmp_path, offline: Served) -> None
 
 def _target(version: str) -> lock.Target:
     p = Path("/nonexistent")
-    return lock.Target("runtime", "x", "x", version, "ubuntu16", p, p, None, "relock")
+    return lock.Target("runtime", "x", "x", version, "ubuntu16", (2, 23), p, p, None, "relock")
 
 
 def test_tool_choice_without_interpreters(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -504,16 +504,16 @@ def test_tool_choice_prefers_a_real_interpreter(host_interpreter) -> None:
 
 def test_file_choice_for_wheels_json() -> None:
     rank = lock.file_rank
-    assert rank("scandir-1.10.0-cp27-cp27m-win32.whl", "2.7.12", "ubuntu16") is None
-    assert rank("scandir-1.10.0.tar.gz", "2.7.12", "ubuntu16") == 2
-    assert rank("typing-3.10.0.0-py2-none-any.whl", "2.7.12", "ubuntu16") == 0
-    assert rank("typing-3.10.0.0-py2-none-any.whl", "3.6.10", "ubuntu16") is None
-    assert rank("six-1.17.0-py2.py3-none-any.whl", "3.14.6", "ubuntu24") == 0
+    assert rank("scandir-1.10.0-cp27-cp27m-win32.whl", "2.7.12", (2, 23)) is None
+    assert rank("scandir-1.10.0.tar.gz", "2.7.12", (2, 23)) == 2
+    assert rank("typing-3.10.0.0-py2-none-any.whl", "2.7.12", (2, 23)) == 0
+    assert rank("typing-3.10.0.0-py2-none-any.whl", "3.6.10", (2, 23)) is None
+    assert rank("six-1.17.0-py2.py3-none-any.whl", "3.14.6", (2, 39)) == 0
     wheel = "markupsafe-3.0.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-    assert rank(wheel, "3.11.15", "ubuntu22") == 1 and rank(wheel, "3.12.13", "ubuntu22") is None
-    assert rank("x-1-cp311-cp311-manylinux_2_28_x86_64.whl", "3.11.15", "ubuntu16") is None
-    assert rank("x-1-cp37-abi3-manylinux2014_x86_64.whl", "3.12.13", "ubuntu24") == 1
-    assert rank("x-1-cp311-cp311-macosx_11_0_arm64.whl", "3.11.15", "ubuntu22") is None
+    assert rank(wheel, "3.11.15", (2, 35)) == 1 and rank(wheel, "3.12.13", (2, 35)) is None
+    assert rank("x-1-cp311-cp311-manylinux_2_28_x86_64.whl", "3.11.15", (2, 23)) is None
+    assert rank("x-1-cp37-abi3-manylinux2014_x86_64.whl", "3.12.13", (2, 39)) == 1
+    assert rank("x-1-cp311-cp311-macosx_11_0_arm64.whl", "3.11.15", (2, 35)) is None
 
 
 # --- the committed locks ----------------------------------------------------------------------
