@@ -43,14 +43,9 @@ date_option = click.option("--date", "on", callback=_date, metavar="YYYY-MM-DD",
 
 
 def load_schedule(path: Path | None) -> schedule_mod.Schedule:
-    """Load the schedule or exit 2 with every problem, one per line."""
+    """The schedule joined with its lock (a problem in either exits 2 through `_Group`)."""
     path = path or schedule_mod.default_path()
-    try:
-        return schedule_mod.load(path, display=str(path))
-    except schedule_mod.ScheduleError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(2)
+    return schedule_mod.load(path, display=str(path))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -360,40 +355,38 @@ def app(schedule_path, app_dir, config, out, runtime_image, gunicorn_config, for
 
 # --- refresh ---
 @main.command()
+@click.argument("subjects", nargs=-1, metavar="[OS_ID|PYTHON_MINOR]...")
 @click.option("--dry-run", is_flag=True, help="Only ask upstream and print the changelog; change nothing.")
 @click.option(
     "--only",
     type=click.Choice(["os", "python", "nix"]),
     multiple=True,
-    help="What to refresh (repeatable; default: os and python). nix updates the flake inputs (needs GitHub).",
+    help="What to refresh (repeatable; default: os and python). nix updates the flake inputs (needs GitHub and Nix).",
 )
 @click.option("--python-source", default=None, metavar="URL", help="CPython release directory (default: python.org's /ftp/python/).")
 @click.option("--changelog", "changelog_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write the Markdown changelog here.")
+@click.option("--no-snapshots", is_flag=True, help="Do not re-record the snapshot tests (they need the test extras: pip install -e .[test]).")
 @click.pass_obj
-def refresh(schedule_path, dry_run, only, python_source, changelog_path) -> None:
-    """Pin what moved upstream (base digests, CPython patch releases), relock, regenerate; print a changelog."""
+def refresh(schedule_path, subjects, dry_run, only, python_source, changelog_path, no_snapshots) -> None:
+    """Pin what moved upstream into the lock, relock, regenerate, update snapshots; print a changelog. All or nothing."""
     from . import refresh as refresh_mod
+    from . import upstream
 
-    sched = load_schedule(schedule_path)
-    wanted = set(only) or {"os", "python"}
-    try:
-        _changes, log, written = refresh_mod.refresh(
-            sched,
-            only=wanted,
-            dry_run=dry_run,
-            python_source=python_source or refresh_mod.PYTHON_SOURCE,
-            relock=refresh_mod.default_relock(),
-        )
-        if "nix" in wanted and not dry_run:
-            written += refresh_mod.update_flake_inputs(sched.path.resolve().parent)
-    except refresh_mod.RefreshError as exc:
-        click.echo(f"error: {exc}", err=True)
-        click.echo("nothing was changed", err=True)
-        sys.exit(1)
-    click.echo(log, nl=False)
-    if changelog_path:
-        changelog_path.write_text(log, encoding="utf-8")
-    for rel in written:
+    path = schedule_path or schedule_mod.default_path()
+    result = refresh_mod.refresh(
+        path,
+        only=set(only) or {"os", "python"},
+        subjects=subjects,
+        dry_run=dry_run,
+        python_source=python_source or upstream.PYTHON_SOURCE,
+        relock=refresh_mod.tool_relock,
+        snapshots=not no_snapshots,
+        changelog_path=changelog_path,
+    )
+    click.echo(result.log, nl=False)
+    if changelog_path and dry_run:
+        changelog_path.write_text(result.log, encoding="utf-8")
+    for rel in result.written:
         click.echo(f"wrote {rel}", err=True)
 
 
@@ -403,16 +396,11 @@ def refresh(schedule_path, dry_run, only, python_source, changelog_path) -> None
 @click.pass_obj
 def matrix(schedule_path: Path | None, changed_since: str | None, as_json: bool) -> None:
     """The runtimes to (re)build, as a GitHub Actions matrix ({"include": [...]})."""
-    from . import refresh
+    from . import matrix as matrix_mod
 
     sched = load_schedule(schedule_path)
-    root = sched.path.resolve().parent
-    try:
-        entries = refresh.changed_runtimes(root, changed_since)
-    except refresh.RefreshError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    value = refresh.github_matrix(entries)
+    entries = matrix_mod.changed_runtimes(sched.path.resolve().parent, changed_since)
+    value = matrix_mod.github_matrix(entries)
     if as_json:
         click.echo(json.dumps(value, sort_keys=True, separators=(",", ":")))
         return

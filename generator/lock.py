@@ -1155,7 +1155,6 @@ def lock_app(
 def relock_for_refresh(root: Path, runtime_ids: list[str], *, index: str = DEFAULT_INDEX) -> None:
     """The relock step of `refresh`, in its scratch tree: lock these runtimes (progress on stderr); all or nothing."""
     from . import schedule as schedule_mod
-    from .refresh import RefreshError
 
     if not runtime_ids:
         return
@@ -1163,4 +1162,4 @@ def relock_for_refresh(root: Path, runtime_ids: list[str], *, index: str = DEFAU
     ids = [i for i in runtime_ids if i in sched.runtimes]
     result = lock_runtimes(sched, root, ids, index=index, echo=lambda line: print(line, file=sys.stderr))
     if result.failed:
-        raise RefreshError("relock failed: " + "; ".join(f"{o.key}: {o.detail}" for o in result.failed))
+        raise LockError("relock failed: " + "; ".join(f"{o.key}: {o.detail}" for o in result.failed))
