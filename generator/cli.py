@@ -388,6 +388,8 @@ def refresh(schedule_path, subjects, dry_run, only, python_source, changelog_pat
         changelog_path.write_text(result.log, encoding="utf-8")
     for rel in result.written:
         click.echo(f"wrote {rel}", err=True)
+    if not dry_run:
+        click.echo(result.summary, err=True)
 
 
 @main.command()

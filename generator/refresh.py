@@ -206,6 +206,11 @@ class Result:
     plan: Plan
     log: str
     written: list[str]
+    rebuild: list[str] = field(default_factory=list)  # runtimes whose input hash moved
+
+    @property
+    def summary(self) -> str:
+        return f"refresh: {len(self.plan.changes)} pin(s) moved, {len(self.rebuild)} runtime(s) to rebuild, {len(self.written)} file(s) written"
 
 
 def refresh(
@@ -254,7 +259,7 @@ def refresh(
             fileset.apply(root, changes)
         except GeneratorError as exc:
             raise RefreshError(f"{exc}\nthe work tree is unchanged (every file swapped in so far was put back)") from None
-    return Result(plan, log, sorted(f"{rel} (removed)" if data is None else rel for rel, data in changes.items()))
+    return Result(plan, log, sorted(f"{rel} (removed)" if data is None else rel for rel, data in changes.items()), sorted(rebuild))
 
 
 def _apply_in(scratch: Path, plan: Plan, *, relock: Relock | None, snapshots: bool, nix: bool, progress: Callable[[str], None]) -> None:

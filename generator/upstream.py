@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -39,16 +40,32 @@ class BaseAnswer:
 
 
 def tls_verify(image: str) -> bool | None:
-    """Plain HTTP only for a registry on this machine; elsewhere registries.conf decides (mirrors)."""
+    """Plain HTTP only for a registry on this machine; elsewhere registries.conf decides."""
     return False if image.startswith(("127.", "localhost")) else None
+
+
+MIRRORS_ENV = "FLEX_PYTHON_REGISTRY_MIRRORS"
+
+
+def mirrored(image: str) -> str:
+    """Where to ask for `image`: FLEX_PYTHON_REGISTRY_MIRRORS="docker.io=mirror.example:5000,…" sends
+    a registry's questions to a pull-through mirror of it (which serves the same digests)."""
+    for item in filter(None, (x.strip() for x in os.environ.get(MIRRORS_ENV, "").split(","))):
+        source, sep, mirror = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-z0-9.-]+(:\d{1,5})?", source, re.ASCII) or not re.fullmatch(r"[a-z0-9.-]+(:\d{1,5})?", mirror, re.ASCII):
+            raise UpstreamError(f"{MIRRORS_ENV}: {item!r} is not REGISTRY=MIRROR (host[:port]=host[:port])")
+        if image.startswith(source + "/"):
+            return mirror + image[len(source) :]
+    return image
 
 
 def base_image(image: str) -> BaseAnswer:
     """The digest `image` (a tag) points at now, and each architecture's manifest digest."""
+    asked = mirrored(image)
     try:
-        manifest = registry.fetch_manifest(image, tls_verify=tls_verify(image))
+        manifest = registry.fetch_manifest(asked, tls_verify=tls_verify(asked))
     except registry.RegistryError as exc:
-        raise UpstreamError(str(exc)) from None
+        raise UpstreamError(str(exc) if asked == image else f"{image} (asked of the mirror {asked}): {exc}") from None
     manifests: dict[str, str] = {}
     if manifest.is_index:
         for entry in json.loads(manifest.raw).get("manifests", []):
