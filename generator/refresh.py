@@ -241,6 +241,8 @@ def refresh(
     with fileset.exclusive(root), tempfile.TemporaryDirectory(prefix="refresh-") as tmp:
         scratch = Path(tmp) / "tree"
         shutil.copytree(root, scratch, ignore=_SKIP, symlinks=True)
+        if (root / ".venv").is_dir():
+            (scratch / ".venv").symlink_to(root / ".venv")  # the tests' tools (hadolint), as in the tree
         try:
             _apply_in(scratch, plan, relock=relock, snapshots=snapshots, nix="nix" in only, progress=progress)
         except GeneratorError as exc:
