@@ -26,6 +26,7 @@ wait_http() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null &&
 
 log "scratch clone of $(git -C "$repo" rev-parse --short HEAD) in $work/tree"
 git clone -q "$repo" "$work/tree"
+ln -s "$repo/.venv" "$work/tree/.venv"  # the same tools the tests use (hadolint, actionlint)
 cd "$work/tree"
 git -c user.name=sim -c user.email=sim@example.invalid commit -q --allow-empty -m "before refresh"
 
