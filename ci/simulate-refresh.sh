@@ -17,7 +17,7 @@ server_pid=""
 cleanup() {
   [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || :
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || :
-  rm -rf "$work"
+  if [ -n "${KEEP_SIMULATION:-}" ]; then echo "kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 log() { printf '==> %s\n' "$*" >&2; }
