@@ -14,14 +14,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import registry, render, yamlsrc
-from .build import ssl_context
+from . import http, registry, render, yamlsrc
 from .errors import GeneratorError
 from .render import RUNTIMES_JSON
 from .schedule import Schedule, ScheduleError, version_key
@@ -89,12 +86,9 @@ class Change:
 
 def _http_get(url: str, timeout: float = 30) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=ssl_context()) as resp:
-            return resp.read()
-    except urllib.error.HTTPError as exc:
-        raise RefreshError(f"{url}: HTTP {exc.code}") from None
-    except OSError as exc:
-        raise RefreshError(f"{url}: {exc}") from None
+        return http.get(url, timeout)
+    except http.HttpError as exc:
+        raise RefreshError(str(exc)) from None
 
 
 def release_sha256(source: str, version: str) -> tuple[str, str]:
@@ -313,12 +307,15 @@ def refresh(
 
 
 def default_relock() -> Callable[[Path, list[str]], None] | None:
-    """Relock changed runtimes with the lock module (a patch release moves the lock's target)."""
-    try:
-        from . import lock
-    except ImportError:  # pragma: no cover - the lock module ships with the package
-        return None
-    relock = getattr(lock, "relock_for_refresh", None)
+    """Relock changed runtimes (a patch release moves the lock's target); a LockError becomes a RefreshError."""
+    from . import locking
+
+    def relock(root: Path, runtime_ids: list[str]) -> None:
+        try:
+            locking.relock_runtimes(root, runtime_ids)
+        except locking.LockError as exc:
+            raise RefreshError(str(exc)) from None
+
     return relock
 
 
