@@ -531,6 +531,8 @@ def test_every_runtime_has_a_current_lock_made_by_the_right_kind_of_tool(cli) ->
     for r in SCHED.runtimes.values():
         path = ROOT / "lockfiles" / f"{r.id}.txt"
         made_by = header(path)["made by"]
+        head = path.read_text().split("\n\n", 1)[0]
+        assert "/bin/python" not in head and "~/" not in head and str(Path.home()) not in head, f"{path.name}: a host path in the header"
         if r.minor in ("3.4", "3.5"):
             assert made_by.startswith("pip 26.3's resolver") and "not pip-compile" in made_by
         elif r.minor == "2.7":
