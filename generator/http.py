@@ -10,21 +10,24 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import ssl
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cache import cache_root
 from .errors import GeneratorError
+
+if TYPE_CHECKING:
+    import ssl
+
+# ssl and urllib.request (~70 ms) are imported where a request is made: `lock --check` and a no-op
+# `lock` need public_url only.
 
 USER_AGENT = "flex-python-generator"
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -59,6 +62,8 @@ def ssl_context() -> ssl.SSLContext:
 @cache
 def _context(*bundles: str | None) -> ssl.SSLContext:
     """One context per bundle setting: loading a bundle costs more than the request it serves."""
+    import ssl
+
     ctx = ssl.create_default_context()
     for bundle in (*bundles, SYSTEM_BUNDLE):
         if bundle and Path(bundle).is_file():
@@ -70,6 +75,9 @@ def _context(*bundles: str | None) -> ssl.SSLContext:
 @contextmanager
 def _open(url: str, timeout: float, headers: dict[str, str] | None) -> Iterator[Any]:
     """An open response; 5xx and connection errors are retried, 4xx are not (they will not change)."""
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
     last: Exception | None = None
     for attempt in range(RETRIES):

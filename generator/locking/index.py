@@ -5,7 +5,6 @@ wheels.json is written from it: every hash of a lock must be a file the index re
 
 from __future__ import annotations
 
-import html.parser
 import json
 import re
 import threading
@@ -32,6 +31,8 @@ class IndexFile:
 
 def _anchors(text: str) -> list[dict[str, str | None]]:
     """The attributes of every <a> of a PEP 503 page."""
+    import html.parser  # only for an HTML index: PyPI answers in JSON
+
     links: list[dict[str, str | None]] = []
 
     class Anchors(html.parser.HTMLParser):

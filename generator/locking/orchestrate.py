@@ -7,7 +7,6 @@ CLI only prints them.
 
 from __future__ import annotations
 
-import concurrent.futures
 import enum
 import os
 import sys
@@ -218,6 +217,8 @@ def lock_runtimes(
             return Outcome(t.key, Status.FAILED, f"{type(exc).__name__}: {exc}", time.monotonic() - start)
 
     if todo:
+        import concurrent.futures  # with logging behind it: not for a no-op run
+
         workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             for fut in concurrent.futures.as_completed([pool.submit(work, item) for item in todo]):
