@@ -36,6 +36,7 @@ from click.testing import CliRunner, Result
 from generator import locking, schedule
 from generator.cache import cache_root
 from generator.cli import main
+from generator.http import fetch_verified
 from generator.locking import resolvers
 
 from .conftest import ROOT, SCHEDULE, edit
@@ -83,12 +84,8 @@ def wheelhouse() -> Path:
         if path.is_file() and sums.get(filename) == sha256(path):
             continue
         listed = {f.filename: f for f in pypi.files(name)}[filename]
-        with urllib.request.urlopen(listed.url, timeout=120) as resp:
-            data = resp.read()
-        assert hashlib.sha256(data).hexdigest() == listed.sha256, f"{filename}: sha256 differs from PyPI's listing"
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        assert listed.sha256, f"{filename}: PyPI lists no sha256"
+        fetch_verified(listed.url, listed.sha256, path)  # refused unless it matches PyPI's listing
         sums[filename] = listed.sha256
         sums_path.write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")
     return d
