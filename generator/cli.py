@@ -237,17 +237,13 @@ def _interpreter_map(values: tuple[str, ...]) -> dict[str, str]:
 @click.pass_obj
 def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, interpreters, jobs) -> None:
     """Lock each runtime's tools (lockfiles/<id>.in → .txt + .wheels.json) for its Python; skip unchanged ones."""
-    from . import lock as lock_mod
+    from . import locking
 
     sched = load_schedule(schedule_path)
     root = sched.path.resolve().parent
-    unknown = [i for i in runtime_ids if i not in sched.runtimes]
-    if unknown:
-        click.echo(f"error: unknown runtime {', '.join(unknown)}; valid: {', '.join(sched.runtimes)}", err=True)
-        sys.exit(2)
     given = _interpreter_map(interpreters)
     if check:
-        problems = lock_mod.check_runtimes(sched, root, runtime_ids, index=index_url)
+        problems = locking.check_runtimes(sched, root, runtime_ids, index=index_url)
         if not problems:
             click.echo(f"locks are up to date ({len(runtime_ids or sched.runtimes)} runtimes)")
             return
@@ -255,22 +251,12 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
             click.echo(p, err=True)
         click.echo("locks are out of date: run `python -m generator lock`", err=True)
         sys.exit(1)
-    try:
-        result = lock_mod.lock_runtimes(
-            sched, root, runtime_ids, index=index_url, upgrade=upgrade, force=force, jobs=jobs, tool=tool, interpreters=given, echo=click.echo
-        )
-    except lock_mod.LockError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    counts = {}
-    for o in result.outcomes:
-        counts[o.status] = counts.get(o.status, 0) + 1
-    # the Dockerfiles and runtimes.json read the locks: keep them in step whenever a lock file was written
-    touched = lock_mod.regenerate(sched, root) if result.written or result.created_inputs else []
-    for rel in touched:
+    result = locking.lock_runtimes(
+        sched, root, runtime_ids, index=index_url, upgrade=upgrade, force=force, jobs=jobs, tool=tool, interpreters=given, echo=click.echo
+    )
+    for rel in result.regenerated:
         click.echo(f"wrote {rel}")
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    click.echo(f"{len(result.outcomes)} runtime(s): {summary}")
+    click.echo(result.summary())
     if result.failed:
         click.echo(f"error: {len(result.failed)} lock(s) failed: {', '.join(o.key for o in result.failed)}", err=True)
         sys.exit(1)
@@ -284,36 +270,30 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
 @click.pass_obj
 def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, interpreters, config, on) -> None:
     """Lock an app's requirements.in (or unpinned requirements.txt) into a hash-locked requirements.txt for its runtime."""
-    from . import appyaml
-    from . import lock as lock_mod
+    from . import locking
 
     sched = load_schedule(schedule_path)
     given = _interpreter_map(interpreters)
-    try:
-        plan = lock_mod.app_target(app_dir, sched, on, config)
-    except (appyaml.AppYamlError, lock_mod.AppLockError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    plan = locking.app_target(app_dir, sched, on, config)  # bad input: an InputError, exit 2
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     t = plan.target
-    where = f"runtime {t.runtime_id} (CPython {t.python})"
     if check:
-        state, why = ("stale", f"{t.src.name} is not yet written from requirements.txt") if plan.converted else lock_mod.state(t, index_url)
-        if state == "ok":
-            click.echo(f"{t.out} is up to date for {where}")
+        fresh, why = locking.check_app(plan, index_url)
+        if fresh is locking.Freshness.OK:
+            click.echo(f"{t.out} is up to date for {plan.where}")
             return
-        click.echo(f"{state}: {t.out} ({why})", err=True)
+        click.echo(f"{fresh.label}: {t.out} ({why})", err=True)
         sys.exit(1)
     if plan.converted:
         click.echo(f"{t.out.name} is not hash-locked: keeping it as {t.src.name}, the input of the lock")
-    outcome = lock_mod.lock_app(plan, index=index_url, upgrade=upgrade, force=force, tool=tool, interpreters=given)
-    if outcome.status == "up to date":
-        click.echo(f"{t.out} is up to date for {where} ({outcome.detail})")
-    elif outcome.status == "locked":
-        click.echo(f"wrote {t.out} for {where} with {outcome.detail} in {outcome.seconds:.1f}s")
+    outcome = locking.lock_app(plan, index=index_url, upgrade=upgrade, force=force, tool=tool, interpreters=given)
+    if outcome.status is locking.Status.UP_TO_DATE:
+        click.echo(f"{t.out} is up to date for {plan.where} ({outcome.detail})")
+    elif outcome.status is locking.Status.LOCKED:
+        click.echo(f"wrote {t.out} for {plan.where} with {outcome.detail} in {outcome.seconds:.1f}s")
     else:
-        click.echo(f"error: locking {t.src} for {where} failed: {outcome.detail}", err=True)
+        click.echo(f"error: locking {t.src} for {plan.where} failed: {outcome.detail}", err=True)
         click.echo(f"{t.out} is untouched", err=True)
         sys.exit(1)
 

@@ -331,6 +331,6 @@ def _differences(root: Path, scratch: Path) -> dict[str, bytes | None]:
 
 def tool_relock(tree: Path, runtime_ids: list[str]) -> None:
     """The relock step: remake the tool locks of runtimes whose Python moved (their target changed)."""
-    from . import lock
+    from . import locking
 
-    lock.relock_for_refresh(tree, runtime_ids)
+    locking.relock_runtimes(tree, runtime_ids)

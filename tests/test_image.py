@@ -23,13 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from generator.lock import parse_lock
+from generator.cache import cache_root
+from generator.locking import parse_lock
 
 from .conftest import ROOT, edit
 
 pytestmark = pytest.mark.image
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flex-python" / "test"
+CACHE = cache_root() / "test"
 BASE = "localhost/flex-test/debian12-base:latest"
 TARBALL_SHA256 = "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849"
 RUNTIME = "python311-ubuntu22"

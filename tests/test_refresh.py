@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import lock, pins, registry, schedule
+from generator import locking, pins, registry, schedule
 from generator import refresh as refresh_mod
 
 from .conftest import SCHEDULE
@@ -264,7 +264,7 @@ def test_relock_failure_leaves_the_tree_unchanged(committed: Path, tmp_path_fact
             committed / "schedule.yaml",
             only={"python"},
             python_source=source + "/",
-            relock=lambda tree, ids: lock.relock_for_refresh(tree, ids, index=index + "/"),
+            relock=lambda tree, ids: locking.relock_runtimes(tree, ids, index=index + "/"),
             progress=lambda line: None,
         )
     assert "relock failed: python312-ubuntu22" in str(err.value) and "the work tree is unchanged" in str(err.value)
