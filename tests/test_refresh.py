@@ -385,3 +385,29 @@ def test_unverifiable_release_is_refused(cli, committed: Path, tmp_path_factory,
     assert result.exit_code == 1
     assert fragment in result.stderr and new in result.stderr and "the work tree is unchanged" in result.stderr
     assert status(committed) == []
+
+
+def test_build_workflow_skips_inputs_already_published(registry_server, images, tmp_path: Path) -> None:
+    """The build workflow's own step, run against a real registry: an input-hash tag present means skip."""
+    import yaml
+
+    from generator import matrix
+
+    workflow = yaml.safe_load((SCHEDULE.parent / "ci" / "workflows" / "build.yml").read_text())
+    step = next(s for s in workflow["jobs"]["dockerfile"]["steps"] if s.get("id") == "published")
+    host = registry_server["host"]
+    home = tmp_path / "home"  # skopeo reads $HOME/.config/containers/registries.conf first: plain HTTP for 127.0.0.1
+    (home / ".config" / "containers").mkdir(parents=True)
+    (home / ".config" / "containers" / "registries.conf").write_text(f'[[registry]]\nprefix = "{host}"\nlocation = "{host}"\ninsecure = true\n')
+    tag = matrix.input_tag("sha256:" + hashlib.sha256(b"these inputs").hexdigest())
+
+    def decide() -> str:
+        out = tmp_path / "github_output"
+        out.write_text("")
+        env = {**os.environ, "IMAGE": f"{host}/flex/runtime:1.0", "INPUT_TAG": tag, "GITHUB_OUTPUT": str(out), "HOME": str(home)}
+        subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], env=env, check=True, capture_output=True)
+        return out.read_text()
+
+    assert decide() == "skip=false\n"
+    push(images["a"][0], host, f"flex/runtime:{tag}")
+    assert decide() == "skip=true\n"
