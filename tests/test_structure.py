@@ -108,3 +108,12 @@ def test_the_cycle_finder_finds_a_lazy_import_cycle(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(set(modules(PACKAGE)) - {"generator.__main__"}))  # __main__ runs the CLI
 def test_every_module_imports_on_its_own(name: str) -> None:
     importlib.import_module(name)
+
+
+MAX_LINES = 500  # split a module past this along its seams
+
+
+@pytest.mark.parametrize("name", sorted(modules(PACKAGE)))
+def test_no_module_is_past_the_size_where_it_should_be_split(name: str) -> None:
+    lines = len(modules(PACKAGE)[name].read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines; split it along its seams"
