@@ -92,9 +92,7 @@ def apply(root: Path, changes: dict[str, bytes | str | None]) -> list[str]:
             journal.append({"target": rel, "backup": backup.relative_to(root).as_posix() if target.exists() else None})
         _write_journal(root, journal)
     except BaseException as exc:
-        for tmp in staged.values():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        _discard(staged.values())
         if isinstance(exc, OSError):
             raise WriteError(_describe(exc, Path(exc.filename or root))) from None
         raise
@@ -109,9 +107,7 @@ def apply(root: Path, changes: dict[str, bytes | str | None]) -> list[str]:
                 target.unlink()
     except BaseException as exc:
         recover(root)
-        for tmp in staged.values():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        _discard(staged.values())
         if isinstance(exc, OSError):
             raise WriteError(_describe(exc, Path(exc.filename or root))) from None
         raise
@@ -121,6 +117,12 @@ def apply(root: Path, changes: dict[str, bytes | str | None]) -> list[str]:
             with contextlib.suppress(OSError):
                 target.parent.rmdir()  # an emptied runtime directory goes too
     return list(targets)
+
+
+def _discard(paths) -> None:
+    for tmp in paths:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _write_journal(root: Path, journal: list[dict[str, str | None]]) -> None:

@@ -31,10 +31,6 @@ Evidence = Annotated[str, Pattern(r"[\x20-\x7e]{1,500}", "one line of printable 
 class PinsError(InputError):
     """The lock file is missing, unreadable or malformed; the message says how to remake it."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
 
 @dataclass(frozen=True)
 class Platform:

@@ -87,10 +87,6 @@ class ScheduleModel:
 class ScheduleError(InputError):
     """One or more problems in the schedule, each already phrased for a person."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
 
 @dataclass(frozen=True)
 class Runtime:
