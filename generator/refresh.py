@@ -289,7 +289,7 @@ def update_snapshots(tree: Path, progress: Callable[[str], None]) -> None:
     if not tests:
         return
     progress(f"updating snapshots ({', '.join(tests)})")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--snapshot-update", "-m", "not image and not nix and not registry"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--snapshot-update", "-m", "not image and not registry"]
     try:
         proc = subprocess.run([*cmd, *tests], cwd=tree, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from generator import pins, schedule
 from generator.cache import cache_root
 from generator.locking import parse_lock
 
@@ -120,22 +121,35 @@ def python_mirror():
 def test_tree(tmp_path_factory) -> Path:
     """The repository's inputs with python311-ubuntu22 pinned to 3.11.2 (its real sha256), regenerated."""
     tree = tmp_path_factory.mktemp("tree")
-    for name in ("schedule.yaml", "README.md"):
+    for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):
         shutil.copy(ROOT / name, tree / name)
     shutil.copytree(ROOT / "lockfiles", tree / "lockfiles")
-    schedule = tree / "schedule.yaml"
-    edit(
-        schedule,
-        "interpreters:\n",
-        "interpreters:\n"
-        '  "3.11.2":\n'
-        "    url: https://www.python.org/ftp/python/3.11.2/Python-3.11.2.tgz\n"
-        f"    sha256: {TARBALL_SHA256}\n"
-        "    end_of_support: 2027-10-31\n",
-    )
-    edit(schedule, '{id: python311-ubuntu22, os: ubuntu22, python: "3.11.15"}', '{id: python311-ubuntu22, os: ubuntu22, python: "3.11.2"}')
+    pin_release(tree, "3.11.2", TARBALL_SHA256, "Debian bookworm's python3.11_3.11.2.orig.tar.gz, byte-identical to python.org's")
     gen(tree, "generate")
     return tree
+
+
+def pin_release(tree: Path, version: str, sha256: str, evidence: str, *, runtime: str | None = None) -> None:
+    """Pin a runtime to a CPython release the archives carry, in the tree's lock (as `refresh` would write it).
+
+    New-style runtimes take their minor's release from `python_minors`; a legacy one (`runtime`) names
+    its release in schedule.yaml.
+    """
+    path = tree / pins.LOCK
+    data = json.loads(path.read_text())
+    data["cpython"][version] = {
+        "evidence": evidence,
+        "sha256": sha256,
+        "tar_xz_sha256": None,
+        "url": f"https://www.python.org/ftp/python/{version}/Python-{version}.tgz",
+    }
+    if runtime is None:
+        data["python_minors"][".".join(version.split(".")[:2])] = version
+    else:
+        sched = tree / "schedule.yaml"
+        old = schedule.load(sched).runtimes[runtime].version
+        edit(sched, f'{{id: {runtime}, os: ubuntu16, python: "{old}"', f'{{id: {runtime}, os: ubuntu16, python: "{version}"')
+    path.write_text(pins.loads(json.dumps(data)).dumps())
 
 
 def gen(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -152,7 +166,13 @@ def image(test_tree: Path, debian_base: str, python_mirror: str) -> dict:
     start = time.monotonic()
     proc = build(test_tree, debian_base, python_mirror, "localhost/flex-test/python311:a", "--no-cache", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"tag": "localhost/flex-test/python311:a", "stdout": proc.stdout, "stderr": proc.stderr, "seconds": time.monotonic() - start}
+    return {
+        "tag": "localhost/flex-test/python311:a",
+        "stdout": proc.stdout,
+        "stderr": proc.stderr,
+        "seconds": time.monotonic() - start,
+        "tree": test_tree,
+    }
 
 
 def locked_versions(lock: Path) -> dict[str, str]:
@@ -217,6 +237,12 @@ def test_image_snapshot(image: dict, snapshot) -> None:
         " sysconfig.get_config_var('prefix'))",
     )
     paths = inside(image, "sh", "-c", "ls -1A / | sort")
+    # pins a refresh moves are checked against the lock here, and kept out of the snapshot
+    locked_base = schedule.load(image["tree"] / "schedule.yaml").runtimes[RUNTIME].base.digest
+    assert labels.pop("org.opencontainers.image.base.digest") == locked_base
+    frozen = inside(image, "pip", "freeze", "--all").split()
+    locked = locked_versions(image["tree"] / "lockfiles" / f"{RUNTIME}.txt")
+    assert {line.split("==")[0].lower(): line.split("==")[1] for line in frozen} == locked
     assert {
         "Cmd": cfg.get("Cmd"),
         "Env": sorted(cfg.get("Env", [])),
@@ -226,7 +252,7 @@ def test_image_snapshot(image: dict, snapshot) -> None:
         "WorkingDir": cfg.get("WorkingDir"),
         "created": data.get("Created"),
         "interpreter": facts.strip(),
-        "pip_freeze": inside(image, "pip", "freeze", "--all").split(),
+        "pip_freeze": sorted(line.split("==")[0].lower() for line in frozen),
         "top_level_paths": paths.split(),
     } == snapshot
 
@@ -245,7 +271,7 @@ def test_wrong_sha256_fails_with_both_hashes(test_tree: Path, debian_base: str, 
     bad = tmp_path / "bad"
     shutil.copytree(test_tree, bad)
     wrong = "deadbeef" * 8
-    edit(bad / "schedule.yaml", f"sha256: {TARBALL_SHA256}", f"sha256: {wrong}")
+    edit(bad / pins.LOCK, f'"sha256": "{TARBALL_SHA256}"', f'"sha256": "{wrong}"')
     gen(bad, "generate")
     proc = build(bad, debian_base, python_mirror, "localhost/flex-test/python311:bad", check=False)
     assert proc.returncode == 1
@@ -389,19 +415,10 @@ def legacy_image(tmp_path_factory, debian_base: str) -> dict:
         os.replace(tgz.with_suffix(".partial"), tgz)
     assert run("sha256sum", str(tgz)).stdout.split()[0] == PY27_SHA256
     tree = tmp_path_factory.mktemp("legacy")
-    for name in ("schedule.yaml", "README.md"):
+    for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):
         shutil.copy(ROOT / name, tree / name)
     shutil.copytree(ROOT / "lockfiles", tree / "lockfiles")
-    edit(
-        tree / "schedule.yaml",
-        "interpreters:\n",
-        "interpreters:\n"
-        '  "2.7.18":\n'
-        "    url: https://www.python.org/ftp/python/2.7.18/Python-2.7.18.tgz\n"
-        f"    sha256: {PY27_SHA256}\n"
-        "    end_of_support: 2020-01-01\n",
-    )
-    edit(tree / "schedule.yaml", '{id: python2, os: ubuntu16, python: "2.7.12"', '{id: python2, os: ubuntu16, python: "2.7.18"')
+    pin_release(tree, "2.7.18", PY27_SHA256, "Debian bullseye's python2.7_2.7.18.orig.tar.gz, python.org's 2.7.18", runtime="python2")
     gen(tree, "generate")
     tag = "localhost/flex-test/python2:a"
     with serve(mirror) as url:
