@@ -88,19 +88,32 @@ packages: builtins.mapAttrs (id: p:
 # ---- running Nix -------------------------------------------------------------------------------
 
 
+RUN_NIX = ROOT / "tests" / "nix" / "run-nix.sh"
+MIN_NIX = (2, 18)  # lib/minver.nix of the pinned nixpkgs
+
+
+def nix_version() -> tuple[int, ...] | None:
+    """The version of the Nix the tests run (trixie's nix-bin in its own root), None if absent."""
+    proc = subprocess.run(["bash", str(RUN_NIX), "nix", "--version"], capture_output=True, text=True, timeout=120)
+    m = re.search(r"\(Nix\) (\d+)\.(\d+)", proc.stdout)
+    return tuple(map(int, m.groups())) if proc.returncode == 0 and m else None
+
+
 @pytest.fixture(scope="module", autouse=True)
 def nix_installed() -> None:
-    missing = [tool for tool in ("nix", "nix-instantiate") if shutil.which(tool) is None]
-    if missing:
-        message = f"{', '.join(missing)} not installed (apt-get install nix-bin; `bash ci/dev.sh setup` does it)"
+    version = nix_version()
+    if version is None:
+        message = f"no Nix root for {RUN_NIX.relative_to(ROOT)} (`bash ci/dev.sh setup` makes it)"
         if os.environ.get("CI", "").lower() in ("true", "1"):
             pytest.fail(f"CI: {message}")
         pytest.skip(message)
+    assert version >= MIN_NIX, f"Nix {version} is older than {MIN_NIX}, the minimum of the pinned nixpkgs"
 
 
-def nix(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def nix(*args: str, check: bool = True, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """ARGS (nix, nix-instantiate, …) run by the tests' Nix (tests/nix/run-nix.sh)."""
     env = {**os.environ, "NIX_CONFIG": NIX_CONFIG}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    proc = subprocess.run(["bash", str(RUN_NIX), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
     if check and proc.returncode != 0:
         pytest.fail(f"{shlex.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
     return proc
