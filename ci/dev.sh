@@ -41,10 +41,13 @@ setup_system() {
 setup_nix_root() {
   # Nix >= 2.18 for the Nix tests (the pinned nixpkgs refuses older ones; bookworm's nix-bin is
   # 2.8): Debian trixie's nix-bin (2.26) in a root of its own, built once with mmdebstrap and
-  # cached; tests/nix/run-nix.sh runs it there (mount namespace + chroot, nothing of the system
-  # is touched). python3 is in the root for the stand-in image builds of the Nix checks.
+  # cached; tests/nix/run-nix.sh runs it there (bubblewrap, nothing of the system is touched). python3 is in the root for the stand-in image builds of the Nix checks.
   local root="${FLEX_NIX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/flex-python/test/nix-trixie}"
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! command -v bwrap >/dev/null; then
+    log "installing bubblewrap (runs the Nix root)"
+    $sudo apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null
+  fi
   if [ ! -x "$root/usr/bin/nix" ]; then
     log "building a Debian trixie root with nix-bin at $root"
     $sudo rm -rf "$root.tmp"
@@ -54,9 +57,12 @@ setup_nix_root() {
     $sudo mv "$root.tmp" "$root"
   fi
   $sudo mkdir -p "$root/etc/nix"
-  # offline, no sandbox (the root is the isolation), flakes on, flake nixConfig never applied
-  printf '%s\n' 'experimental-features = nix-command flakes' 'substituters =' 'sandbox = false' \
-    'build-users-group =' 'accept-flake-config = false' 'connect-timeout = 5' \
+  # Offline, flakes on, a flake's nixConfig never applied. Builds (of the stand-ins, tests/nix/)
+  # run in Nix's sandbox, with the root's /usr: without it, this Nix (no build users) now and
+  # then SIGKILLs a builder that is exiting (seen here: about 1 build in 3).
+  printf '%s\n' 'experimental-features = nix-command flakes' 'substituters =' 'sandbox = true' \
+    'extra-sandbox-paths = /usr /bin=/usr/bin /lib=/usr/lib /lib64=/usr/lib64' 'sandbox-fallback = false' 'build-users-group =' 'accept-flake-config = false' \
+    'connect-timeout = 5' \
     | $sudo tee "$root/etc/nix/nix.conf" >/dev/null
   log "Nix for the tests: $(bash tests/nix/run-nix.sh nix --version)"
 }

@@ -1,13 +1,17 @@
-"""The Nix flake, checked by a real Nix (Debian's nix-bin, 2.8 or newer) with no network.
+"""The Nix flake, checked by a real Nix >= 2.18 (Debian trixie's nix-bin, 2.26) with no network.
 
+The pinned nixpkgs refuses Nix older than 2.18, and Debian 12's nix-bin is 2.8, so the tests run
+trixie's Nix in a root of its own (tests/nix/run-nix.sh; `bash ci/dev.sh setup` makes it).
 nixpkgs and the Nix cache are out of reach here, so every evaluation overrides both inputs with
 the small stand-ins under tests/nix/, which implement only the functions the flake calls, with
 nixpkgs' argument sets (an unknown argument or a pullImage without a hash is an error, as in
-nixpkgs). The flake's files are copied to a temporary directory and used as a `path:` flake: in a
-git checkout `.` would see only tracked files, and `path:` of the checkout would copy .venv and
-.git into the store. The committed flake.lock is checked without overrides, and never rewritten.
+nixpkgs), and build for real with what the root has: the checks (checks.<system>.<id>) stream a
+stand-in image into a tarball and look inside it with generator/imagecheck.py, here as they do
+with nixpkgs. The flake's files are copied to a temporary directory and used as a `path:` flake:
+in a git checkout `.` would see only tracked files, and `path:` of the checkout would copy .venv
+and .git into the store. The committed flake.lock is checked without overrides, never rewritten.
 
-Without Nix these tests skip, except under CI (CI=true), where they fail: CI installs nix-bin.
+Without that Nix these tests skip, except under CI (CI=true), where they fail.
 """
 
 from __future__ import annotations
@@ -32,12 +36,16 @@ from .conftest import ROOT
 pytestmark = pytest.mark.nix
 
 SYSTEM = "x86_64-linux"
+ARM = "aarch64-linux"
 NIX_CONFIG = "experimental-features = nix-command flakes\nsubstituters =\nconnect-timeout = 5"
-FLAKE_FILES = ("flake.nix", "flake.lock", "nix", "lockfiles/runtimes.json", "tests/nix")
+CACHE = "https://nixpkgs-python.cachix.org"
+CACHE_KEY = "nixpkgs-python.cachix.org-1:hxjI7pFxTyuTHn2NkvWCrAUcNZLNS3ZAvfYNuYifcEU="
+CACHE_CHECK = "nixpkgs-is-nixpkgs-pythons"
+FLAKE_FILES = ("flake.nix", "flake.lock", "nix", "generator/imagecheck.py", "lockfiles/runtimes.json", "tests/nix")
 DATA = json.loads((ROOT / "lockfiles" / "runtimes.json").read_text(encoding="utf-8"))
 RUNTIMES: dict[str, dict[str, Any]] = DATA["runtimes"]
 IDS = sorted(RUNTIMES)
-MISSING_HASH = sorted(i for i, e in RUNTIMES.items() if e["base"]["nix_sha256"] is None)
+MISSING_HASH = sorted(i for i, e in RUNTIMES.items() if e["base"].get("platforms", {}).get("amd64", e["base"])["nix_sha256"] is None)
 BUILDABLE = sorted(set(IDS) - set(MISSING_HASH))
 STORE_PATH = re.compile(r"/nix/store/[0-9a-z]{32}-")
 
@@ -69,18 +77,25 @@ PINS = {
 # Applied to packages.x86_64-linux in ONE `nix eval --json`: every runtime's image arguments as
 # the stand-ins received them. A runtime whose base has no pullImage hash evaluates to
 # fromImage = null here (tryEval); its error message is checked on its own below.
+# Applied to packages.<system> in ONE `nix eval --json`: every runtime's image arguments as the
+# stand-ins received them. A runtime that cannot be built is a derivation that fails when built;
+# the image it would be is its passthru.image, whose base is then a refusing derivation too.
 APPLY = """
 packages: builtins.mapAttrs (id: p:
   let
-    a = p.imageArgs;
-    pulled = builtins.tryEval (builtins.deepSeq a.fromImage.callerArgs a.fromImage);
+    img = p.image or p;
+    a = img.imageArgs;
+    pulled = a.fromImage ? callerArgs;
   in {
-    inherit (a) name tag created config contents extraCommands fakeRootCommands;
-    passthru = { inherit (a.passthru) runtimeId pythonVersion baseReference envLayout; };
-    fromImage = if pulled.success then { inherit (pulled.value) callerArgs pullImageArgs name; } else null;
+    inherit (a) name tag created config contents extraCommands fakeRootCommands architecture maxLayers;
+    passthru = { inherit (a.passthru) runtimeId pythonVersion baseReference envLayout expect; };
+    fromImage = if pulled then { inherit (a.fromImage) callerArgs pullImageArgs name; } else null;
+    refusedBase = if pulled then null else a.fromImage.name;
     interpreter = { inherit (p.interpreter) name version pythonVersion nixpkgsSeen; path = p.interpreter.outPath; };
-    env = { inherit (p.pythonEnv) name layout; inherit (p.pythonEnv.runCommandArgs) buildCommand stdenv; path = p.pythonEnv.outPath; };
-    drvPath = if pulled.success then p.drvPath else null;
+    env = { inherit (p.pythonEnv) name layout bytecode; inherit (p.pythonEnv.runCommandArgs) buildCommand stdenv; path = p.pythonEnv.outPath; };
+    unbuildable = p.unbuildable or null;
+    package = p.name;
+    drvPath = p.drvPath;
   }) packages
 """
 
@@ -144,8 +159,8 @@ def copy_flake(dest: Path, runtimes: dict[str, Any] | None = None) -> Path:
     return dest
 
 
-def eval_packages(flake: Path) -> dict[str, Any]:
-    proc = nix("nix", "eval", "--json", f"path:{flake}#packages.{SYSTEM}", *overrides(flake), "--apply", APPLY)
+def eval_packages(flake: Path, system: str = SYSTEM) -> dict[str, Any]:
+    proc = nix("nix", "eval", "--json", f"path:{flake}#packages.{system}", *overrides(flake), "--apply", APPLY)
     return json.loads(proc.stdout)  # exit code checked first: a failing eval may print partial JSON
 
 
@@ -156,7 +171,11 @@ def flake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def show(flake: Path) -> dict[str, Any]:
-    return json.loads(nix("nix", "flake", "show", "--json", f"path:{flake}", *overrides(flake)).stdout)
+    return flake_show(flake)
+
+
+def flake_show(flake: Path) -> dict[str, Any]:
+    return json.loads(nix("nix", "flake", "show", "--json", "--all-systems", f"path:{flake}", *overrides(flake)).stdout)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +188,15 @@ def normalized(value: Any) -> Any:
     return json.loads(STORE_PATH.sub("/nix/store/<hash>-", json.dumps(value)))
 
 
-# ---- parsing, outputs, lock --------------------------------------------------------------------
+# ---- the Nix, parsing, outputs, lock -----------------------------------------------------------
+
+
+def test_the_tests_nix_is_new_enough_for_nixpkgs() -> None:
+    """The pinned nixpkgs needs Nix >= 2.18 (lib/minver.nix); the version is printed for the CI log."""
+    proc = nix("nix", "--version")
+    print(proc.stdout.strip())
+    version = nix_version()
+    assert version is not None and version >= MIN_NIX, proc.stdout
 
 
 def test_every_nix_file_parses(tmp_path: Path) -> None:
@@ -185,15 +212,36 @@ def test_every_nix_file_parses(tmp_path: Path) -> None:
 
 def test_flake_show_lists_every_runtime(show: dict[str, Any]) -> None:
     packages = show["packages"][SYSTEM]
-    assert sorted(packages) == sorted([*IDS, "default"])
+    assert sorted(packages) == sorted([*IDS, "default"])  # the unbuildable ones too
     for rid, pkg in packages.items():
         assert pkg["type"] == "derivation"
         assert pkg["name"] == f"stream-{DATA['default_runtime'] if rid == 'default' else rid}"
-    assert sorted(show["checks"][SYSTEM]) == BUILDABLE
+    assert sorted(show["checks"][SYSTEM]) == sorted([*BUILDABLE, CACHE_CHECK])
+    for rid in BUILDABLE:
+        assert show["checks"][SYSTEM][rid]["name"] == f"check-{rid}"
     assert sorted(show["hydraJobs"]) == BUILDABLE
     for rid, job in show["hydraJobs"].items():
         assert list(job) == [SYSTEM] and (job[SYSTEM]["type"], job[SYSTEM]["name"]) == ("derivation", f"stream-{rid}")
+    # aarch64-linux: only runtimes whose base the lock knows for arm64 (none in today's data)
+    arm = sorted(i for i, e in RUNTIMES.items() if "arm64" in e["base"].get("platforms", {}))
+    assert sorted(show["packages"].get(ARM, {})) == arm + (["default"] if DATA["default_runtime"] in arm else [])
     assert "lib" in show
+
+
+def test_flake_check_passes(flake: Path) -> None:
+    """`nix flake check --no-build` evaluates every output of every system: unbuildable runtimes too."""
+    proc = nix("nix", "flake", "check", "--no-build", "--all-systems", f"path:{flake}", *overrides(flake))
+    for rid in MISSING_HASH:
+        assert f"stream-{rid}.drv" in proc.stderr  # evaluated, not skipped
+
+
+def test_flake_declares_the_binary_cache(flake: Path) -> None:
+    """nixpkgs-python's cache and key in nixConfig; Nix reads them (and, untrusted, asks first)."""
+    config = json.loads(nix("nix", "eval", "--json", "--impure", "--expr", f"(import {flake}/flake.nix).nixConfig").stdout)
+    assert config == {"extra-substituters": [CACHE], "extra-trusted-public-keys": [CACHE_KEY]}
+    proc = nix("nix", "eval", "--raw", f"path:{flake}#lib.defaultRuntime", *overrides(flake))
+    assert "ignoring untrusted flake configuration setting 'extra-substituters'" in proc.stderr
+    assert "ignoring untrusted flake configuration setting 'extra-trusted-public-keys'" in proc.stderr
 
 
 def test_committed_lock_holds_the_pins() -> None:
@@ -234,6 +282,7 @@ def test_image_arguments(evaluated: dict[str, Any], rid: str) -> None:
     base, py = entry["base"], entry["python"]
     assert f"{got['name']}:{got['tag']}" == entry["image"] == f"ghcr.io/appengine-flex-python/runtimes/{rid}:{py['version']}"
     assert got["created"] == "1970-01-01T00:00:01Z"
+    assert (got["architecture"], got["maxLayers"]) == ("amd64", 100)
     assert got["config"] == entry["config"]
     assert got["contents"] == []
     assert got["fakeRootCommands"] == "chown -R -h 1000:1000 env app"
@@ -242,12 +291,33 @@ def test_image_arguments(evaluated: dict[str, Any], rid: str) -> None:
     assert interp["version"] == py["version"] and interp["pythonVersion"] == py["minor"]
     assert interp["nixpkgsSeen"] == "nixpkgs-standin"
     assert f"ln -s {interp['path']} {py['prefix'].lstrip('/')}\n" in got["extraCommands"]
+    expect = {
+        "repo_tag": entry["image"],
+        "architecture": "amd64",
+        "config": entry["config"],
+        "paths": [f"{py['prefix']}/bin/python", "/env/bin/python"],
+        "bytecode": {"dir": f"/env/lib/python{py['minor']}/site-packages", "mode": "unchecked-hash"} if got["env"]["bytecode"] else None,
+        "max_layers": 100,
+    }
     assert got["passthru"] == {
         "runtimeId": rid,
         "pythonVersion": py["version"],
         "baseReference": base["reference"],
         "envLayout": got["env"]["layout"],
+        "expect": expect,
     }
+    # reproducible bytecode in /env from 3.7 (hash-based .pyc); none for 2.7 and 3.4-3.6
+    minor = tuple(map(int, py["minor"].split(".")))
+    assert got["env"]["bytecode"] == ("unchecked-hash" if minor >= (3, 7) else None)
+    compile_line = [line.strip() for line in got["env"]["buildCommand"].splitlines() if "-m compileall" in line]
+    site = f"lib/python{py['minor']}/site-packages"
+    compileall = '"$envdir/bin/python" -m compileall -q --invalidation-mode unchecked-hash'
+    if minor >= (3, 9):
+        assert compile_line == [f'{compileall} -s "$envdir" -p /env "$envdir/{site}"']
+    elif minor >= (3, 7):
+        assert compile_line == [f'{compileall} -d /env/{site} "$envdir/{site}"']
+    else:
+        assert compile_line == []
     # /env: a venv for Python 3; for 2.7 (no venv, no pyvenv.cfg) a prefix of its own
     env = got["env"]
     assert env["layout"] == ("prefix" if py["minor"] == "2.7" else "venv")
@@ -258,9 +328,12 @@ def test_image_arguments(evaluated: dict[str, Any], rid: str) -> None:
         assert f"cp '{interp['path']}/bin/python2.7' \"$envdir/bin/python2.7\"" in env["buildCommand"]
         assert "pyvenv.cfg" not in env["buildCommand"]
     # the base image, pinned by digest and by the hash of the pulled archive
-    if rid in MISSING_HASH:
-        assert got["fromImage"] is None and got["drvPath"] is None
+    assert got["package"] == f"stream-{rid}" and got["drvPath"].endswith(f"-stream-{rid}.drv")
+    if rid in MISSING_HASH:  # a package that fails when built (not at evaluation), saying why
+        assert got["fromImage"] is None and got["refusedBase"] == f"docker-image-ubuntu-{base['tag']}-amd64-unknown-hash.tar"
+        assert len(got["unbuildable"]) == 1 and "the dockerTools.pullImage hash is unknown" in got["unbuildable"][0]
         return
+    assert got["unbuildable"] is None and got["refusedBase"] is None
     sri = base["nix_sha256"].startswith("sha256-")
     assert got["fromImage"]["callerArgs"] == {
         "imageName": base["name"],
@@ -274,7 +347,6 @@ def test_image_arguments(evaluated: dict[str, Any], rid: str) -> None:
     assert base["reference"] == f"{base['name']}:{base['tag']}@{base['digest']}"
     assert got["fromImage"]["pullImageArgs"]["outputHash"] == base["nix_sha256"]
     assert got["fromImage"]["name"] == f"docker-image-ubuntu-{base['tag']}.tar"
-    assert got["drvPath"].endswith(f"-stream-{rid}.drv")
 
 
 @pytest.mark.parametrize("rid", IDS)
@@ -318,22 +390,34 @@ def test_default_package_is_the_newest_runtime(evaluated: dict[str, Any]) -> Non
     assert evaluated["default"] == evaluated[DATA["default_runtime"]]
 
 
-def assert_missing_hash_message(flake: Path, rid: str, entry: dict[str, Any]) -> None:
-    base = entry["base"]
-    proc = nix("nix", "eval", "--raw", f"path:{flake}#packages.{SYSTEM}.{rid}.drvPath", *overrides(flake), check=False)
+def build_fails(flake: Path, installable: str) -> str:
+    """Evaluating INSTALLABLE works; building it fails: its build log, whitespace collapsed."""
+    nix("nix", "eval", "--raw", f"path:{flake}#{installable}.drvPath", *overrides(flake))
+    proc = nix("nix", "build", "--no-link", "-L", f"path:{flake}#{installable}", *overrides(flake), check=False)
     assert proc.returncode != 0, proc.stdout
-    message = " ".join(proc.stderr.split())
-    assert f"runtime {rid}: the dockerTools.pullImage hash is unknown for base image {base['reference']}" in message
+    log = [re.sub(r"^[\w.+-]+> ", "", line) for line in proc.stderr.splitlines()]  # `name> ` of -L
+    return " ".join(" ".join(log).split())
+
+
+def assert_missing_hash_message(flake: Path, rid: str, entry: dict[str, Any], arch: str = "amd64") -> None:
+    base = entry["base"]
+    digest = (base.get("platforms", {}).get(arch) or {}).get("manifest_digest") or base["digest"]
+    system = {"amd64": SYSTEM, "arm64": ARM}[arch]
+    message = build_fails(flake, f"packages.{system}.{rid}")
+    assert f"runtime {rid}: the dockerTools.pullImage hash is unknown for base image {base['reference']} ({arch}: {digest})" in message
     assert "No hash is guessed" in message
-    assert f"nix-prefetch-docker --image-name {base['name']} --image-digest {base['digest']}" in message
-    assert f"--final-image-name ubuntu --final-image-tag {base['tag']}" in message
-    assert f"schedule.yaml (nix_sha256 of the {entry['operating_system']} system)" in message
+    assert f"nix-prefetch-docker --image-name {base['name']} --image-digest {digest}" in message
+    assert f"--final-image-name ubuntu --final-image-tag {base['tag']} --os linux --arch {arch}" in message
+    assert f"schedule.yaml (nix_sha256 of the {entry['operating_system']} system, {arch})" in message
     assert "python -m generator generate" in message
 
 
 @pytest.mark.parametrize("rid", MISSING_HASH)
 def test_unknown_pullimage_hash_fails_with_instructions(flake: Path, rid: str) -> None:
-    """Today: the ubuntu16 runtimes (python2, python34 … python37), whose base hash is unknown."""
+    """Today: the ubuntu16 runtimes (python2, python34 … python37), whose base hash is unknown.
+
+    Their packages evaluate (so `nix flake check` and `nix flake show` pass) and fail when built.
+    """
     assert_missing_hash_message(flake, rid, RUNTIMES[rid])
 
 
@@ -343,8 +427,8 @@ def test_a_null_hash_makes_any_runtime_refuse(tmp_path: Path) -> None:
     rid = DATA["default_runtime"]
     data["runtimes"][rid]["base"]["nix_sha256"] = None
     flake = copy_flake(tmp_path / "flake", data)
-    show = json.loads(nix("nix", "flake", "show", "--json", f"path:{flake}", *overrides(flake)).stdout)
-    assert show["packages"][SYSTEM][rid]["type"] == "derivation"  # listed; fails only when evaluated
+    show = flake_show(flake)
+    assert show["packages"][SYSTEM][rid]["type"] == "derivation"  # listed; fails only when built
     assert rid not in show["hydraJobs"] and rid not in show["checks"][SYSTEM]
     assert_missing_hash_message(flake, rid, data["runtimes"][rid])
 
@@ -395,8 +479,8 @@ def test_standins_check_arguments_like_nixpkgs(flake: Path, call: str, error: st
     ("old", "new", "error"),
     [
         ("  contents = [ ];\n", "  contents = [ ];\n  enableFakeChroot = true;\n", "called with unexpected argument 'enableFakeChroot'"),
-        ("    } // hashArg base.nix_sha256);\n", "    });\n", "fetcher called without `hash`"),
-        ("    inherit envLayout;\n", '    inherit envLayout;\n    runtimeNote = "a harmless edit";\n', None),
+        ("    } // hashArg nixSha256);\n", "    });\n", "fetcher called without `hash`"),
+        ("    inherit envLayout expect;\n", '    inherit envLayout expect;\n    runtimeNote = "a harmless edit";\n', None),
     ],
     ids=["misspelt-image-arg", "pull-without-hash", "control"],
 )
@@ -415,6 +499,22 @@ def test_a_wrong_call_in_the_flake_fails_evaluation(tmp_path: Path, old: str, ne
 
 
 # ---- /env, made by the image's build script, run here with a real interpreter ------------------
+
+
+def assert_bytecode(site: Path, minor: str) -> None:
+    """From 3.7: every .py has a hash-based unchecked .pyc recording its path under /env; else none."""
+    pycs = sorted(site.rglob("*.pyc"))
+    if minor in ("2.7", "3.4", "3.5", "3.6"):
+        assert not pycs
+        return
+    sources = sorted(site.rglob("*.py"))
+    assert sources and len(pycs) == len(sources)
+    for src in sources:
+        tag = sys.implementation.cache_tag
+        data = (src.parent / "__pycache__" / f"{src.stem}.{tag}.pyc").read_bytes()
+        assert int.from_bytes(data[4:8], "little") == 1  # PEP 552: hash-based, unchecked
+        assert f"/env/lib/python{minor}/site-packages/{src.relative_to(site)}".encode() in data
+        assert str(site).encode() not in data
 
 
 def bundled_wheels(prefix: Path, minor: str) -> list[Path]:
@@ -520,7 +620,8 @@ def test_env_build_script_makes_a_working_env(tmp_path: Path, which: str) -> Non
 
     envdir = out / "env"
     site = envdir / "lib" / f"python{minor}" / "site-packages"
-    assert (site / "pip").is_dir() and not list(site.rglob("*.pyc"))
+    assert (site / "pip").is_dir()
+    assert_bytecode(site, minor)
     probe = "\n".join(
         [
             "import sys, json, os, pip",

@@ -6,11 +6,12 @@
 #
 # The Nix is Debian trixie's nix-bin (2.26), installed in a root of its own made with mmdebstrap
 # by `bash ci/dev.sh setup` (function setup_nix_root): $FLEX_NIX_ROOT, by default
-# ~/.cache/flex-python/test/nix-trixie. Nothing of the system is touched: the command runs in a
-# private mount namespace, chrooted into that root, with /dev, /proc, /tmp and this repository
-# bind-mounted at their own paths (so `path:` flakes under /tmp and files of the checkout have
-# the same names inside and out), plus the directories listed in $FLEX_NIX_BINDS (colon-
-# separated). The root keeps its own /nix/store. Needs root (mount namespaces, chroot).
+# ~/.cache/flex-python/test/nix-trixie. Nothing of the system is touched: bubblewrap runs the
+# command with that root as / (pivot_root, not chroot: in a chroot the kernel refuses the
+# namespaces Nix's build sandbox needs), with /dev, /proc, /tmp and this repository at their own
+# paths (so `path:` flakes under /tmp and files of the checkout have the same names inside and
+# out), plus the directories listed in $FLEX_NIX_BINDS (colon-separated). The root keeps its own
+# /nix/store and /etc/nix/nix.conf. Needs root.
 set -euo pipefail
 
 root="${FLEX_NIX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/flex-python/test/nix-trixie}"
@@ -24,16 +25,12 @@ if [ "$#" -eq 0 ]; then
   exit 2
 fi
 
-binds="/tmp:$repo${FLEX_NIX_BINDS:+:$FLEX_NIX_BINDS}"
-exec unshare --mount --propagation private -- bash -euo pipefail -c '
-  root=$1 binds=$2 cwd=$3; shift 3
-  mount --rbind /dev "$root/dev"
-  mount -t proc proc "$root/proc"
-  IFS=: read -r -a dirs <<<"$binds"
-  for d in "${dirs[@]}"; do
-    [ -n "$d" ] && [ -d "$d" ] || continue
-    mkdir -p "$root$d"
-    mount --rbind "$d" "$root$d"
-  done
-  exec chroot "$root" /bin/sh -c "cd \"\$0\" 2>/dev/null || cd /; exec \"\$@\"" "$cwd" "$@"
-' run-nix "$root" "$binds" "$PWD" "$@"
+# /proc is the host's, not a fresh one: under bubblewrap's own (parts of it read-only), the kernel
+# refuses the proc mount of the build sandbox's PID namespace.
+args=(--bind "$root" / --dev-bind /dev /dev --bind /proc /proc)
+IFS=: read -r -a dirs <<<"/tmp:$repo${FLEX_NIX_BINDS:+:$FLEX_NIX_BINDS}"
+for d in "${dirs[@]}"; do
+  if [ -n "$d" ] && [ -d "$d" ]; then args+=(--bind "$d" "$d"); fi
+done
+if [ -d "$PWD" ]; then args+=(--chdir "$PWD"); fi
+exec bwrap "${args[@]}" -- "$@"
