@@ -248,6 +248,19 @@ def check(image: Path, expect: dict[str, Any], extra_labels: set[str] = frozense
     return problems, summary
 
 
+PATH_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-")
+
+
+def records(data: bytes, path: str) -> bool:
+    """Does marshalled bytecode DATA hold PATH as a string of its own (not the tail of a longer one)?"""
+    needle, start = path.encode(), 0
+    while (i := data.find(needle, start)) != -1:
+        if i == 0 or data[i - 1] not in PATH_BYTES:
+            return True
+        start = i + 1
+    return False
+
+
 def check_bytecode(fs: dict[str, Node], bytecode: dict[str, Any], problems: Problems, summary: dict[str, Any]) -> None:
     """Every .py under the directory has a hash-based, unchecked .pyc naming its path in the image."""
     root = bytecode["dir"].rstrip("/")
@@ -271,7 +284,7 @@ def check_bytecode(fs: dict[str, Node], bytecode: dict[str, Any], problems: Prob
             flags = int.from_bytes(data[4:8], "little") if len(data) >= 16 else None
             if flags != 1:
                 wrong.append(f"{pyc}: flags {flags} (1 = unchecked hash)")
-            elif src.encode() not in data:
+            elif not records(data, src):
                 wrong.append(f"{pyc}: does not record the source path {src}")
             elif b"/nix/store/" in data:
                 wrong.append(f"{pyc}: names a /nix/store path")

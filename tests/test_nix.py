@@ -16,6 +16,7 @@ Without that Nix these tests skip, except under CI (CI=true), where they fail.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -31,7 +32,10 @@ from typing import Any
 
 import pytest
 
+from generator import imagecheck
+
 from .conftest import ROOT
+from .test_image import debian_base, image, python_mirror, test_tree  # noqa: F401 (fixtures, for the Dockerfile-path image)
 
 pytestmark = pytest.mark.nix
 
@@ -390,10 +394,11 @@ def test_default_package_is_the_newest_runtime(evaluated: dict[str, Any]) -> Non
     assert evaluated["default"] == evaluated[DATA["default_runtime"]]
 
 
-def build_fails(flake: Path, installable: str) -> str:
+def build_fails(flake: Path, installable: str, over: list[str] | None = None) -> str:
     """Evaluating INSTALLABLE works; building it fails: its build log, whitespace collapsed."""
-    nix("nix", "eval", "--raw", f"path:{flake}#{installable}.drvPath", *overrides(flake))
-    proc = nix("nix", "build", "--no-link", "-L", f"path:{flake}#{installable}", *overrides(flake), check=False)
+    over = overrides(flake) if over is None else over
+    nix("nix", "eval", "--raw", f"path:{flake}#{installable}.drvPath", *over)
+    proc = nix("nix", "build", "--no-link", "-L", f"path:{flake}#{installable}", *over, check=False)
     assert proc.returncode != 0, proc.stdout
     log = [re.sub(r"^[\w.+-]+> ", "", line) for line in proc.stderr.splitlines()]  # `name> ` of -L
     return " ".join(" ".join(log).split())
@@ -650,3 +655,422 @@ def test_env_build_script_makes_a_working_env(tmp_path: Path, which: str) -> Non
     assert not list(site.glob("*.dist-info/direct_url.json"))  # no build path recorded
     if sdist:
         assert (site / "flexdemo.py").is_file()
+
+
+# ---- aarch64-linux: where the lock knows an arm64 base -----------------------------------------
+
+ARM_MANIFEST = "sha256:" + hashlib.sha256(b"arm64 manifest of a test copy").hexdigest()
+
+
+def with_platforms(data: dict[str, Any], rid: str, arm64: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of DATA in the shape the lock will have: base.platforms, amd64 as today, ARM64 added."""
+    data = json.loads(json.dumps(data))
+    for entry in data["runtimes"].values():
+        entry["base"]["platforms"] = {"amd64": {"manifest_digest": None, "nix_sha256": entry["base"]["nix_sha256"]}}
+    if arm64 is not None:
+        data["runtimes"][rid]["base"]["platforms"]["arm64"] = arm64
+    return data
+
+
+def test_platforms_for_amd64_give_the_same_images(tmp_path: Path, evaluated: dict[str, Any]) -> None:
+    """base.platforms.amd64 (the lead's lock) and base.nix_sha256 (before it) give the same derivations."""
+    flake = copy_flake(tmp_path / "flake", with_platforms(DATA, DATA["default_runtime"], None))
+    got = eval_packages(flake)
+    assert {rid: got[rid]["drvPath"] for rid in IDS} == {rid: evaluated[rid]["drvPath"] for rid in IDS}
+
+
+def test_aarch64_packages_where_the_lock_has_an_arm64_base(tmp_path: Path) -> None:
+    rid = DATA["default_runtime"]
+    archive = base_archive(tmp_path / "base", "arm64")  # a real file's hash, not a made-up one
+    data = with_platforms(DATA, rid, {"manifest_digest": ARM_MANIFEST, "nix_sha256": sri_of(archive)})
+    flake = copy_flake(tmp_path / "flake", data)
+    show = flake_show(flake)
+    assert sorted(show["packages"][ARM]) == sorted([rid, "default"])
+    assert show["packages"][ARM][rid]["name"] == f"stream-{rid}"
+    assert sorted(show["hydraJobs"][rid]) == [ARM, SYSTEM]
+    assert sorted(show["checks"][ARM]) == sorted([rid, CACHE_CHECK])
+    assert sorted(show["packages"][SYSTEM]) == sorted([*IDS, "default"])  # amd64 unchanged
+    got = eval_packages(flake, ARM)
+    assert sorted(got) == sorted([rid, "default"])
+    arm = got[rid]
+    base = data["runtimes"][rid]["base"]
+    assert arm["architecture"] == "arm64" and arm["passthru"]["expect"]["architecture"] == "arm64"
+    assert arm["fromImage"]["callerArgs"] == {
+        "imageName": base["name"],
+        "imageDigest": ARM_MANIFEST,  # the per-architecture manifest, where the lock knows it
+        "hash": sri_of(archive),
+        "finalImageName": "ubuntu",
+        "finalImageTag": base["tag"],
+        "os": "linux",
+        "arch": "arm64",
+    }
+    drv = json.loads(nix("nix", "derivation", "show", arm["drvPath"]).stdout)
+    assert next(iter(drv.values()))["system"] == ARM
+    amd = eval_packages(flake)[rid]
+    assert amd["drvPath"] != arm["drvPath"] and amd["interpreter"]["path"] != arm["interpreter"]["path"]
+    print(f"{SYSTEM}: {amd['drvPath']}\n{ARM}: {arm['drvPath']}")
+
+
+def test_an_arm64_base_without_a_hash_refuses_like_amd64(tmp_path: Path) -> None:
+    rid = DATA["default_runtime"]
+    data = with_platforms(DATA, rid, {"manifest_digest": ARM_MANIFEST, "nix_sha256": None})
+    flake = copy_flake(tmp_path / "flake", data)
+    show = flake_show(flake)
+    assert sorted(show["packages"][ARM]) == sorted([rid, "default"])
+    assert ARM not in show["hydraJobs"][rid] and rid not in show["checks"][ARM]
+    # the arm64 package only evaluates here (this machine cannot run an aarch64 builder): the message
+    reasons = json.loads(nix("nix", "eval", "--json", f"path:{flake}#packages.{ARM}.{rid}.unbuildable", *overrides(flake)).stdout)
+    message = " ".join(" ".join(reasons).split())
+    assert f"({'arm64'}: {ARM_MANIFEST})" in message and "--os linux --arch arm64" in message
+
+
+# ---- the python2 guard: a nixpkgs without what nixpkgs-python builds CPython from ---------------
+
+
+def git_flake(src: Path) -> str:
+    """SRC as a git repository with one commit: a flake input that has a revision."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "stand-in"]):
+        subprocess.run(["git", *args], cwd=src, check=True, env=env, capture_output=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_a_nixpkgs_without_cpython_27_makes_python2_refuse_by_name(tmp_path: Path) -> None:
+    """As nixpkgs master since 2026-05-03: no cpython/2.7. The package says so, naming the revision."""
+    data = json.loads(json.dumps(DATA))
+    flake = copy_flake(tmp_path / "flake", data)
+    standin = flake / "tests" / "nix" / "nixpkgs-standin"
+    shutil.rmtree(standin / "pkgs" / "development" / "interpreters" / "python" / "cpython" / "2.7")
+    rev = git_flake(standin)
+    over = ["--override-input", "nixpkgs", f"git+file://{standin}"]
+    over += ["--override-input", "nixpkgs-python", f"path:{flake}/tests/nix/nixpkgs-python-standin"]
+    # without the guard, the interpreter itself stops evaluation at a missing path
+    proc = nix("nix", "eval", "--raw", f"path:{flake}#packages.{SYSTEM}.python2.interpreter.drvPath", *over, check=False)
+    assert proc.returncode != 0 and "cpython/2.7/default.nix" in proc.stderr and "does not exist" in proc.stderr
+    # the package: evaluates, is kept out of hydraJobs/checks, fails when built, by name
+    out = json.loads(nix("nix", "eval", "--json", f"path:{flake}#packages.{SYSTEM}.python2.unbuildable", *over).stdout)
+    message = " ".join(" ".join(out).split())
+    assert f"runtime python2: CPython 2.7.12 cannot be built with the pinned nixpkgs (rev {rev})" in message
+    assert "pkgs/development/interpreters/python/cpython/2.7/default.nix" in message
+    assert "nixpkgs master dropped CPython 2.7 on 2026-05-03" in message
+    assert f"CPython 2.7.12 cannot be built with the pinned nixpkgs (rev {rev})" in build_fails(flake, f"packages.{SYSTEM}.python2", over)
+    # Python 3 is unaffected
+    reasons = "ps: builtins.mapAttrs (_: p: p.unbuildable or null) ps"
+    py3 = json.loads(nix("nix", "eval", "--json", f"path:{flake}#packages.{SYSTEM}", *over, "--apply", reasons).stdout)
+    assert all(py3[rid] is None for rid in BUILDABLE)
+
+
+# ---- the binary cache's nixpkgs ----------------------------------------------------------------
+
+
+def test_the_cache_check_compares_nixpkgs_with_nixpkgs_pythons_pin(tmp_path: Path) -> None:
+    """checks.<system>.nixpkgs-is-nixpkgs-pythons: builds only when the flake's nixpkgs is the cache's."""
+    flake = copy_flake(tmp_path / "flake")
+    pins = json.loads(nix("nix", "eval", "--json", f"path:{flake}#lib.nixpkgs", *overrides(flake)).stdout)
+    assert pins == {"rev": "unknown (not a git revision)", "nixpkgsPythonPins": PINS["nixpkgs"]["rev"]}
+    standin = flake / "tests" / "nix" / "nixpkgs-standin"
+    rev = git_flake(standin)
+    python_standin = flake / "tests" / "nix" / "nixpkgs-python-standin"
+    over = ["--override-input", "nixpkgs", f"git+file://{standin}", "--override-input", "nixpkgs-python", f"path:{python_standin}"]
+    message = build_fails(flake, f"checks.{SYSTEM}.{CACHE_CHECK}", over)
+    assert f"flake.lock: nixpkgs is {rev}, but nixpkgs-python's binary cache is built against {PINS['nixpkgs']['rev']}" in message
+    assert f"--override-input nixpkgs github:NixOS/nixpkgs/{PINS['nixpkgs']['rev']}" in message
+    lock = python_standin / "flake.lock"
+    lock.write_text(lock.read_text().replace(PINS["nixpkgs"]["rev"], rev))
+    nix("nix", "build", "--no-link", f"path:{flake}#checks.{SYSTEM}.{CACHE_CHECK}", *over)
+
+
+# ---- the image checker (generator/imagecheck.py) -----------------------------------------------
+
+
+def tar_bytes(entries: list[tuple[str, Any]]) -> bytes:
+    """A tar of ENTRIES: (name, bytes) files, (name, None) directories, (name, "->target") symlinks,
+    (name, (bytes, mode)) files with a mode."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, value in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1
+            if value is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif isinstance(value, str):
+                info.type, info.linkname = tarfile.SYMTYPE, value.removeprefix("->")
+                tar.addfile(info)
+            else:
+                data, info.mode = value if isinstance(value, tuple) else (value, 0o644)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def docker_archive(path: Path, layers: list[bytes], config: dict[str, Any], repo_tag: str, arch: str = "amd64", history: bool = True) -> Path:
+    diff_ids = ["sha256:" + hashlib.sha256(b).hexdigest() for b in layers]
+    archive = {"architecture": arch, "os": "linux", "config": config, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    if history:
+        archive["history"] = [{"created": "1970-01-01T00:00:01Z"} for _ in layers]
+    config_bytes = json.dumps(archive, sort_keys=True).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    names = [d[7:] + "/layer.tar" for d in diff_ids]
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [repo_tag], "Layers": names}]).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tar_bytes([*zip(names, layers), (config_name, config_bytes), ("manifest.json", manifest)]))
+    return path
+
+
+def base_archive(directory: Path, arch: str = "amd64", tag: str = "22.04") -> Path:
+    """A small real base image (docker-archive, as pullImage gives), named as pullImage names it."""
+    layer = tar_bytes([("etc", None), ("etc/os-release", b"NAME=flex-test-base\n")])
+    return docker_archive(directory / f"docker-image-ubuntu-{tag}.tar", [layer], {"Env": ["PATH=/usr/bin:/bin"]}, f"ubuntu:{tag}", arch)
+
+
+def sri_of(path: Path) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+
+
+def pyc(source_path: str, flags: int = 1) -> bytes:
+    """A .pyc header (magic, PEP 552 flags, source hash) and a body recording SOURCE_PATH."""
+    return b"\x00\x00\r\n" + flags.to_bytes(4, "little") + b"\x01" * 8 + b"\xe3" + source_path.encode()
+
+
+EXPECT = {
+    "repo_tag": "localhost/flex-test/tiny:1",
+    "architecture": "amd64",
+    "config": {
+        "Env": ["LANG=C.UTF-8", "PATH=/env/bin:/opt/python3.11/bin:/usr/bin:/bin", "VIRTUAL_ENV=/env"],
+        "User": "1000:1000",
+        "WorkingDir": "/app",
+        "Labels": {"flex-python.runtime-id": "tiny"},
+        "Cmd": ["python"],
+        "ExposedPorts": {"8080/tcp": {}},
+    },
+    "paths": ["/opt/python3.11/bin/python", "/env/bin/python"],
+    "bytecode": {"dir": "/env/lib/python3.11/site-packages", "mode": "unchecked-hash"},
+    "max_layers": 5,
+}
+SITE = "/env/lib/python3.11/site-packages"
+
+
+def tiny_layers(**change: Any) -> list[bytes]:
+    """Three layers: a base, an interpreter reached through symlinks, and /env with bytecode."""
+    interp = [
+        ("nix", None),
+        ("nix/store", None),
+        ("nix/store/abc-python3", None),
+        ("nix/store/abc-python3/bin", None),
+        ("nix/store/abc-python3/bin/python3.11", change.get("interpreter", (b"\x7fELF", 0o755))),
+        ("nix/store/abc-python3/bin/python", "->python3.11"),
+    ]
+    env = [
+        ("opt", None),
+        ("opt/python3.11", "->/nix/store/abc-python3"),
+        ("env", None),
+        ("env/bin", None),
+        ("env/bin/python", change.get("env_python", "->/opt/python3.11/bin/python3.11")),
+        ("env/lib/python3.11/site-packages/pkg", None),
+        ("env/lib/python3.11/site-packages/pkg/__init__.py", b""),
+        ("env/lib/python3.11/site-packages/pkg/__pycache__", None),
+        ("env/lib/python3.11/site-packages/pkg/__pycache__/__init__.cpython-311.pyc", change.get("pyc", pyc(f"{SITE}/pkg/__init__.py"))),
+    ]
+    layers = [tar_bytes([("etc", None), ("etc/os-release", b"NAME=t\n")]), tar_bytes(interp), tar_bytes(env + change.get("extra", []))]
+    return layers + ([tar_bytes(change["later"])] if "later" in change else [])  # a whiteout acts on lower layers
+
+
+def problems_of(path: Path, expect: dict[str, Any] = EXPECT, extra_labels: frozenset[str] = frozenset()) -> list[str]:
+    problems, _ = imagecheck.check(path, expect, set(extra_labels))
+    return list(problems)
+
+
+def test_imagecheck_accepts_a_good_image(tmp_path: Path) -> None:
+    archive = docker_archive(tmp_path / "i.tar", tiny_layers(), EXPECT["config"], EXPECT["repo_tag"])
+    problems, summary = imagecheck.check(archive, EXPECT)
+    assert list(problems) == []
+    interpreter = "/nix/store/abc-python3/bin/python3.11"
+    assert summary["resolved"] == {"/opt/python3.11/bin/python": interpreter, "/env/bin/python": interpreter}
+    assert summary["layers"] == 3 and summary["bytecode"] == {"sources": 1, "missing": 0, "wrong": 0}
+    expect = tmp_path / "expect.json"
+    expect.write_text(json.dumps(EXPECT))
+    assert imagecheck.main([str(archive), "--expect", str(expect)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "config", "error"),
+    [
+        (
+            {"env_python": "->/opt/python3.11/bin/python3.12"},
+            {},
+            "/env/bin/python does not resolve in the layers: /nix/store/abc-python3/bin/python3.12",
+        ),
+        ({"interpreter": (b"\x7fELF", 0o644)}, {}, "which is not executable"),
+        (
+            {"later": [("opt", None), ("opt/.wh.python3.11", b"")]},
+            {},
+            "/opt/python3.11/bin/python does not resolve in the layers: /opt/python3.11 does not",
+        ),
+        ({"pyc": pyc(f"{SITE}/pkg/__init__.py", flags=0)}, {}, "flags 0 (1 = unchecked hash)"),
+        ({"pyc": pyc("/nix/store/xyz-env/env/lib/python3.11/site-packages/pkg/__init__.py")}, {}, "does not record the source path"),
+        ({"extra": [("env/lib/python3.11/site-packages/pkg/more.py", b"")]}, {}, f"1 of 2 .py files under {SITE} have no .pyc"),
+        ({}, {"User": "0"}, "User is '0', expected '1000:1000'"),
+        ({}, {"Env": ["LANG=C.UTF-8", "PATH=/usr/bin:/bin", "VIRTUAL_ENV=/env"]}, "Env differs: PATH: image '/usr/bin:/bin'"),
+        ({}, {"Labels": {"flex-python.runtime-id": "other"}}, "Labels differ: flex-python.runtime-id: image 'other', expected 'tiny'"),
+        ({}, {"Cmd": ["bash"]}, "Cmd is ['bash'], expected ['python']"),
+    ],
+    ids=["broken-symlink", "not-executable", "whiteout", "checked-pyc", "build-path-pyc", "missing-pyc", "user", "env", "labels", "cmd"],
+)
+def test_imagecheck_finds_what_is_wrong(tmp_path: Path, change: dict[str, Any], config: dict[str, Any], error: str) -> None:
+    archive = docker_archive(tmp_path / "i.tar", tiny_layers(**change), {**EXPECT["config"], **config}, EXPECT["repo_tag"])
+    problems = problems_of(archive)
+    assert any(error in p for p in problems), problems
+    expect = tmp_path / "expect.json"
+    expect.write_text(json.dumps(EXPECT))
+    assert imagecheck.main([str(archive), "--expect", str(expect)]) == 1
+
+
+def test_imagecheck_checks_the_layers_against_the_config(tmp_path: Path) -> None:
+    layers = tiny_layers()
+    archive = docker_archive(tmp_path / "i.tar", layers, EXPECT["config"], EXPECT["repo_tag"])
+    # a layer whose bytes are not its diff id: rewrite one layer's content in place
+    with tarfile.open(archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    name = next(n for n in members if n.endswith("/layer.tar") and members[n] == layers[0])
+    members[name] = tar_bytes([("etc", None), ("etc/os-release", b"NAME=tampered\n")])
+    tampered = tmp_path / "tampered.tar"
+    tampered.write_bytes(tar_bytes(list(members.items())))
+    assert any("but its diff id is" in p for p in problems_of(tampered))
+    # more layers than allowed; a wrong tag; the wrong architecture
+    many = docker_archive(tmp_path / "many.tar", layers, EXPECT["config"], EXPECT["repo_tag"])
+    assert any("more than max_layers 2" in p for p in problems_of(many, {**EXPECT, "max_layers": 2}))
+    assert any("RepoTags is" in p for p in problems_of(many, {**EXPECT, "repo_tag": "other:1"}))
+    assert any("architecture is 'amd64', expected 'arm64'" in p for p in problems_of(many, {**EXPECT, "architecture": "arm64"}))
+    # a label the image may carry beyond the expected (e.g. buildah's), only when allowed
+    labels = {**EXPECT["config"]["Labels"], "io.buildah.version": "1.28"}
+    labelled = docker_archive(tmp_path / "l.tar", layers, {**EXPECT["config"], "Labels": labels}, EXPECT["repo_tag"])
+    assert any("io.buildah.version" in p for p in problems_of(labelled))
+    assert problems_of(labelled, extra_labels=frozenset({"io.buildah.version"})) == []
+    not_tar = tmp_path / "x.tar"
+    not_tar.write_bytes(b"not a tar")
+    assert any("not a readable tar archive" in p for p in problems_of(not_tar))
+
+
+# ---- checks.<system>.<id>: the image streamed and looked into, by Nix, with the stand-ins ---------
+
+
+def check_flake(tmp_path: Path, rid: str) -> tuple[Path, dict[str, Any]]:
+    """A copy of the flake whose runtime RID has a base this machine has (its real hash, in the
+    store as a prefetch leaves it) and no tools (the stand-in interpreter cannot run pip)."""
+    archive = base_archive(tmp_path / "base", tag=RUNTIMES[rid]["base"]["tag"])
+    nix("nix-store", "--add-fixed", "sha256", str(archive))
+    data = json.loads(json.dumps(DATA))
+    data["runtimes"][rid]["base"]["nix_sha256"] = sri_of(archive)
+    data["runtimes"][rid]["tools"] = []
+    return copy_flake(tmp_path / "flake", data), data
+
+
+def test_the_image_check_builds_streams_and_looks_inside(tmp_path: Path) -> None:
+    rid = "python312-ubuntu22"
+    flake, _ = check_flake(tmp_path, rid)
+    nix("nix", "build", "--no-link", f"path:{flake}#checks.{SYSTEM}.{rid}", *overrides(flake), timeout=600)
+    log = nix("nix", "log", f"path:{flake}#checks.{SYSTEM}.{rid}", *overrides(flake)).stdout  # built now or before
+    assert "imagecheck: image.tar: ok" in log
+    assert '"/opt/python3.12/bin/python": "/nix/store/' in log
+    # the package itself: its stream script writes the image the check looked at
+    out = nix("nix", "build", "--no-link", "--print-out-paths", f"path:{flake}#packages.{SYSTEM}.{rid}", *overrides(flake)).stdout.strip()
+    archive = tmp_path / "image.tar"
+    with archive.open("wb") as f:
+        subprocess.run(["bash", str(RUN_NIX), out], stdout=f, check=True, timeout=300)
+    expect = json.loads(nix("nix", "eval", "--json", f"path:{flake}#packages.{SYSTEM}.{rid}.expect", *overrides(flake)).stdout)
+    problems, summary = imagecheck.check(archive, expect)
+    assert list(problems) == [] and summary["layers"] >= 3
+
+
+def test_the_image_check_fails_on_a_wrong_image(tmp_path: Path) -> None:
+    """The same check over an image whose config is not runtimes.json's: the build fails, saying why."""
+    rid = "python312-ubuntu22"
+    flake, _ = check_flake(tmp_path, rid)
+    fn = flake / "nix" / "runtime-image.nix"
+    text = fn.read_text()
+    old = "    config = entry.config;\n    inherit created passthru;\n"
+    assert text.count(old) == 1
+    fn.write_text(text.replace(old, '    config = entry.config // { User = "0"; };\n    inherit created passthru;\n'))
+    message = build_fails(flake, f"checks.{SYSTEM}.{rid}")
+    assert "imagecheck: image.tar: 1 problem(s): - User is '0', expected '1000:1000'" in message
+
+
+# ---- the checker over images podman made (no Nix involved; the same verification) --------------
+
+DOCKERFILE_IMAGE = "localhost/flex-test/python311:a"  # tests/test_image.py's image fixture builds it
+
+
+def podman(*args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"podman {shlex.join(args)}: {proc.stderr[-2000:]}"
+    return proc
+
+
+needs_podman = pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (bash ci/dev.sh setup)")
+
+
+@pytest.mark.image
+@needs_podman
+def test_imagecheck_over_a_podman_saved_image(tmp_path: Path) -> None:
+    """A small root imported into podman and saved as a docker-archive: what `podman save` writes."""
+    tag = "localhost/flex-test/imagecheck-tiny:1"
+    rootfs = tmp_path / "rootfs.tar"
+    entries: list[tuple[str, Any]] = []
+    for layer in tiny_layers():
+        with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+            for m in tar.getmembers():
+                f = tar.extractfile(m) if m.isreg() else None
+                entries.append((m.name, None if m.isdir() else "->" + m.linkname if m.issym() else (f.read() if f else b"", m.mode)))
+    rootfs.write_bytes(tar_bytes(entries))
+    cfg = EXPECT["config"]
+    changes = [f"ENV {e}" for e in cfg["Env"]] + [
+        f"USER {cfg['User']}",
+        f"WORKDIR {cfg['WorkingDir']}",
+        "LABEL " + " ".join(f"{k}={v}" for k, v in cfg["Labels"].items()),
+        f"CMD {json.dumps(cfg['Cmd'])}",
+        "EXPOSE 8080/tcp",
+    ]
+    podman("import", *[a for c in changes for a in ("--change", c)], str(rootfs), tag)
+    try:
+        saved = tmp_path / "saved.tar"
+        podman("save", "--format", "docker-archive", "-o", str(saved), tag)
+        expect = {**EXPECT, "repo_tag": tag}
+        problems, summary = imagecheck.check(saved, expect)
+        assert list(problems) == [] and summary["layers"] == 1
+        assert problems_of(saved, {**expect, "config": {**cfg, "User": "0"}}) == ["User is '1000:1000', expected '0'"]
+    finally:
+        subprocess.run(["podman", "rmi", "-f", tag], capture_output=True)
+
+
+@pytest.mark.image
+@needs_podman
+def test_imagecheck_over_the_dockerfile_path_image(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The real Dockerfile-path image (python311-ubuntu22 on the Debian base, built by test_image.py):
+    saved with podman, then checked like the Nix images, against its runtimes.json entry."""
+    if subprocess.run(["podman", "image", "exists", DOCKERFILE_IMAGE]).returncode != 0:
+        request.getfixturevalue("image")  # builds it (CPython from source: minutes)
+    inspect = json.loads(podman("image", "inspect", DOCKERFILE_IMAGE).stdout)[0]
+    rid = inspect["Config"]["Labels"]["flex-python.runtime-id"]
+    entry = RUNTIMES[rid]
+    py = entry["python"]
+    saved = tmp_path / "saved.tar"
+    podman("save", "--format", "docker-archive", "-o", str(saved), DOCKERFILE_IMAGE)
+    # the test image pins another patch release than the repository's lock: that one label is the
+    # image's own generated data; everything else must be runtimes.json's
+    labels = {**entry["config"]["Labels"], "org.opencontainers.image.version": inspect["Config"]["Labels"]["org.opencontainers.image.version"]}
+    expect = {
+        "repo_tag": DOCKERFILE_IMAGE,
+        "architecture": "amd64",
+        "config": {**entry["config"], "Labels": labels},
+        "paths": [f"{py['prefix']}/bin/python", "/env/bin/python"],
+        "bytecode": None,
+        "max_layers": 127,
+    }
+    problems, summary = imagecheck.check(saved, expect, {"io.buildah.version"})
+    assert list(problems) == [], problems
+    assert summary["resolved"]["/env/bin/python"].startswith(f"{py['prefix']}/bin/python")
+    # and it sees what is wrong in the same image
+    assert any(
+        "WorkingDir is '/app', expected '/srv'" in p for p in problems_of(saved, {**expect, "config": {**expect["config"], "WorkingDir": "/srv"}})
+    )
