@@ -14,7 +14,7 @@ or `podman save --format docker-archive` / `docker save`. EXPECT.json says what 
 
 Checked: manifest.json names one image with that tag, its config and its layers; the config's
 architecture and Env (as a mapping), User, WorkingDir, Labels, Cmd and ExposedPorts equal the
-expected ones; every layer is a tar whose sha256 is its diff id, as many as the config's diff ids
+expected ones; every layer is a tar whose sha256 (uncompressed) is its diff id, as many as the config's diff ids
 and as its history's non-empty layers, at most max_layers; each of `paths` exists in the
 filesystem the layers make (whiteouts applied) and resolves, through symlinks absolute or
 relative, to an executable regular file; under bytecode.dir every .py has a __pycache__ .pyc
@@ -25,6 +25,7 @@ not a build path. Exit status 0 when all holds, 1 with every problem on stderr, 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import posixpath
@@ -157,8 +158,12 @@ def check_config(config: dict[str, Any], expect: dict[str, Any], extra_labels: s
 
 
 def sha256_of(f: IO[bytes]) -> str:
+    """The digest of a layer's tar: a diff id is the uncompressed one, so a gzip layer is unpacked."""
+    gzipped = f.read(2) == b"\x1f\x8b"
+    f.seek(0)
+    stream: IO[bytes] = gzip.GzipFile(fileobj=f) if gzipped else f  # type: ignore[assignment]
     h = hashlib.sha256()
-    for chunk in iter(lambda: f.read(1 << 20), b""):
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
         h.update(chunk)
     return "sha256:" + h.hexdigest()
 

@@ -17,6 +17,7 @@ Without that Nix these tests skip, except under CI (CI=true), where they fail.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import json
@@ -1074,3 +1075,15 @@ def test_imagecheck_over_the_dockerfile_path_image(tmp_path: Path, request: pyte
     assert any(
         "WorkingDir is '/app', expected '/srv'" in p for p in problems_of(saved, {**expect, "config": {**expect["config"], "WorkingDir": "/srv"}})
     )
+
+
+def test_imagecheck_reads_gzip_layers_by_their_diff_id(tmp_path: Path) -> None:
+    """A diff id is the digest of the uncompressed layer; an archive may hold the layer gzipped."""
+    layers = tiny_layers()
+    archive = docker_archive(tmp_path / "i.tar", layers, EXPECT["config"], EXPECT["repo_tag"])
+    with tarfile.open(archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    members = {n: gzip.compress(d, mtime=0) if n.endswith("/layer.tar") else d for n, d in members.items()}
+    gzipped = tmp_path / "gzipped.tar"
+    gzipped.write_bytes(tar_bytes(list(members.items())))
+    assert problems_of(gzipped) == []

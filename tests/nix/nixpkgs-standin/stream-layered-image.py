@@ -120,6 +120,7 @@ def store_layer(paths):
 def stream(conf_path):
     c = json.loads(Path(conf_path).read_text())
     layers, history = [], []  # (bytes) and history entries
+    config = dict(c["config"])
     if c["fromImage"]:
         with tarfile.open(c["fromImage"]) as base:
             manifest = json.load(base.extractfile("manifest.json"))[0]
@@ -127,6 +128,10 @@ def stream(conf_path):
             for name in manifest["Layers"]:
                 layers.append(base.extractfile(name).read())
             history += [h for h in base_config.get("history", []) if not h.get("empty_layer")]
+            # like nixpkgs' overlay_base_config: the base's Env first, the image's wins
+            env = base_config.get("config", {}).get("Env", []) + config.get("Env", [])
+            if env:
+                config["Env"] = list({e.split("=", 1)[0]: e for e in env}.values())
     room = c["maxLayers"] - len(layers) - 1  # the customisation layer takes the last one
     store = c["storeLayers"]
     if room < 1:
@@ -144,7 +149,7 @@ def stream(conf_path):
         "created": c["created"],
         "architecture": c["architecture"],
         "os": c["os"],
-        "config": c["config"],
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": history,
     }
