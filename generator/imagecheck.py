@@ -14,12 +14,13 @@ or `podman save --format docker-archive` / `docker save`. EXPECT.json says what 
 
 Checked: manifest.json names one image with that tag, its config and its layers; the config's
 architecture and Env (as a mapping), User, WorkingDir, Labels, Cmd and ExposedPorts equal the
-expected ones; every layer is a tar whose sha256 (uncompressed) is its diff id, as many as the config's diff ids
-and as its history's non-empty layers, at most max_layers; each of `paths` exists in the
-filesystem the layers make (whiteouts applied) and resolves, through symlinks absolute or
-relative, to an executable regular file; under bytecode.dir every .py has a __pycache__ .pyc
-that is hash-based and unchecked (PEP 552 flags = 1) and records the source's path in the image,
-not a build path. Exit status 0 when all holds, 1 with every problem on stderr, 2 on bad usage.
+expected ones; every layer is a tar whose sha256 (uncompressed) is its diff id, as many as the
+config's diff ids and as its history's non-empty layers, at most max_layers; each of `paths`
+exists in the filesystem the layers make (whiteouts applied) and resolves, through symlinks
+absolute or relative, to an executable regular file; under bytecode.dir every .py has a
+__pycache__ .pyc that is hash-based and unchecked (PEP 552 flags = 1) and records the source's
+path in the image, not a build path. Exit status 0 when all holds, 1 with every problem on stderr,
+2 on bad usage.
 """
 
 from __future__ import annotations
