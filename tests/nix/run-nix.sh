@@ -29,8 +29,12 @@ fi
 # refuses the proc mount of the build sandbox's PID namespace.
 args=(--bind "$root" / --dev-bind /dev /dev --bind /proc /proc)
 IFS=: read -r -a dirs <<<"/tmp:$repo${FLEX_NIX_BINDS:+:$FLEX_NIX_BINDS}"
+cwd=/  # the current directory, where it is bound inside
 for d in "${dirs[@]}"; do
-  if [ -n "$d" ] && [ -d "$d" ]; then args+=(--bind "$d" "$d"); fi
+  if [ -n "$d" ] && [ -d "$d" ]; then
+    args+=(--bind "$d" "$d")
+    case "$PWD/" in "${d%/}/"*) cwd="$PWD" ;; esac
+  fi
 done
-if [ -d "$PWD" ]; then args+=(--chdir "$PWD"); fi
+args+=(--chdir "$cwd")
 exec bwrap "${args[@]}" -- "$@"
