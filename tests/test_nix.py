@@ -240,6 +240,15 @@ def test_flake_check_passes(flake: Path) -> None:
         assert f"stream-{rid}.drv" in proc.stderr  # evaluated, not skipped
 
 
+def test_lib_names_what_cannot_be_built(flake: Path) -> None:
+    lib = json.loads(nix("nix", "eval", "--json", f"path:{flake}#lib", *overrides(flake), "--apply", "l: removeAttrs l [ ]").stdout)
+    assert lib["runtimeIds"] == IDS and lib["defaultRuntime"] == DATA["default_runtime"]
+    assert lib["runtimesMissingPullImageHash"] == MISSING_HASH
+    assert sorted(lib["unbuildable"][SYSTEM]) == MISSING_HASH and lib["unbuildable"][ARM] == {}
+    for rid in MISSING_HASH:
+        assert [r.split(":")[0] for r in lib["unbuildable"][SYSTEM][rid]] == [f"runtime {rid}"]
+
+
 def test_flake_declares_the_binary_cache(flake: Path) -> None:
     """nixpkgs-python's cache and key in nixConfig; Nix reads them (and, untrusted, asks first)."""
     config = json.loads(nix("nix", "eval", "--json", "--impure", "--expr", f"(import {flake}/flake.nix).nixConfig").stdout)
