@@ -254,14 +254,20 @@ def check(image: Path, expect: dict[str, Any], extra_labels: set[str] = frozense
     return problems, summary
 
 
-PATH_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-")
+# marshal's string types (a .pyc's co_filename is one): short ASCII has a 1-byte length, the others
+# a 4-byte little-endian one; the 0x80 bit of the type byte is marshal's reference flag
+SHORT_STRINGS = {ord("z"), ord("Z")}
+LONG_STRINGS = {ord("a"), ord("A"), ord("u"), ord("t")}
 
 
 def records(data: bytes, path: str) -> bool:
-    """Does marshalled bytecode DATA hold PATH as a string of its own (not the tail of a longer one)?"""
+    """Does marshalled bytecode DATA hold PATH as a whole string (not a piece of a longer one)?"""
     needle, start = path.encode(), 0
+    n = len(needle)
     while (i := data.find(needle, start)) != -1:
-        if i == 0 or data[i - 1] not in PATH_BYTES:
+        if i >= 2 and n < 256 and data[i - 1] == n and data[i - 2] & 0x7F in SHORT_STRINGS:
+            return True
+        if i >= 5 and data[i - 4 : i] == n.to_bytes(4, "little") and data[i - 5] & 0x7F in LONG_STRINGS:
             return True
         start = i + 1
     return False

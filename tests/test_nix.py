@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import py_compile
 import re
 import shlex
 import shutil
@@ -637,6 +638,14 @@ def test_env_build_script_makes_a_working_env(tmp_path: Path, which: str) -> Non
     site = envdir / "lib" / f"python{minor}" / "site-packages"
     assert (site / "pip").is_dir()
     assert_bytecode(site, minor)
+    if minor not in ("2.7", "3.4", "3.5", "3.6"):  # and the image check accepts that /env
+        layer = io.BytesIO()
+        with tarfile.open(fileobj=layer, mode="w") as tar:
+            tar.add(envdir, arcname="env")
+        archive = docker_archive(tmp_path / "env.tar", [layer.getvalue()], {}, "env:1")
+        bytecode = {"dir": f"/env/lib/python{minor}/site-packages", "mode": "unchecked-hash"}
+        problems, summary = imagecheck.check(archive, {"bytecode": bytecode})
+        assert list(problems) == [] and summary["bytecode"]["sources"] > 100
     probe = "\n".join(
         [
             "import sys, json, os, pip",
@@ -839,8 +848,10 @@ def sri_of(path: Path) -> str:
 
 
 def pyc(source_path: str, flags: int = 1) -> bytes:
-    """A .pyc header (magic, PEP 552 flags, source hash) and a body recording SOURCE_PATH."""
-    return b"\x00\x00\r\n" + flags.to_bytes(4, "little") + b"\x01" * 8 + b"\xe3" + source_path.encode()
+    """A .pyc header (magic, PEP 552 flags, source hash) and a body recording SOURCE_PATH as marshal
+    does: a short ASCII string (type 'z' with the reference flag, 1-byte length)."""
+    path = source_path.encode()
+    return b"\x00\x00\r\n" + flags.to_bytes(4, "little") + b"\x01" * 8 + b"\xe3" + b"\xfa" + bytes([len(path)]) + path
 
 
 EXPECT = {
@@ -1096,3 +1107,18 @@ def test_imagecheck_reads_gzip_layers_by_their_diff_id(tmp_path: Path) -> None:
     gzipped = tmp_path / "gzipped.tar"
     gzipped.write_bytes(tar_bytes(list(members.items())))
     assert problems_of(gzipped) == []
+
+
+@pytest.mark.parametrize("length", [40, 300], ids=["short-string", "long-string"])
+def test_imagecheck_reads_the_source_path_of_real_bytecode(tmp_path: Path, length: int) -> None:
+    """py_compile's own .pyc (hash-based, unchecked, recorded as dfile): marshal writes the path as a
+    short or a long string by its length; the check finds it, and only as a whole string."""
+    src = tmp_path / "m.py"
+    src.write_text("X = 1\n")
+    dfile = "/env/" + "d" * (length - len("/env/") - len("/m.py")) + "/m.py"
+    out = tmp_path / "m.pyc"
+    py_compile.compile(str(src), cfile=str(out), dfile=dfile, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    data = out.read_bytes()
+    assert int.from_bytes(data[4:8], "little") == 1
+    assert imagecheck.records(data, dfile)
+    assert not imagecheck.records(data, dfile[1:])  # a tail of the recorded path is not it
