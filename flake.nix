@@ -89,7 +89,7 @@
             else ''
               echo "flake.lock: nixpkgs is ${nixpkgsPin.rev}, but nixpkgs-python's binary cache is built" >&2
               echo "against ${toString cacheNixpkgsRev} (its own flake.lock): every CPython would compile." >&2
-              echo "Pin it: nix flake update nixpkgs --override-input nixpkgs github:NixOS/nixpkgs/${toString cacheNixpkgsRev}" >&2
+              echo "Pin it: nix flake lock --override-input nixpkgs github:NixOS/nixpkgs/${toString cacheNixpkgsRev}" >&2
               exit 1
             '');
         in
