@@ -38,6 +38,35 @@ setup_system() {
   bash ci/configure-containers.sh
 }
 
+setup_nix_root() {
+  # Nix >= 2.18 for the Nix tests (the pinned nixpkgs refuses older ones; bookworm's nix-bin is
+  # 2.8): Debian trixie's nix-bin (2.26) in a root of its own, built once with mmdebstrap and
+  # cached; tests/nix/run-nix.sh runs it there (bubblewrap, nothing of the system is touched). python3 is in the root for the stand-in image builds of the Nix checks.
+  local root="${FLEX_NIX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/flex-python/test/nix-trixie}"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! command -v bwrap >/dev/null; then
+    log "installing bubblewrap (runs the Nix root)"
+    $sudo apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null
+  fi
+  if [ ! -x "$root/usr/bin/nix" ]; then
+    log "building a Debian trixie root with nix-bin at $root"
+    $sudo rm -rf "$root.tmp"
+    mkdir -p "$(dirname "$root")"
+    $sudo mmdebstrap --quiet --variant=apt --include=nix-bin,ca-certificates,python3 \
+      trixie "$root.tmp" http://deb.debian.org/debian
+    $sudo mv "$root.tmp" "$root"
+  fi
+  $sudo mkdir -p "$root/etc/nix"
+  # Offline, flakes on, a flake's nixConfig never applied. Builds (of the stand-ins, tests/nix/)
+  # run in Nix's sandbox, with the root's /usr: without it, this Nix (no build users) now and
+  # then SIGKILLs a builder that is exiting (seen here: about 1 build in 3).
+  printf '%s\n' 'experimental-features = nix-command flakes' 'substituters =' 'sandbox = true' \
+    'extra-sandbox-paths = /usr /bin=/usr/bin /lib=/usr/lib /lib64=/usr/lib64' 'sandbox-fallback = false' 'build-users-group =' 'accept-flake-config = false' \
+    'connect-timeout = 5' \
+    | $sudo tee "$root/etc/nix/nix.conf" >/dev/null
+  log "Nix for the tests: $(bash tests/nix/run-nix.sh nix --version)"
+}
+
 setup_python() {
   if [ ! -x .venv/bin/python ]; then
     log "creating .venv"
@@ -61,14 +90,14 @@ setup_python() {
 cmd="${1:-test}"; shift || true
 case "$cmd" in
   setup)
-    setup_system; setup_python ;;
+    setup_system; setup_nix_root; setup_python ;;
   generate)
     setup_system; setup_python
     log "generating every runtime from schedule.yaml"
     .venv/bin/python -m generator generate "$@"
     .venv/bin/python -m generator list ;;
   test)
-    setup_system; setup_python
+    setup_system; setup_nix_root; setup_python
     log "lint: ruff"
     .venv/bin/ruff check generator tests benchmarks
     .venv/bin/ruff format --check generator tests benchmarks

@@ -92,7 +92,8 @@ def ask_upstream(model: ScheduleModel, lock: Pins, *, only: set[str], subjects: 
             platforms = {}
             for arch in sorted(set(answer.manifests) | ({"amd64"} if not answer.manifests else set())):
                 kept = old.platforms.get(arch) if same and old else None
-                nix = (kept.nix_sha256 if kept else None) or upstream.nix_prefetch(os_.image, answer.digest, arch)
+                pulled = answer.manifests.get(arch) or answer.digest  # what the flake's pullImage asks for
+                nix = (kept.nix_sha256 if kept else None) or upstream.nix_prefetch(os_.image, pulled, arch)
                 platforms[arch] = Platform(answer.manifests.get(arch) or (kept.manifest_digest if kept else None), nix)
                 if nix is None and arch == "amd64" and not same:
                     notes.append(f"`{os_id}`: Nix pullImage hash unknown for {answer.digest} (the Nix build refuses until it is filled)")

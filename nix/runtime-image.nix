@@ -2,9 +2,23 @@
 # dockerTools.streamLayeredImage (`nix build .#<id>` gives a script; `./result | docker load`).
 #
 # Nothing here is specific to one runtime: flake.nix maps this function over
-# every entry of the generated JSON. Uses only builtins (no nixpkgs lib), so the
-# test stand-ins under tests/nix/ need to provide only the functions below.
-{ dockerTools, fetchurl, runCommand, runCommandCC, pythons, created ? "1970-01-01T00:00:01Z" }:
+# every entry of the generated JSON, once per system. Uses only builtins (no
+# nixpkgs lib), so the test stand-ins under tests/nix/ need to provide only the
+# functions below.
+#
+# A runtime that cannot be built (its base has no known pullImage hash for this
+# architecture, or the pinned nixpkgs lacks what nixpkgs-python needs for its
+# CPython) still evaluates: it is a derivation that fails when BUILT, printing
+# why and what to do (so `nix flake check` and `nix flake show` pass), with the
+# image it would have been in passthru.image and the reasons in
+# passthru.unbuildable. flake.nix keeps such runtimes out of hydraJobs/checks.
+{ dockerTools, fetchurl, runCommand, runCommandCC, pythons
+, created ? "1970-01-01T00:00:01Z"
+  # the image's architecture, as registries name it (amd64, arm64)
+, arch ? "amd64"
+  # { path; rev; } of the nixpkgs nixpkgs-python builds its CPythons from
+, nixpkgs ? null
+}:
 
 entry:
 
@@ -29,6 +43,24 @@ let
     then fail "nixpkgs-python's packages.\"${py.version}\" is CPython ${python0.version}"
     else python0;
 
+  # nixpkgs-python builds each CPython from nixpkgs' own expressions (2.x from
+  # cpython/2.7/, which nixpkgs master dropped on 2026-05-03). Where the pinned
+  # nixpkgs lacks one, evaluating the interpreter would stop at a missing path;
+  # this names the version and the revision instead.
+  nixpkgsRev = if nixpkgs == null then "unknown" else nixpkgs.rev;
+  cpythonFiles = [
+    "pkgs/development/interpreters/python/cpython/${if major == "2" then "2.7/" else ""}default.nix"
+    "pkgs/development/interpreters/python/passthrufun.nix"
+  ];
+  missingCpythonFiles =
+    if nixpkgs == null then [ ]
+    else builtins.filter (f: !(builtins.pathExists "${nixpkgs.path}/${f}")) cpythonFiles;
+  missingCpython = ''
+    runtime ${id}: CPython ${py.version} cannot be built with the pinned nixpkgs (rev ${nixpkgsRev}):
+    nixpkgs-python builds it from nixpkgs' ${builtins.concatStringsSep " and " missingCpythonFiles},
+    which that nixpkgs does not have${if major == "2" then " (nixpkgs master dropped CPython 2.7 on 2026-05-03)" else ""}.
+    Pin a nixpkgs that has it: the one nixpkgs-python's own flake.lock names (see README, "Nix").'';
+
   # Where the interpreter appears in the image (the same path the Dockerfile
   # build uses), e.g. "/opt/python3.12" -> "opt/python3.12" inside the layer.
   prefix = py.prefix;
@@ -47,30 +79,51 @@ let
   finalImageName = base.nix_final_image_name or shortName;
   finalImageTag = base.nix_final_image_tag or base.tag;
 
+  # This architecture's pins: base.platforms.<arch> (manifest digest, pullImage
+  # hash); before `platforms` existed, base.nix_sha256 was amd64's.
+  platform =
+    if base ? platforms then base.platforms.${arch} or (fail "base has no ${arch} platform in lockfiles/runtimes.json")
+    else if arch == "amd64" then { manifest_digest = null; nix_sha256 = base.nix_sha256; }
+    else fail "base has no platforms in lockfiles/runtimes.json, so no ${arch} pins";
+  # The per-architecture manifest where the lock knows it, else the index digest
+  # (pullImage then picks `arch` from it).
+  imageDigest = if (platform.manifest_digest or null) != null then platform.manifest_digest else base.digest;
+  nixSha256 = platform.nix_sha256 or null;
+
   missingHash = ''
     runtime ${id}: the dockerTools.pullImage hash is unknown for base image
-      ${base.reference}
-    (base.nix_sha256 is null in lockfiles/runtimes.json for digest ${base.digest}),
-    so this image cannot be built with Nix. No hash is guessed. To fill it, where the
-    registry is reachable run:
-      nix-prefetch-docker --image-name ${base.name} --image-digest ${base.digest} \
-        --final-image-name ${finalImageName} --final-image-tag ${finalImageTag} --os linux --arch amd64
-    put the printed hash in schedule.yaml (nix_sha256 of the ${entry.operating_system} system),
-    then regenerate with: python -m generator generate'';
+      ${base.reference} (${arch}: ${imageDigest}),
+    so this image cannot be built with Nix. No hash is guessed. Where the registry is reachable run
+      nix-prefetch-docker --image-name ${base.name} --image-digest ${imageDigest} \
+        --final-image-name ${finalImageName} --final-image-tag ${finalImageTag} --os linux --arch ${arch}
+    and put the printed hash in lockfiles/schedule.lock.json
+    (base_images.${entry.operating_system}.platforms.${arch}.nix_sha256), then: python -m generator generate
+    (or run `python -m generator refresh ${entry.operating_system}` there: it does both)'';
+
+  unbuildable =
+    (if nixSha256 == null then [ missingHash ] else [ ])
+    ++ (if missingCpythonFiles != [ ] then [ missingCpython ] else [ ]);
 
   # SRI ("sha256-...") goes to `hash`; nix-prefetch-docker's base32 (or hex) to `sha256`.
   hashArg = h:
     if builtins.substring 0 7 h == "sha256-" then { hash = h; } else { sha256 = h; };
 
+  # A derivation that fails when built, printing MESSAGES (not an evaluation
+  # error: `nix flake check` and `nix flake show` still see the package).
+  refuse = name: messages: passthru: runCommand name { inherit passthru; } ''
+    cat >&2 <<'EOF'
+    ${builtins.concatStringsSep "\n" messages}
+    EOF
+    exit 1
+  '';
+
   baseImage =
-    if base.nix_sha256 == null then throw missingHash
+    if nixSha256 == null then refuse "docker-image-${finalImageName}-${finalImageTag}-${arch}-unknown-hash.tar" [ missingHash ] { }
     else dockerTools.pullImage ({
       imageName = base.name;
-      imageDigest = base.digest;
-      inherit finalImageName finalImageTag;
+      inherit imageDigest finalImageName finalImageTag arch;
       os = "linux";
-      arch = "amd64";
-    } // hashArg base.nix_sha256);
+    } // hashArg nixSha256);
 
   # ---- /env: the environment first on PATH, with the runtime's pinned tools ----
   #
@@ -112,6 +165,23 @@ let
   ];
   hasSdist = builtins.any (t: !isWheel t) toolFiles;
 
+  # Bytecode for /env's tools, so a cold start does not compile them (nixpkgs'
+  # CPython ships its standard library's). Hash-based and unchecked (PEP 552,
+  # 3.7+): valid whatever the files' mtimes become in the image's layers, and
+  # nothing time-dependent is recorded; the recorded source path is the image's
+  # /env/..., not this build's (-s/-p from 3.9; -d, the same mapping for one
+  # directory, on 3.7 and 3.8). CPython 2.7 and 3.4-3.6 only have timestamp
+  # .pyc files, whose recorded mtime would not match the layer's, so /env gets
+  # none there (as before: the interpreter writes them at run time, as uid 1000).
+  sitePackages = "lib/python${py.minor}/site-packages";
+  bytecode = if builtins.compareVersions py.minor "3.7" >= 0 then "unchecked-hash" else null;
+  compileArgs =
+    if builtins.compareVersions py.minor "3.9" >= 0 then ''-s "$envdir" -p /env''
+    else "-d /env/${sitePackages}";
+  compileBytecode =
+    if bytecode == null then "# no bytecode for CPython ${py.minor} (timestamp .pyc only)"
+    else ''"$envdir/bin/python" -m compileall -q --invalidation-mode unchecked-hash ${compileArgs} "$envdir/${sitePackages}"'';
+
   # Every locked tool, by exact version and hash, offline, from the fetched files
   # (fetchurl has checked the same sha256 already); like the Dockerfile path.
   requirements = ts: builtins.concatStringsSep "\n"
@@ -133,11 +203,13 @@ let
     else ''
       mkdir wheels
       ${builtins.concatStringsSep "\n" (map (t: "ln -s ${t.src} wheels/${t.filename}") toolFiles)}
-      # no bytecode: a .pyc written here would name this build's path of /env
+      # no bytecode as a side effect (it would name this build's path of /env);
+      # compileBytecode writes it below, reproducibly, where the Python can
       export HOME="$TMPDIR" PIP_CONFIG_FILE=/dev/null PYTHONDONTWRITEBYTECODE=1
       # pip runs from its own wheel, with /env's python, so it installs into /env
       ${builtins.concatStringsSep "\n" (builtins.genList (i: pipInstall i (builtins.elemAt passes i)) (builtins.length passes))}
       "$envdir/bin/python" -m pip check
+      ${compileBytecode}
       # scripts: from the build's path of /env to the image's
       for f in "$envdir"/bin/*; do
         if [ -f "$f" ] && [ ! -L "$f" ] && [ "$(head -c 2 "$f")" = "#!" ]; then
@@ -189,15 +261,15 @@ let
     '';
   }.${envLayout};
 
-  env = (if hasSdist then runCommandCC else runCommand) "${id}-env" { passthru.layout = envLayout; } ''
+  env = (if hasSdist then runCommandCC else runCommand) "${id}-env" { passthru = { layout = envLayout; inherit bytecode; }; } ''
     set -eu
     envdir="$out/env"
     mkdir -p "$envdir/bin" "$envdir/lib/python${py.minor}/site-packages"
     ${makeEnv}
     ${installTools}
     ${retargetEnv}
-    # nothing in /env may still name the build's path of it
-    if grep -rIl -- "$out" "$envdir"; then echo "the files above name $out" >&2; exit 1; fi
+    # nothing in /env (bytecode included) may still name the build's path of it
+    if grep -rl -- "$out" "$envdir"; then echo "the files above name $out" >&2; exit 1; fi
   '';
 
   # ---- image ownership from config.User ("uid" or "uid:gid", numeric) ---------
@@ -212,31 +284,49 @@ let
         gid = if builtins.elemAt userIds 2 == null then uid else builtins.elemAt userIds 2;
       in
       "chown -R -h ${uid}:${gid} env app";
-in
-dockerTools.streamLayeredImage {
-  name = builtins.elemAt imageRef 0;
-  tag = builtins.elemAt imageRef 1;
-  fromImage = baseImage;
-  # Nothing is merged into / (that would put Nix's bin/ lib/ over Ubuntu's
-  # /bin -> usr/bin); the layer is built by extraCommands instead. The
-  # interpreter reaches the image's store layers through the symlink's reference
-  # (streamLayeredImage's closure roots include the customisation layer).
-  contents = [ ];
-  extraCommands = ''
-    mkdir -p ${builtins.dirOf prefixInLayer} app
-    ln -s ${python} ${prefixInLayer}
-    cp -r ${env}/env env
-    chmod -R u+w env
-  '';
-  fakeRootCommands = chown;
-  config = entry.config;
-  inherit created;
+  maxLayers = 100; # nixpkgs' default, base image's layers included
+
+  # What the image check (generator/imagecheck.py, flake.nix's checks) expects
+  # to find in the streamed image.
+  expect = {
+    repo_tag = entry.image;
+    architecture = arch;
+    config = entry.config;
+    paths = [ "${prefix}/bin/python" "/env/bin/python" ];
+    bytecode = if bytecode == null || tools == [ ] then null else { dir = "/env/${sitePackages}"; mode = bytecode; };
+    max_layers = maxLayers;
+  };
+
   passthru = {
     runtimeId = id;
     pythonVersion = py.version;
     baseReference = base.reference;
     interpreter = python;
     pythonEnv = env;
-    inherit envLayout;
+    inherit envLayout expect;
   };
-}
+
+  image = dockerTools.streamLayeredImage {
+    name = builtins.elemAt imageRef 0;
+    tag = builtins.elemAt imageRef 1;
+    fromImage = baseImage;
+    architecture = arch;
+    inherit maxLayers;
+    # Nothing is merged into / (that would put Nix's bin/ lib/ over Ubuntu's
+    # /bin -> usr/bin); the layer is built by extraCommands instead. The
+    # interpreter reaches the image's store layers through the symlink's reference
+    # (streamLayeredImage's closure roots include the customisation layer).
+    contents = [ ];
+    extraCommands = ''
+      mkdir -p ${builtins.dirOf prefixInLayer} app
+      ln -s ${python} ${prefixInLayer}
+      cp -r ${env}/env env
+      chmod -R u+w env
+    '';
+    fakeRootCommands = chown;
+    config = entry.config;
+    inherit created passthru;
+  };
+in
+if unbuildable == [ ] then image
+else refuse "stream-${id}" unbuildable (passthru // { inherit image unbuildable; })

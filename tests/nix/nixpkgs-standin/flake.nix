@@ -2,8 +2,11 @@
 #   --override-input nixpkgs path:tests/nix/nixpkgs-standin).
 #
 # It implements ONLY what flake.nix and nix/runtime-image.nix call:
-#   legacyPackages.x86_64-linux.{dockerTools.pullImage, dockerTools.streamLayeredImage,
-#                                fetchurl, runCommand, runCommandCC}
+#   legacyPackages.{x86_64-linux,aarch64-linux}.{dockerTools.pullImage,
+#     dockerTools.streamLayeredImage, fetchurl, runCommand, runCommandCC, python3}
+# and the files of nixpkgs that cachix/nixpkgs-python builds CPython from
+# (pkgs/development/interpreters/python/…, empty here), so a test can take one
+# away as nixpkgs master did with cpython/2.7.
 # with the argument sets of the real functions in nixpkgs (nixos-25.11 era,
 # pkgs/build-support/docker/default.nix and lib/fetchers.nix), so that a call
 # the real nixpkgs would reject is rejected here too:
@@ -13,26 +16,34 @@
 #     `hash` (SRI) or `sha256`; neither -> "fetcher called without `hash`",
 #     both -> "mutually-incompatible arguments"; any other unknown argument is
 #     rejected by the inner function's fixed formals.
-# The results are real but trivial derivations (builder /bin/sh, nothing is
-# downloaded). pullImage and fetchurl are real fixed-output derivations, so Nix
-# itself validates the hash format when the .drv is instantiated. Each result
-# carries the arguments it received (imageArgs / pullImageArgs / fetchurlArgs /
-# runCommandArgs) so tests can `nix eval --json` them.
+# The results are real derivations that build with nothing but the Debian root
+# the tests run Nix in (tests/nix/run-nix.sh: sandbox off, its /bin/bash, tar and
+# /usr/bin/python3). Nothing is downloaded: pullImage and fetchurl are real
+# fixed-output derivations whose builders cannot fetch (Nix validates the hash
+# format when the .drv is instantiated; a test that builds puts the file in the
+# store first, as a prefetch would). runCommand runs its buildCommand with bash;
+# streamLayeredImage makes a real stream script that writes a docker-archive
+# (stream-layered-image.py: base layers, one layer per store path of the
+# closure, the customisation layer; the layout of nixpkgs' script, simplified).
+# Each result carries the arguments it received (imageArgs / pullImageArgs /
+# fetchurlArgs / runCommandArgs) so tests can `nix eval --json` them.
 {
   description = "Stand-in for the few nixpkgs functions the runtime-image flake calls (tests only)";
 
   outputs = { self }:
     let
-      system = "x86_64-linux";
-
-      # A real, trivial derivation. `env` values must be strings, paths,
-      # derivations, lists of those, booleans, ints or null (as for any derivation).
-      mkTrivial = name: env:
+      forSystem = system:
+    let
+      # A real derivation running SCRIPT with bash. `env` values must be strings,
+      # paths, derivations, lists of those, booleans, ints or null.
+      mkScript = name: env: script:
         derivation ({
           inherit name system;
-          builder = "/bin/sh";
-          args = [ "-c" "echo nixpkgs-standin > $out" ];
+          builder = "/bin/bash";
+          args = [ "-euo" "pipefail" "-c" script ];
+          PATH = "/usr/bin:/bin";
         } // env);
+      mkTrivial = name: env: mkScript name env "echo nixpkgs-standin > $out";
 
       # --- lib.fetchers.normalizeHash / withNormalizedHash (hashTypes = [ "sha256" ]) ---
       hashNames = [ "hash" "sha256" ];
@@ -95,6 +106,12 @@
         callerArgs = args;
       };
 
+      # --- python3: the Debian root's own interpreter (impure; sandbox is off) ---
+      python3 = mkScript "python3-standin" { } ''
+        mkdir -p $out/bin
+        ln -s /usr/bin/python3 $out/bin/python3
+      '';
+
       # --- dockerTools.streamLayeredImage (argument set of nixpkgs' streamLayeredImage) ---
       streamLayeredImage =
         { name
@@ -124,18 +141,44 @@
           || throw "the maxLayers argument of dockerTools.buildLayeredImage function must be greather than 1 (current value: ${toString maxLayers})";
         let
           baseName = baseNameOf name;
+          # like nixpkgs: the customisation layer runs extraCommands, then
+          # fakeRootCommands, and is tarred with fixed mtimes; its references
+          # (e.g. a symlink into the store) are the closure the image carries.
+          # nixpkgs runs fakeRootCommands under fakeroot; here `chown` is a
+          # shell function that records what the tarball must say (the only
+          # command the flake's fakeRootCommands use: chown -R -h UID:GID PATH…).
+          customisationLayer = mkScript "${baseName}-customisation-layer"
+            { inherit extraCommands fakeRootCommands; } ''
+            mkdir -p $out layer
+            owners="$NIX_BUILD_TOP/owners"
+            touch "$owners"
+            chown() { printf '%s\0' "$@" >> "$owners"; printf '\n' >> "$owners"; }
+            (cd layer && eval "$extraCommands" && eval "$fakeRootCommands")
+            ${python3}/bin/python3 ${./stream-layered-image.py} layer layer "$owners" > $out/layer.tar
+          '';
           # like nixpkgs: the config is written to a JSON file, and fromImage is
           # an input of the image's conf derivation, so instantiating the image
           # forces fromImage (and any error inside it).
-          conf = mkTrivial "${baseName}-conf.json" {
-            baseJson = builtins.toJSON { inherit config architecture; os = "linux"; };
-            fromImage = if fromImage == null then "" else fromImage;
+          conf = mkScript "${baseName}-conf.json" {
+            baseJson = builtins.toJSON {
+              inherit config architecture created maxLayers;
+              os = "linux";
+              repoTag = "${name}:${if tag == null then "latest" else tag}";
+              customisationLayer = "${customisationLayer}/layer.tar";
+              fromImage = if fromImage == null then null else "${fromImage}";
+            };
             contents = if builtins.isList contents then contents else [ contents ];
-            inherit created mtime extraCommands fakeRootCommands;
+            inherit mtime;
             imageName = name;
             imageTag = if tag == null then "" else tag;
-          };
-          result = mkTrivial "stream-${baseName}" { inherit conf; };
+            exportReferencesGraph = [ "closure" customisationLayer ];
+          } ''
+            ${python3}/bin/python3 ${./stream-layered-image.py} conf closure "${customisationLayer}" > $out
+          '';
+          result = mkScript "stream-${baseName}" { inherit conf; } ''
+            ${python3}/bin/python3 ${./stream-layered-image.py} script ${python3}/bin/python3 ${./stream-layered-image.py} $conf > $out
+            chmod +x $out
+          '';
         in
         result // passthru // {
           inherit conf meta;
@@ -184,7 +227,7 @@
       # --- runCommand / runCommandCC name env buildCommand (trivial-builders;
       # runCommand's stdenv has no C compiler, runCommandCC's has one) ---
       mkRunCommand = stdenv: name: env: buildCommand:
-        mkTrivial name (removeAttrs env [ "passthru" "meta" ] // { inherit buildCommand; })
+        mkScript name (removeAttrs env [ "passthru" "meta" ] // { inherit buildCommand; }) ''eval "$buildCommand"''
         // (env.passthru or { }) // {
           meta = env.meta or { };
           runCommandArgs = { inherit name buildCommand stdenv; env = removeAttrs env [ "passthru" "meta" ]; };
@@ -193,12 +236,15 @@
       runCommandCC = mkRunCommand "stdenv";
     in
     {
+      dockerTools = { inherit pullImage streamLayeredImage; };
+      inherit fetchurl runCommand runCommandCC python3;
+    };
+    in
+    {
       # lets a test see which nixpkgs a `follows` input resolved to
       standinId = "nixpkgs-standin";
 
-      legacyPackages.${system} = {
-        dockerTools = { inherit pullImage streamLayeredImage; };
-        inherit fetchurl runCommand runCommandCC;
-      };
+      legacyPackages = builtins.listToAttrs (map (system: { name = system; value = forSystem system; })
+        [ "x86_64-linux" "aarch64-linux" ]);
     };
 }
