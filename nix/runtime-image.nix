@@ -7,8 +7,8 @@
 # functions below.
 #
 # A runtime that cannot be built (its base has no known pullImage hash for this
-# architecture, or the pinned nixpkgs lacks what nixpkgs-python needs for its
-# CPython) still evaluates: it is a derivation that fails when BUILT, printing
+# architecture, the pinned nixpkgs-python lacks its CPython release, or the
+# pinned nixpkgs lacks what nixpkgs-python needs for it) still evaluates: it is a derivation that fails when BUILT, printing
 # why and what to do (so `nix flake check` and `nix flake show` pass), with the
 # image it would have been in passthru.image and the reasons in
 # passthru.unbuildable. flake.nix keeps such runtimes out of hydraJobs/checks.
@@ -35,9 +35,15 @@ let
     in if m == null then fail "image '${entry.image}' has no tag" else m;
 
   # ---- the interpreter: CPython from cachix/nixpkgs-python, by exact release ----
-  python0 = pythons.${py.version} or (fail ''
-    CPython ${py.version} is not provided by the pinned nixpkgs-python
-    (packages.<system>."${py.version}"); pick a release it has, or move its pin (nix flake update).'');
+  # A release the pinned nixpkgs-python does not have yet (the refresh pinned a new patch release
+  # before nixpkgs-python added it): the runtime refuses when built, like a missing base hash.
+  providesRelease = pythons ? ${py.version};
+  missingRelease = ''
+    runtime ${id}: CPython ${py.version} is not provided by the pinned nixpkgs-python
+    (packages.<system>."${py.version}"), so this image cannot be built with Nix yet (the Dockerfile
+    path builds it). Where GitHub is reachable, move the flake's pins to a nixpkgs-python that has it:
+      python -m generator refresh --only nix'';
+  python0 = pythons.${py.version} or (throw "runtime ${id}: CPython ${py.version} is not provided by the pinned nixpkgs-python");
   python =
     if (python0.version or py.version) != py.version
     then fail "nixpkgs-python's packages.\"${py.version}\" is CPython ${python0.version}"
@@ -102,7 +108,8 @@ let
 
   unbuildable =
     (if nixSha256 == null then [ missingHash ] else [ ])
-    ++ (if missingCpythonFiles != [ ] then [ missingCpython ] else [ ]);
+    ++ (if !providesRelease then [ missingRelease ] else [ ])
+    ++ (if providesRelease && missingCpythonFiles != [ ] then [ missingCpython ] else [ ]);
 
   # SRI ("sha256-...") goes to `hash`; nix-prefetch-docker's base32 (or hex) to `sha256`.
   hashArg = h:
@@ -329,4 +336,4 @@ let
   };
 in
 if unbuildable == [ ] then image
-else refuse "stream-${id}" unbuildable (passthru // { inherit image unbuildable; })
+else refuse "stream-${id}" unbuildable (passthru // { inherit image unbuildable providesRelease; })

@@ -52,7 +52,13 @@ DATA = json.loads((ROOT / "lockfiles" / "runtimes.json").read_text(encoding="utf
 RUNTIMES: dict[str, dict[str, Any]] = DATA["runtimes"]
 IDS = sorted(RUNTIMES)
 MISSING_HASH = sorted(i for i, e in RUNTIMES.items() if e["base"].get("platforms", {}).get("amd64", e["base"])["nix_sha256"] is None)
-BUILDABLE = sorted(set(IDS) - set(MISSING_HASH))
+# The CPython releases the nixpkgs-python stand-in provides (those of the pinned revision). A refresh
+# can pin a newer patch release before nixpkgs-python has it: that runtime then refuses when built.
+_STANDIN = (ROOT / "tests" / "nix" / "nixpkgs-python-standin" / "flake.nix").read_text(encoding="utf-8")
+STANDIN_RELEASES = set(re.findall(r'"(\d+\.\d+\.\d+)"', _STANDIN.split("versions = [", 1)[1].split("];", 1)[0]))
+NOT_PROVIDED = sorted(i for i, e in RUNTIMES.items() if e["python"]["version"] not in STANDIN_RELEASES)
+UNBUILDABLE = sorted(set(MISSING_HASH) | set(NOT_PROVIDED))
+BUILDABLE = sorted(set(IDS) - set(UNBUILDABLE))
 STORE_PATH = re.compile(r"/nix/store/[0-9a-z]{32}-")
 
 # The pins of flake.lock (github type, lock version 7: what Nix 2.8 and newer accept).
@@ -88,7 +94,9 @@ PINS = {
 # the image it would be is its passthru.image, whose base is then a refusing derivation too.
 APPLY = """
 packages: builtins.mapAttrs (id: p:
-  let
+  if !(p.providesRelease or true)
+  then { package = p.name; drvPath = p.drvPath; unbuildable = p.unbuildable; notProvided = true; config = p.image.imageArgs.config; }
+  else let
     img = p.image or p;
     a = img.imageArgs;
     pulled = a.fromImage ? callerArgs;
@@ -245,7 +253,7 @@ def test_lib_names_what_cannot_be_built(flake: Path) -> None:
     lib = json.loads(nix("nix", "eval", "--json", f"path:{flake}#lib", *overrides(flake), "--apply", "l: removeAttrs l [ ]").stdout)
     assert lib["runtimeIds"] == IDS and lib["defaultRuntime"] == DATA["default_runtime"]
     assert lib["runtimesMissingPullImageHash"] == MISSING_HASH
-    assert sorted(lib["unbuildable"][SYSTEM]) == MISSING_HASH and lib["unbuildable"][ARM] == {}
+    assert sorted(lib["unbuildable"][SYSTEM]) == UNBUILDABLE and lib["unbuildable"][ARM] == {}
     for rid in MISSING_HASH:
         assert [r.split(":")[0] for r in lib["unbuildable"][SYSTEM][rid]] == [f"runtime {rid}"]
 
@@ -295,6 +303,10 @@ def test_evaluations_with_overrides_leave_the_lock_alone(flake: Path, show: dict
 def test_image_arguments(evaluated: dict[str, Any], rid: str) -> None:
     entry, got = RUNTIMES[rid], evaluated[rid]
     base, py = entry["base"], entry["python"]
+    if rid in NOT_PROVIDED:  # a release nixpkgs-python does not have yet: refuses when built, saying why
+        assert got["notProvided"] and got["drvPath"].endswith(f"-stream-{rid}.drv")
+        assert any(f"CPython {py['version']} is not provided by the pinned nixpkgs-python" in m for m in got["unbuildable"])
+        return
     assert f"{got['name']}:{got['tag']}" == entry["image"] == f"ghcr.io/appengine-flex-python/runtimes/{rid}:{py['version']}"
     assert got["created"] == "1970-01-01T00:00:01Z"
     assert (got["architecture"], got["maxLayers"]) == ("amd64", 100)
@@ -1130,3 +1142,21 @@ def test_imagecheck_reads_the_source_path_of_real_bytecode(tmp_path: Path, lengt
     assert int.from_bytes(data[4:8], "little") == 1
     assert imagecheck.records(data, dfile)
     assert not imagecheck.records(data, dfile[1:])  # a tail of the recorded path is not it
+
+
+def test_a_release_nixpkgs_python_lacks_refuses_when_built(tmp_path: Path) -> None:
+    """A refresh pins a patch release nixpkgs-python does not have yet: flake check still passes, the
+    runtime is left out of hydraJobs and checks, and building it says why and what to do."""
+    data = json.loads(json.dumps(DATA))
+    rid = BUILDABLE[0]
+    minor = RUNTIMES[rid]["python"]["minor"]
+    newest = max((v for v in STANDIN_RELEASES if v.startswith(minor + ".")), key=lambda v: int(v.split(".")[2]), default=f"{minor}.0")
+    data["runtimes"][rid]["python"]["version"] = f"{minor}.{int(newest.split('.')[2]) + 1}"
+    flake = copy_flake(tmp_path / "flake", data)
+    show = flake_show(flake)
+    assert show["packages"][SYSTEM][rid]["type"] == "derivation"
+    assert rid not in show["hydraJobs"] and rid not in show["checks"][SYSTEM]
+    nix("nix", "flake", "check", "--no-build", "--all-systems", f"path:{flake}", *overrides(flake))
+    message = build_fails(flake, f"packages.{SYSTEM}.{rid}")
+    assert f"CPython {data['runtimes'][rid]['python']['version']} is not provided by the pinned nixpkgs-python" in message
+    assert "python -m generator refresh --only nix" in message
