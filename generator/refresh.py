@@ -290,13 +290,13 @@ def update_snapshots(tree: Path, progress: Callable[[str], None]) -> None:
     if not tests:
         return
     progress(f"updating snapshots ({', '.join(tests)})")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--snapshot-update", "-m", "not image and not registry"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--snapshot-update", "--tb=short", "-m", "not image and not registry"]
     try:
         proc = subprocess.run([*cmd, *tests], cwd=tree, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RefreshError(f"updating snapshots: {exc}") from None
     if proc.returncode not in (0, 5):
-        tail = "\n  ".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        tail = "\n  ".join((proc.stdout + proc.stderr).strip().splitlines()[-60:])
         raise RefreshError(f"the snapshot tests fail on the refreshed tree (pytest exit {proc.returncode}):\n  {tail}")
 
 
