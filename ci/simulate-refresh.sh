@@ -68,7 +68,7 @@ sbom = {"packages": [{"name": "CPython", "versionInfo": new, "checksums": [{"alg
 (d / f"Python-{new}.tgz.spdx.json").write_text(json.dumps(sbom))
 for v in current.values():
     (root / v).mkdir()
-print(new)
+print(f"simulated release: Python {new}", file=sys.stderr)
 PY
 http_port="$(free_port)"
 "$py" -m http.server --bind 127.0.0.1 --directory "$work/ftp" "$http_port" >/dev/null 2>&1 &
@@ -95,7 +95,8 @@ set +e
 code=$?
 set -e
 tail -n 5 "$work/pytest.log" >&2
-passed="$(grep -Eo '[0-9]+ passed' "$work/pytest.log" | tail -1 | cut -d' ' -f1)"
-failed="$(grep -Eo '[0-9]+ (failed|error)' "$work/pytest.log" | awk '{n += $1} END {print n + 0}')"
+summary_line="$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' "$work/pytest.log" | tail -1 || :)"
+passed="$(awk '{for (i = 2; i <= NF; i++) if ($i ~ /^passed/) n = $(i - 1)} END {print n + 0}' <<<"${summary_line//,/ }")"
+failed="$(awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(failed|error)/) n += $(i - 1)} END {print n + 0}' <<<"${summary_line//,/ }")"
 echo "refresh simulation: ${pins_moved} pins moved, ${rebuild} runtimes to rebuild; tests: ${passed:-0} passed, ${failed} failed"
 [ "$code" -eq 0 ] && [ "$failed" -eq 0 ] && [ "${pins_moved}" -ge 2 ]
