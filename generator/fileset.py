@@ -38,10 +38,16 @@ def is_scratch(path: Path) -> bool:
 @contextlib.contextmanager
 def exclusive(root: Path) -> Iterator[None]:
     """Hold the tree's lock: a second `generate`/`refresh` on the same tree waits for the first."""
-    fd = os.open(root, os.O_RDONLY)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise WriteError(f"cannot open {root}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        recover(root)
+        try:
+            recover(root)
+        except OSError as exc:
+            raise WriteError(f"cannot roll back the interrupted run found in {root}: {_describe(exc, Path(exc.filename or root))}") from None
         yield
     finally:
         os.close(fd)  # closing releases the lock

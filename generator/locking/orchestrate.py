@@ -22,6 +22,7 @@ from ..http import public_url
 from ..schedule import Runtime, Schedule
 from .index import Index
 from .lockfile import LOCK_MARK, dump_wheels, header, parse_lock, read_header, requirement_lines, wheel_list, wheels_match
+from .references import check_references
 from .resolvers import choose
 from .target import DEFAULT_INDEX, LOCKFILES, LockError, LockInputError, Target, default_inputs, inputs_hash, runtime_target
 
@@ -307,6 +308,7 @@ def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None =
         if "--hash=" in text:
             raise AppLockError(f"{req_txt} is already hash-locked; put the app's top-level requirements in {req_in.name} and lock that")
         converted = True
+    check_references(req_txt if converted else req_in, app_dir)  # nothing outside the app is read, or echoed in an error
     t = Target(
         kind="app",
         key=str(app_dir),
