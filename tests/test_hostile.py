@@ -182,7 +182,8 @@ def test_non_ascii_version_in_app_yaml_is_not_a_version(tmp_path: Path) -> None:
 
 # --- 4. file names of the wheels list ---------------------------------------------------------------
 
-BAD_FILENAMES = ["../../../evil.whl", "/etc/cron.d/evil.tar.gz", "pip-24.0-py3-none-any.whl; rm -rf ~", 'a"b.whl', "a b.tar.gz", "$(id).zip", ".hidden.whl"]
+BAD_FILENAMES = ["../../../evil.whl", "/etc/cron.d/evil.tar.gz", "pip-24.0-py3-none-any.whl; rm -rf ~", 'a"b.whl', "a b.tar.gz"]
+BAD_FILENAMES += ["$(id).zip", ".hidden.whl", "x.whl\nRUN id"]
 
 
 @pytest.mark.parametrize("filename", BAD_FILENAMES)
