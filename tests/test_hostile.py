@@ -250,7 +250,13 @@ def _app(tmp_path: Path, requirements: str, name: str = "requirements.in") -> Pa
 
 @pytest.mark.parametrize(
     "requirements",
-    ["-r /proc/self/environ\n", "--requirement=/proc/self/environ\n", "-c/proc/self/environ\n", "flask\n-r ../secret.txt\n", "file:///proc/self/environ\n"],
+    [
+        "-r /proc/self/environ\n",
+        "--requirement=/proc/self/environ\n",
+        "-c/proc/self/environ\n",
+        "flask\n-r ../secret.txt\n",
+        "file:///proc/self/environ\n",
+    ],
 )
 def test_lock_app_refuses_references_outside_the_app(tmp_path: Path, requirements: str) -> None:
     app = _app(tmp_path, requirements)
