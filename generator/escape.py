@@ -91,10 +91,13 @@ def md_cell(value: Any) -> str:
 
 
 def md_code(value: Any) -> str:
-    """Text inside a `code span` of a table cell: no backtick can end it, `|` escaped (GFM tables)."""
+    """Text inside a `code span` of a table cell: no backtick can end it, `|` escaped (GFM tables).
+
+    A backslash is refused: GFM splits a row before it reads code spans, so `\\|` would end the cell.
+    """
     text = _one_line(value, "a Markdown code span")
-    if "`" in text:
-        raise RenderError(f"{text[:60]!r} cannot go into a Markdown code span: it holds a backtick")
+    if "`" in text or "\\" in text:
+        raise RenderError(f"{text[:60]!r} cannot go into a Markdown code span: it holds a backtick or a backslash")
     return text.replace("|", "\\|")
 
 
@@ -108,6 +111,15 @@ FILTERS = {
     "md_cell": md_cell,
     "md_code": md_code,
 }
+
+
+def check_text(text: str, name: str) -> str:
+    """Any generated file's last check: it can be written as UTF-8 (a lone surrogate cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RenderError(f"{name}: a value holds {text[exc.start]!r}, which cannot be written as UTF-8") from None
+    return text
 
 
 def check_dockerfile(text: str, name: str) -> str:

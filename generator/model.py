@@ -24,9 +24,10 @@ class Pattern:
 
     regex: str
     hint: str
+    max_len: int = 512  # no field of these files is longer; a pattern's `+` alone would allow megabytes
 
     def ok(self, value: str) -> bool:
-        return re.fullmatch(self.regex, value, re.ASCII) is not None
+        return len(value) <= self.max_len and re.fullmatch(self.regex, value, re.ASCII) is not None
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def convert(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem
         if len(problems) == before:
             for m in meta:
                 if isinstance(m, Pattern) and not m.ok(out):
-                    problems.append((path, f"malformed value {out!r}: {m.hint}"))
+                    shown = repr(out) if len(out) <= 80 else f"{out[:60]!r}… ({len(out)} characters)"
+                    problems.append((path, f"malformed value {shown}: {m.hint}"))
                 elif isinstance(m, Range) and not m.lo <= out <= m.hi:
                     problems.append((path, f"{out} is out of range ({m.lo} to {m.hi})"))
         return out

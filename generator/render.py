@@ -202,7 +202,7 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
     readme = root / README
     if readme.exists():
         out[README] = splice_matrix(readme.read_text(encoding="utf-8"), support_matrix(schedule))
-    return out
+    return {rel: escape.check_text(text, rel) for rel, text in out.items()}
 
 
 def support_matrix(schedule: Schedule) -> str:

@@ -362,3 +362,12 @@ def test_app_values_that_cannot_be_one_dockerfile_line(tmp_path: Path, text: str
     assert says in proc.stderr
     assert time.monotonic() - start < 5
     assert not (app / "Dockerfile").exists()
+
+
+def test_lock_refuses_a_runtime_input_that_reads_outside_lockfiles(tree: Path) -> None:
+    (tree / "lockfiles" / "python312-ubuntu22.in").write_text("pip\n-r /proc/self/environ\n")
+    env = {**os.environ, "GH_TOKEN": "hunter2-from-the-env", "FLEX_PYTHON_TOOLS_INDEX_URL": "http://127.0.0.1:9/"}
+    proc = run("--schedule", str(tree / "schedule.yaml"), "lock", "python312-ubuntu22", "--index-url", "http://127.0.0.1:9/simple", env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "python312-ubuntu22.in:2: '/proc/self/environ' is outside the lock directory" in proc.stdout
+    assert "hunter2" not in proc.stdout + proc.stderr

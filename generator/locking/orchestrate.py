@@ -88,6 +88,8 @@ def state(t: Target, index: str) -> tuple[Freshness, str]:
 def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto", interpreters: dict[str, str] | None = None) -> Outcome:
     """Resolve and write one lock (and its wheels.json): all or nothing."""
     start = time.monotonic()
+    if t.kind == "runtime":  # a runtime's .in reads nothing outside lockfiles/ (an app's was checked by app_target)
+        check_references(t.src, t.src.parent, "the lock directory")
     in_text = t.src.read_text(encoding="utf-8")
     digest = inputs_hash(t, in_text, index)
     resolver = choose(t, tool, interpreters)

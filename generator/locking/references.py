@@ -47,7 +47,7 @@ def _local_path(target: str, base: Path) -> Path | None:
     return path if path.is_absolute() else base / path
 
 
-def check_references(src: Path, app_dir: Path) -> None:
+def check_references(src: Path, app_dir: Path, where: str = "the app directory") -> None:
     """Refuse (exit 2) a requirements input that reaches outside `app_dir`, following -r/-c chains."""
     root = app_dir.resolve()
     todo, seen = [src], set()
@@ -78,8 +78,8 @@ def check_references(src: Path, app_dir: Path) -> None:
                     continue
                 if not local.resolve().is_relative_to(root):
                     raise LockInputError(
-                        f"{path}:{number}: {target!r} is outside the app directory {app_dir}; "
-                        "a lock may only read files of the app (copy the file into it, or name a package instead)"
+                        f"{path}:{number}: {target!r} is outside {where} {app_dir}; "
+                        "a lock may only read files there (copy the file into it, or name a package instead)"
                     )
                 if follow:
                     todo.append(local)
