@@ -19,6 +19,8 @@ import datetime as dt
 import json
 import os
 import re
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,16 @@ from . import dockerfile_syntax as dsx
 from .conftest import ROOT, SCHEDULE
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "500"))
+OUTCOMES: Counter[tuple[str, str]] = Counter()  # (family, how it ended): printed at the end (pytest -s)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report() -> Iterator[None]:
+    yield
+    for (family, outcome), n in sorted(OUTCOMES.items()):
+        print(f"hostile examples: {family:<24} {outcome:<32} {n}")
+
+
 PROFILE = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -225,12 +237,14 @@ def test_schedule_field_is_refused_or_rendered_faithfully(root: Path, field: str
             sched = load(root, field, value)
         except GeneratorError as exc:
             refused_well(exc, field, value, root)
+            OUTCOMES[(f"schedule.{field}", f"refused, exit {exc.exit_code}")] += 1
             return
         try:
             files = render.render_all(sched, root)
         except escape.RenderError:
             pytest.fail(f"{value!r} passed the schema but not the template: the schema must refuse it")
         faithful(sched, files)
+        OUTCOMES[(f"schedule.{field}", "rendered faithfully")] += 1
 
     prove()
 
@@ -258,8 +272,10 @@ def test_templates_alone_refuse_or_render_faithfully(root: Path) -> None:
             files = render.render_all(sched, root)
         except escape.RenderError as exc:
             assert exc.exit_code == 2
+            OUTCOMES[("template-only", "refused by a filter, exit 2")] += 1
             return
         faithful(sched, files)
+        OUTCOMES[("template-only", "rendered faithfully")] += 1
 
     prove()
 
@@ -271,13 +287,14 @@ IMAGE = "ghcr.io/appengine-flex-python/runtimes/python312-ubuntu22:3.12.13@sha25
 APP_HEAD = "runtime: python\nenv: flex\nruntime_config:\n  operating_system: ubuntu22\n  runtime_version: '3.12'\n"
 
 
-def plan(app_dir: Path, body: str) -> app_mod.AppPlan | None:
+def plan(app_dir: Path, body: str, family: str) -> app_mod.AppPlan | None:
     (app_dir / "app.yaml").write_text(APP_HEAD + body)
     try:
         return app_mod.plan_app(app_dir, SCHED, runtime_image=IMAGE, on=dt.date(2026, 11, 23))
     except GeneratorError as exc:
         assert exc.exit_code == 2
         assert str(app_dir / "app.yaml") in str(exc), str(exc)
+        OUTCOMES[(family, "refused, exit 2")] += 1
         return None
 
 
@@ -301,13 +318,14 @@ def test_app_entrypoint_is_refused_or_the_exact_command(app_dir: Path) -> None:
     @PROFILE
     @given(entrypoint=hostile(r"gunicorn -b :\$PORT [a-z]{1,8}:app"))
     def prove(entrypoint: str) -> None:
-        p = plan(app_dir, f"entrypoint: {yaml_quote(entrypoint)}\n")
+        p = plan(app_dir, f"entrypoint: {yaml_quote(entrypoint)}\n", "app.yaml entrypoint")
         if p is None:
             return
         keywords, env, cmd = app_instructions(p)
         assert keywords == ["FROM", "WORKDIR", "COPY", "CMD"]
         assert env == {"GAE_SERVICE": "default", "PORT": "8080"}
         assert cmd == ["/bin/sh", "-c", f"exec {entrypoint.strip()}"]
+        OUTCOMES[("app.yaml entrypoint", "rendered faithfully")] += 1
 
     prove()
 
@@ -323,12 +341,14 @@ def test_app_env_variables_are_refused_or_set_exactly(app_dir: Path) -> None:
         p = plan(
             app_dir,
             f"entrypoint: gunicorn -b :$PORT main:app\nservice: {yaml_quote(service)}\nenv_variables:\n  {yaml_quote(name)}: {yaml_quote(value)}\n",
+            "app.yaml env_variables, service",
         )
         if p is None:
             return
         keywords, env, _ = app_instructions(p)
         assert keywords == ["FROM", "WORKDIR", "COPY", "CMD"]
         assert env == {"GAE_SERVICE": service, "PORT": "8080", name: value}
+        OUTCOMES[("app.yaml env_variables, service", "rendered faithfully")] += 1
 
     prove()
 
