@@ -53,7 +53,7 @@ def last_resort(exc: BaseException) -> str:
     """One line for a failure that did not arrive as a GeneratorError."""
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
-        return f"{where}{exc.strerror or exc} (nothing was left half-written; fix that and run the command again)"
+        return f"{where}{exc.strerror or exc}"
     if isinstance(exc, subprocess.SubprocessError):
         return f"a tool failed: {exc}"
     if isinstance(exc, (RecursionError, MemoryError)):

@@ -20,7 +20,7 @@ MAX_LINE = 16 * 1024
 
 _PRINTABLE = re.compile(r"[\x20-\x7e]*", re.ASCII)
 # Line and paragraph separators and every control character: no target keeps them on one line.
-_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # a lone surrogate cannot even be written
 _BARE = re.compile(r"[A-Za-z0-9._:/@+,=%-]+", re.ASCII)  # needs no quoting in a Dockerfile word
 
 
@@ -124,6 +124,7 @@ def check_text(text: str, name: str) -> str:
 
 def check_dockerfile(text: str, name: str) -> str:
     """A rendered Dockerfile's last check: no line an engine would drop or split differently."""
+    check_text(text, name)
     for number, line in enumerate(text.split("\n"), 1):
         if len(line.encode("utf-8")) > MAX_LINE:
             raise RenderError(f"{name}:{number}: a line of {len(line.encode('utf-8'))} bytes (at most {MAX_LINE}; podman drops longer ones)")

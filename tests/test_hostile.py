@@ -371,3 +371,11 @@ def test_lock_refuses_a_runtime_input_that_reads_outside_lockfiles(tree: Path) -
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "python312-ubuntu22.in:2: '/proc/self/environ' is outside the lock directory" in proc.stdout
     assert "hunter2" not in proc.stdout + proc.stderr
+
+
+def test_the_last_resort_is_one_line_without_a_traceback() -> None:
+    from generator.cli import last_resort
+
+    assert last_resort(OSError(28, "No space left on device", "/srv/tree/README.md")) == "/srv/tree/README.md: No space left on device"
+    assert last_resort(RecursionError()).startswith("the input is too large or too deeply nested")
+    assert "GENERATOR_DEBUG=1" in last_resort(KeyError("x"))
