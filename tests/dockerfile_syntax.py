@@ -84,25 +84,14 @@ def word_value(word: str) -> str:
     out, i, quote = "", 0, None
     while i < len(word):
         c = word[i]
-        if quote == "'":
-            if c == "'":
-                quote = None
-            else:
-                out += c
-        elif quote == '"':
-            if c == '"':
-                quote = None
-            elif c == "\\" and i + 1 < len(word) and word[i + 1] in '"$\\':
-                out += word[i + 1]
-                i += 1
-            elif c == "$":
-                raise Unfaithful(f"Docker would expand the $ in {word!r}")
-            else:
-                out += c
-        elif c in "\"'":
+        if quote == "'" and c != "'":
+            out += c  # single quotes: every character as it is
+        elif c == quote:
+            quote = None
+        elif quote is None and c in "\"'":
             quote = c
-        elif c == "\\" and i + 1 < len(word):
-            out += word[i + 1]
+        elif c == "\\" and i + 1 < len(word) and (quote is None or word[i + 1] in '"$\\'):
+            out += word[i + 1]  # unquoted, a backslash escapes anything; in double quotes only " $ and itself
             i += 1
         elif c == "$":
             raise Unfaithful(f"Docker would expand the $ in {word!r}")
