@@ -94,7 +94,7 @@ def lock_inputs(root: Path, r: Runtime) -> tuple[str | None, list[dict[str, Any]
         raise RenderError(f"{rel}: not valid JSON ({exc}); remake it with `python -m generator lock {r.id}`") from None
     problems = wheel_problems(tools, rel)  # its file names become paths in a build context and words of a Nix script
     if problems:
-        raise RenderError("\n".join([*problems, f"remake it with `python -m generator lock {r.id} --force`"]))
+        raise RenderError([*problems, f"remake it with `python -m generator lock {r.id} --force`"])
     return text, tools
 
 

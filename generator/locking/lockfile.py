@@ -176,7 +176,7 @@ def wheel_list(lock_text: str, index: Index, python: str, glibc: tuple[int, int]
         out.append({"filename": f.filename, "name": name, "sha256": f.sha256, "url": f.url, "version": version})
     problems = wheel_problems(out, f"the files {public_url(index.url)} lists")  # an index names files: never trust them as paths
     if problems:
-        raise LockError("\n".join(problems))
+        raise LockError(problems)
     return out
 
 
