@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import appyaml, render
+from . import appyaml, escape, render
 from .errors import InputError
 from .schedule import Schedule
 
 GUNICORN_CONF = "gunicorn.conf.py"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)  # fullmatch: `$` would let "FOO\n" through
 _SERVERS = ("gunicorn", "uwsgi")
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -138,6 +138,7 @@ def plan_app(
         reqs=reqs,
         cmd=json.dumps(["/bin/sh", "-c", f"exec {entrypoint.strip()}"]),
     )
+    escape.check_dockerfile(files["Dockerfile"], f"{cfg}: the rendered Dockerfile")
     files[".dockerignore"] = render.template("app.dockerignore.j2").render()
     return AppPlan(files, res.runtime.id, image, warnings)
 
@@ -180,11 +181,13 @@ def _env_variables(app: dict[str, Any], cfg: Path) -> dict[str, str]:
         raise appyaml.AppYamlError(str(cfg), "env_variables: must be a mapping of NAME: value")
     out = {}
     for key, value in raw.items():
-        if not isinstance(key, str) or not _ENV_NAME.match(key):
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
             raise appyaml.AppYamlError(str(cfg), f"env_variables.{key}: {key!r} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise appyaml.AppYamlError(str(cfg), f"env_variables.{key}: {value!r} must be a string")
         text = str(value)
+        if len(text) > appyaml.MAX_VALUE:
+            raise appyaml.AppYamlError(str(cfg), f"env_variables.{key}: {len(text)} characters; at most {appyaml.MAX_VALUE}")
         if appyaml.CONTROL_CHARS.search(text):
             raise appyaml.AppYamlError(str(cfg), f"env_variables.{key}: holds a control character; values must be one line")
         out[key] = text

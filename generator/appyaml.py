@@ -18,7 +18,9 @@ from . import yamlsrc
 from .errors import InputError
 from .schedule import END_OF_SUPPORT, Runtime, Schedule
 
-CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")  # a newline in a value would inject Dockerfile lines
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # a newline in a value would inject Dockerfile lines
+# One Dockerfile line each: podman drops lines of 64 KiB without a word, and shlex is slow on huge text.
+MAX_VALUE = 4096
 
 
 class AppYamlError(InputError):
@@ -82,6 +84,8 @@ def resolve(doc: yamlsrc.Document, schedule: Schedule, on: dt.date) -> Resolutio
         ep = app["entrypoint"]
         if not isinstance(ep, str):
             raise fail(("entrypoint",), _is(ep, "not a string") + "; write the command line as a string")
+        if len(ep) > MAX_VALUE:
+            raise fail(("entrypoint",), f"{len(ep)} characters; at most {MAX_VALUE} (put a long command in a script)")
         bad = CONTROL_CHARS.search(ep)
         if bad:
             raise fail(("entrypoint",), f"holds the control character {bad.group()!r}; write the command on one line")

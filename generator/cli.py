@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +21,12 @@ from .errors import GeneratorError
 
 
 class _Group(click.Group):
-    """The one place a GeneratorError becomes `error: …` lines and its exit code (no traceback)."""
+    """The one place a failure becomes `error: …` lines and an exit code, never a traceback.
+
+    A GeneratorError carries its own message and code. What should have been one and was not (an
+    OSError from a full disk or a read-only tree, a tool that could not run) still ends as one line
+    and exit 1; GENERATOR_DEBUG=1 re-raises it, for the traceback a bug report needs.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
@@ -28,6 +35,30 @@ class _Group(click.Group):
             for line in exc.lines():
                 click.echo(f"error: {line}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("error: interrupted (files written as a set are rolled back by the next run)", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            ctx.exit(1)  # the reader went away (`list | head`): nothing left to say to it
+        except Exception as exc:
+            if os.environ.get("GENERATOR_DEBUG"):
+                raise
+            click.echo(f"error: {last_resort(exc)}", err=True)
+            ctx.exit(1)
+
+
+def last_resort(exc: BaseException) -> str:
+    """One line for a failure that did not arrive as a GeneratorError."""
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    if isinstance(exc, subprocess.SubprocessError):
+        return f"a tool failed: {exc}"
+    if isinstance(exc, (RecursionError, MemoryError)):
+        return f"the input is too large or too deeply nested to process ({type(exc).__name__})"
+    return f"internal error, a bug: {type(exc).__name__}: {exc} (GENERATOR_DEBUG=1 shows the traceback)"
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date:
@@ -73,11 +104,7 @@ def resolve(schedule_path: Path | None, app_yaml: Path, as_json: bool, on: dt.da
     from . import appyaml
 
     sched = load_schedule(schedule_path)
-    try:
-        res = appyaml.resolve(appyaml.load(app_yaml, str(app_yaml)), sched, on)
-    except appyaml.AppYamlError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    res = appyaml.resolve(appyaml.load(app_yaml, str(app_yaml)), sched, on)  # AppYamlError: exit 2 through _Group
     for warning in res.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -94,15 +121,17 @@ def resolve(schedule_path: Path | None, app_yaml: Path, as_json: bool, on: dt.da
 @click.pass_obj
 def generate(schedule_path: Path | None, check: bool) -> None:
     """Render every runtime's files from the schedule (deterministic, atomic)."""
-    from . import render
+    from . import fileset, render
 
     sched = load_schedule(schedule_path)
     root = sched.path.resolve().parent
-    try:
-        plan = render.plan(sched, root)
-    except ValueError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    # One run per tree at a time; a run killed mid-swap is rolled back first (even by --check).
+    with fileset.exclusive(root):
+        _generate(sched, root, check, render)
+
+
+def _generate(sched, root: Path, check: bool, render) -> None:
+    plan = render.plan(sched, root)
     if check:
         if plan.clean:
             click.echo(f"generated files are up to date ({len(plan.files)} files, {len(sched.runtimes)} runtimes)")
@@ -175,21 +204,17 @@ def build(schedule_path, runtime_id, engine_name, base_image, python_mirror, tag
     if runtime_id not in sched.runtimes:
         click.echo(f"error: unknown runtime {runtime_id!r}; valid choices: {', '.join(sched.runtimes)}", err=True)
         sys.exit(2)
-    try:
-        res = build_mod.build(
-            sched,
-            sched.runtimes[runtime_id],
-            engine_name=engine_name,
-            base_image=base_image,
-            python_mirror=python_mirror,
-            tag=tag,
-            optimize=optimize,
-            no_cache=no_cache,
-            verbose=verbose,
-        )
-    except build_mod.BuildError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    res = build_mod.build(  # BuildError: exit 1 through _Group
+        sched,
+        sched.runtimes[runtime_id],
+        engine_name=engine_name,
+        base_image=base_image,
+        python_mirror=python_mirror,
+        tag=tag,
+        optimize=optimize,
+        no_cache=no_cache,
+        verbose=verbose,
+    )
     click.echo(f"built {res.tag} in {res.seconds:.0f}s")
     click.echo(f"image id: {res.image_id}")
     click.echo(f"digest:   {res.digest}")
@@ -251,9 +276,12 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
             click.echo(p, err=True)
         click.echo("locks are out of date: run `python -m generator lock`", err=True)
         sys.exit(1)
-    result = locking.lock_runtimes(
-        sched, root, runtime_ids, index=index_url, upgrade=upgrade, force=force, jobs=jobs, tool=tool, interpreters=given, echo=click.echo
-    )
+    from . import fileset
+
+    with fileset.exclusive(root):  # one run per tree: a concurrent generate or lock waits
+        result = locking.lock_runtimes(
+            sched, root, runtime_ids, index=index_url, upgrade=upgrade, force=force, jobs=jobs, tool=tool, interpreters=given, echo=click.echo
+        )
     for rel in result.regenerated:
         click.echo(f"wrote {rel}")
     click.echo(result.summary())

@@ -38,10 +38,16 @@ def is_scratch(path: Path) -> bool:
 @contextlib.contextmanager
 def exclusive(root: Path) -> Iterator[None]:
     """Hold the tree's lock: a second `generate`/`refresh` on the same tree waits for the first."""
-    fd = os.open(root, os.O_RDONLY)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise WriteError(f"cannot open {root}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        recover(root)
+        try:
+            recover(root)
+        except OSError as exc:
+            raise WriteError(f"cannot roll back the interrupted run found in {root}: {_describe(exc, Path(exc.filename or root))}") from None
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -60,17 +66,23 @@ def _inside(root: Path, rel: str) -> Path:
 
 
 def _stage(target: Path, data: bytes) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
+    except OSError as exc:
+        exc.filename = exc.filename or str(target)
+        raise
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            exc.filename = exc.filename or str(target)
         raise
     return Path(tmp)
 

@@ -33,11 +33,17 @@ def input_tag(input_hash: str) -> str:
 def runtimes_at(root: Path, ref: str | None) -> dict[str, Any]:
     """The `runtimes` of lockfiles/runtimes.json in the work tree (ref None) or at a git revision."""
     if ref is None:
-        text = (root / RUNTIMES_JSON).read_text(encoding="utf-8")
+        try:
+            text = (root / RUNTIMES_JSON).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MatrixError(f"cannot read {RUNTIMES_JSON}: {getattr(exc, 'strerror', None) or exc}; run `python -m generator generate`") from None
     else:
         if not _REF.fullmatch(ref) or ".." in ref:
             raise InputError(f"--changed-since: {ref!r} is not a git revision (a commit, branch or tag name such as HEAD~1 or main)")
-        proc = subprocess.run(["git", "-C", str(root), "show", "--end-of-options", f"{ref}:{RUNTIMES_JSON}"], capture_output=True, text=True)
+        try:
+            proc = subprocess.run(["git", "-C", str(root), "show", "--end-of-options", f"{ref}:{RUNTIMES_JSON}"], capture_output=True, text=True)
+        except OSError as exc:
+            raise MatrixError(f"--changed-since needs git, which cannot run here: {exc.strerror or exc}") from None
         if proc.returncode != 0:
             if "exists on disk, but not in" in proc.stderr or "does not exist in" in proc.stderr:
                 return {}  # the file is new since that revision: every runtime counts as changed

@@ -24,9 +24,10 @@ class Pattern:
 
     regex: str
     hint: str
+    max_len: int = 512  # no field of these files is longer; a pattern's `+` alone would allow megabytes
 
     def ok(self, value: str) -> bool:
-        return re.fullmatch(self.regex, value, re.ASCII) is not None
+        return len(value) <= self.max_len and re.fullmatch(self.regex, value, re.ASCII) is not None
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Range:
     lo: int
     hi: int
 
+
+# Support dates: far enough from date.min/max that date arithmetic (deprecation windows) cannot overflow.
+EARLIEST, LATEST = dt.date(1990, 1, 1), dt.date(2199, 12, 31)
 
 FLATTEN = "flatten"  # marker: a list may hold aliased lists (`[*common, extra]`), flattened
 
@@ -61,6 +65,24 @@ _URL_CHARS = r"[A-Za-z0-9._~:/?#@!&'()*+,;=%-]"
 Url = Annotated[str, Pattern(rf"https?://{_URL_CHARS}{{1,500}}", "a URL: https:// or http:// and up to 500 URL characters")]
 TarballUrl = Annotated[str, Pattern(rf"https?://{_URL_CHARS}{{1,400}}/Python-\d+\.\d+\.\d+\.tgz", "the URL of a Python-X.Y.Z.tgz")]
 Minor = Annotated[str, Pattern(r"\d{1,2}\.\d{1,3}", 'a Python minor version, quoted, such as "3.12"')]
+# A file an image installs from a tool lock: a bare file name (it becomes a path in the build context
+# and a word of the Nix build script), a PEP 503 name, a version as an index lists it.
+FileName = Annotated[
+    str, Pattern(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.(whl|tar\.gz|zip|tar\.bz2)", "a wheel or sdist file name: no path, no spaces, no quotes")
+]
+ProjectName = Annotated[str, Pattern(r"[a-z0-9]([a-z0-9-]{0,98}[a-z0-9])?", "a normalized (PEP 503) project name")]
+PackageVersion = Annotated[str, Pattern(r"[A-Za-z0-9.+!_-]{1,64}", "a package version")]
+
+
+@dataclass(frozen=True)
+class WheelEntry:
+    """One entry of lockfiles/<id>.wheels.json."""
+
+    filename: FileName
+    name: ProjectName
+    sha256: Sha256
+    url: Url
+    version: PackageVersion
 
 
 # --- validation: YAML data → the dataclasses above, every problem collected with its path ---
@@ -93,7 +115,8 @@ def convert(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem
         if len(problems) == before:
             for m in meta:
                 if isinstance(m, Pattern) and not m.ok(out):
-                    problems.append((path, f"malformed value {out!r}: {m.hint}"))
+                    shown = repr(out) if len(out) <= 80 else f"{out[:60]!r}… ({len(out)} characters)"
+                    problems.append((path, f"malformed value {shown}: {m.hint}"))
                 elif isinstance(m, Range) and not m.lo <= out <= m.hi:
                     problems.append((path, f"{out} is out of range ({m.lo} to {m.hi})"))
         return out
@@ -155,5 +178,14 @@ def convert(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem
     if hint is dt.date:
         if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
             problems.append((path, f"must be a date written YYYY-MM-DD (got {value!r})"))
+        elif not EARLIEST <= value <= LATEST:
+            problems.append((path, f"{value.isoformat()} is out of range ({EARLIEST.isoformat()} to {LATEST.isoformat()})"))
         return value
     raise TypeError(f"no rule for {hint!r}")  # pragma: no cover - a programming error
+
+
+def wheel_problems(data: Any, name: str) -> list[str]:
+    """Every problem of a wheels.json list (empty: each entry is safe to use as a file name and a URL)."""
+    found: list[Problem] = []
+    convert(data, list[WheelEntry], (), found)
+    return [f"{name}: {'.'.join(map(str, path)) or '(top level)'}: {message}" for path, message in found]

@@ -16,7 +16,9 @@ from typing import Any
 
 import jinja2
 
-from . import __version__, fileset
+from . import __version__, escape, fileset
+from .escape import RenderError
+from .model import wheel_problems
 from .pins import LOCK
 from .schedule import Runtime, Schedule
 
@@ -34,12 +36,14 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @cache
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("generator", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters.update(escape.FILTERS)  # one escaper per target: every interpolation names its own
+    return env
 
 
 def template(name: str) -> jinja2.Template:
@@ -81,7 +85,16 @@ def lock_inputs(root: Path, r: Runtime) -> tuple[str | None, list[dict[str, Any]
     lock = root / "lockfiles" / f"{r.id}.txt"
     wheels = root / "lockfiles" / f"{r.id}.wheels.json"
     text = lock.read_text(encoding="utf-8") if lock.exists() else None
-    tools = json.loads(wheels.read_text(encoding="utf-8")) if wheels.exists() else []
+    if not wheels.exists():
+        return text, []
+    rel = f"lockfiles/{wheels.name}"
+    try:
+        tools = json.loads(wheels.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RenderError(f"{rel}: not valid JSON ({exc}); remake it with `python -m generator lock {r.id}`") from None
+    problems = wheel_problems(tools, rel)  # its file names become paths in a build context and words of a Nix script
+    if problems:
+        raise RenderError([*problems, f"remake it with `python -m generator lock {r.id} --force`"])
     return text, tools
 
 
@@ -172,8 +185,9 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
     runtimes = {}
     for r in schedule.runtimes.values():
         lock_text, tools = lock_inputs(root, r)
+        rel = f"{IMAGES_DIR}/{r.id}/Dockerfile"
         text = dockerfile.render(r=r, config=image_config(r, schedule), epoch=SOURCE_DATE_EPOCH, locked=lock_text is not None)
-        out[f"{IMAGES_DIR}/{r.id}/Dockerfile"] = text
+        out[rel] = escape.check_dockerfile(text, rel)
         data = runtime_data(r, schedule, tools)
         runtimes[r.id] = {**data, "input_hash": input_hash(r, schedule, text, lock_text, tools, nix)}
     out[RUNTIMES_JSON] = _dump_json(
@@ -188,7 +202,7 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
     readme = root / README
     if readme.exists():
         out[README] = splice_matrix(readme.read_text(encoding="utf-8"), support_matrix(schedule))
-    return out
+    return {rel: escape.check_text(text, rel) for rel, text in out.items()}
 
 
 def support_matrix(schedule: Schedule) -> str:
@@ -206,7 +220,7 @@ def splice_matrix(readme: str, matrix: str) -> str:
         head, rest = readme.split(MATRIX_BEGIN, 1)
         _, tail = rest.split(MATRIX_END, 1)
     except ValueError:
-        raise ValueError(f"{README} must hold the lines {MATRIX_BEGIN!r} and {MATRIX_END!r}") from None
+        raise RenderError(f"{README} must hold the lines {MATRIX_BEGIN!r} and {MATRIX_END!r}") from None
     return f"{head}{MATRIX_BEGIN}\n{matrix}{MATRIX_END}{tail}"
 
 

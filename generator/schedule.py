@@ -285,9 +285,17 @@ def _numbers_written_as_versions(doc: yamlsrc.Document) -> list[str]:
         if versionish:
             out.append(
                 f"{doc.file}:{doc.line(path)}: {yamlsrc.dotted(path).replace('.<key>', '')}: "
-                f'version {text} is written as a YAML number (read as {float(text)!r}); quote it: "{text}"'
+                f'version {text} is written as a YAML number (read as {_as_float(text)}); quote it: "{text}"'
             )
     return out
+
+
+def _as_float(text: str) -> str:
+    """What YAML made of a number ("3.10" → 3.1; forms Python cannot parse, such as 1:30.5, as written)."""
+    try:
+        return repr(float(text))
+    except ValueError:
+        return "a number"
 
 
 def _describe(doc: yamlsrc.Document, path: tuple[Any, ...], message: str) -> str:

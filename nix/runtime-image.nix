@@ -155,10 +155,17 @@ let
     else fail "python.minor '${py.minor}': only CPython 2 and 3 are supported";
 
   tools = entry.tools or [ ];
+  # A tool's file name becomes a path and a shell word below: the same rule the generator checks
+  # (model.FileName), and quoted anyway, as nixpkgs' lib.escapeShellArg does.
+  shellArg = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+  safeFileName = f:
+    if builtins.match "[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\\.(whl|tar\\.gz|zip|tar\\.bz2)" f != null then f
+    else fail "tool file name '${f}' is not a plain wheel or sdist file name";
   toolFiles = map
     (t: {
-      inherit (t) name version filename sha256;
-      src = fetchurl { inherit (t) url sha256; name = t.filename; };
+      inherit (t) name version sha256;
+      filename = safeFileName t.filename;
+      src = fetchurl { inherit (t) url sha256; name = safeFileName t.filename; };
     })
     tools;
   pipTool = builtins.filter (t: t.name == "pip") toolFiles;
@@ -197,7 +204,7 @@ let
     cat > requirements-${toString i}.txt <<'EOF'
     ${requirements pass.tools}
     EOF
-    ${pass.env}"$envdir/bin/python" "wheels/${(builtins.head pipTool).filename}/pip" install \
+    ${pass.env}"$envdir/bin/python" ${shellArg "wheels/${(builtins.head pipTool).filename}/pip"} install \
       --no-index --find-links "$PWD/wheels" --require-hashes --no-deps --no-cache-dir \
       --disable-pip-version-check --no-warn-script-location --no-compile ${pass.flags} \
       -r requirements-${toString i}.txt
@@ -209,7 +216,7 @@ let
     else if !(isWheel (builtins.head pipTool)) then fail "pip must be locked as a wheel (it runs from its wheel)"
     else ''
       mkdir wheels
-      ${builtins.concatStringsSep "\n" (map (t: "ln -s ${t.src} wheels/${t.filename}") toolFiles)}
+      ${builtins.concatStringsSep "\n" (map (t: "ln -s ${t.src} ${shellArg "wheels/${t.filename}"}") toolFiles)}
       # no bytecode as a side effect (it would name this build's path of /env);
       # compileBytecode writes it below, reproducibly, where the Python can
       export HOME="$TMPDIR" PIP_CONFIG_FILE=/dev/null PYTHONDONTWRITEBYTECODE=1

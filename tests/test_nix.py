@@ -1169,3 +1169,13 @@ def test_a_release_nixpkgs_python_lacks_refuses_when_built(tmp_path: Path) -> No
     message = build_fails(flake, f"packages.{SYSTEM}.{rid}")
     assert f"CPython {data['runtimes'][rid]['python']['version']} is not provided by the pinned nixpkgs-python" in message
     assert "python -m generator refresh --only nix" in message
+
+
+def test_a_tool_file_name_that_is_not_a_plain_file_name_fails_evaluation(tmp_path: Path) -> None:
+    """The wheels list reaches a shell script and the store: a path in a file name stops evaluation."""
+    data = json.loads(json.dumps(DATA))
+    tools = data["runtimes"][PY3_RUNTIME]["tools"]
+    tools[0]["filename"] = "../outside.whl"
+    flake = copy_flake(tmp_path / "flake", data)
+    proc = nix("nix", "eval", "--raw", f"path:{flake}#packages.{SYSTEM}.{PY3_RUNTIME}.drvPath", *overrides(flake), check=False)
+    assert proc.returncode != 0 and "tool file name '../outside.whl' is not a plain wheel or sdist file name" in proc.stderr

@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _KEEP_ENV = {"PIP_CERT", "PIP_CLIENT_CERT", "PIP_DEFAULT_TIMEOUT", "UV_NATIVE_TLS", "UV_SYSTEM_CERTS", "UV_HTTP_TIMEOUT"}
+# What a resolver needs from the machine (where programs are, a home, a locale, temporary space, trust
+# roots, the proxy): nothing else reaches it, so no token in the environment can show up in its output.
+_BASE_ENV = {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+_BASE_ENV |= {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NIX_SSL_CERT_FILE", "PYENV_ROOT"}
+_BASE_ENV |= {f"{p}_PROXY" for p in ("HTTP", "HTTPS", "ALL", "NO")} | {f"{p}_proxy" for p in ("http", "https", "all", "no")}
 _PROBE = "import platform, sys; print(platform.python_implementation()); print('.'.join(map(str, sys.version_info[:3]))); print(sys.executable)"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for pip, pip-compile and uv: no machine configuration may leak into a lock."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k in _KEEP_ENV or not (k.startswith(("PIP_", "UV_", "PYTHON")) or k in ("VIRTUAL_ENV", "CONDA_PREFIX", "__PYVENV_LAUNCHER__"))
-    }
+    """The environment for pip, pip-compile and uv: a short allowlist, so no machine configuration
+    leaks into a lock and no secret of the caller's environment reaches a tool (or its error output)."""
+    env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV or k in _BASE_ENV}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", PIP_NO_COLOR="1", NO_COLOR="1")
     env.update(extra)
     return env

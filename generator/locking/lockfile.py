@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..http import public_url
+from ..model import wheel_problems
 from .index import Index, canonical
 from .target import LOCKFILES, LockError, Target
 
@@ -173,6 +174,9 @@ def wheel_list(lock_text: str, index: Index, python: str, glibc: tuple[int, int]
             )
         f = ranked[0][2]
         out.append({"filename": f.filename, "name": name, "sha256": f.sha256, "url": f.url, "version": version})
+    problems = wheel_problems(out, f"the files {public_url(index.url)} lists")  # an index names files: never trust them as paths
+    if problems:
+        raise LockError(problems)
     return out
 
 

@@ -22,6 +22,7 @@ from ..http import public_url
 from ..schedule import Runtime, Schedule
 from .index import Index
 from .lockfile import LOCK_MARK, dump_wheels, header, parse_lock, read_header, requirement_lines, wheel_list, wheels_match
+from .references import check_references
 from .resolvers import choose
 from .target import DEFAULT_INDEX, LOCKFILES, LockError, LockInputError, Target, default_inputs, inputs_hash, runtime_target
 
@@ -87,6 +88,8 @@ def state(t: Target, index: str) -> tuple[Freshness, str]:
 def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto", interpreters: dict[str, str] | None = None) -> Outcome:
     """Resolve and write one lock (and its wheels.json): all or nothing."""
     start = time.monotonic()
+    if t.kind == "runtime":  # a runtime's .in reads nothing outside lockfiles/ (an app's was checked by app_target)
+        check_references(t.src, t.src.parent, "the lock directory")
     in_text = t.src.read_text(encoding="utf-8")
     digest = inputs_hash(t, in_text, index)
     resolver = choose(t, tool, interpreters)
@@ -307,6 +310,7 @@ def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None =
         if "--hash=" in text:
             raise AppLockError(f"{req_txt} is already hash-locked; put the app's top-level requirements in {req_in.name} and lock that")
         converted = True
+    check_references(req_txt if converted else req_in, app_dir)  # nothing outside the app is read, or echoed in an error
     t = Target(
         kind="app",
         key=str(app_dir),
