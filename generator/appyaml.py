@@ -18,6 +18,7 @@ from . import yamlsrc
 from .errors import InputError
 from .schedule import END_OF_SUPPORT, Runtime, Schedule
 
+FLEX_ENV = ("flex", "flexible", "2")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")  # a newline in a value would inject Dockerfile lines
 
 
@@ -76,12 +77,14 @@ def resolve(doc: yamlsrc.Document, schedule: Schedule, on: dt.date) -> Resolutio
     if runtime != "python":
         raise fail(("runtime",), _is(runtime, "not this runtime") + "; valid choices: python")
     env = app.get("env")
-    if env not in ("flex", "flexible"):
-        raise fail(("env",), _is(env, "not the flexible environment") + "; valid choices: flex, flexible")
+    written_env = doc.written_number(("env",))
+    if env not in FLEX_ENV and written_env != "2":  # gcloud: 2, flex and flexible all mean the flexible environment
+        raise fail(("env",), _is(env, "not the flexible environment") + "; valid choices: flex, flexible, 2")
     if "entrypoint" in app:
         ep = app["entrypoint"]
         if not isinstance(ep, str):
             raise fail(("entrypoint",), _is(ep, "not a string") + "; write the command line as a string")
+        ep = app["entrypoint"] = ep.strip()  # a folded `entrypoint: >` ends with a newline; gcloud strips it
         bad = CONTROL_CHARS.search(ep)
         if bad:
             raise fail(("entrypoint",), f"holds the control character {bad.group()!r}; write the command on one line")

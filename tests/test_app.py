@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,113 +12,320 @@ import pytest
 from .conftest import ROOT
 
 APPS = Path(__file__).parent / "apps"
+SAMPLES = sorted(p.name for p in APPS.iterdir() if p.is_dir())
 # What a user passes with --runtime-image: any well-formed digest; the generator copies it, never invents one.
 DIGEST = "@sha256:" + "0123456789abcdef" * 4
 PINNED = "ghcr.io/appengine-flex-python/runtimes/python311-ubuntu22:3.11.15" + DIGEST
-RUNTIME = {  # sample app → the runtime its app.yaml selects
-    "django": "python314-ubuntu24:3.14.6",
-    "flask": "python311-ubuntu22:3.11.15",
-    "hashed": "python314-ubuntu24:3.14.6",
-    "legacy3": "python36:3.6.10",
-    "localwheel": "python313-ubuntu22:3.13.14",
-    "plain": "python313-ubuntu24:3.13.14",
-    "uwsgi": "python312-ubuntu22:3.12.13",
-}
+DAY = "2026-11-23"
+
+
+def runtime_of(cli, app_dir: Path) -> str:
+    result = cli("resolve", str(app_dir / "app.yaml"), "--json", "--date", DAY)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)["runtime_id"]
 
 
 def generate(cli, app_dir: Path, out: Path, *extra: str):
-    image = f"ghcr.io/appengine-flex-python/runtimes/{RUNTIME.get(app_dir.name, RUNTIME['flask'])}{DIGEST}"
-    return cli("app", str(app_dir), "--out", str(out), "--runtime-image", image, "--date", "2026-11-23", *extra)
+    image = f"ghcr.io/appengine-flex-python/runtimes/{runtime_of(cli, app_dir)}:1{DIGEST}"
+    return cli("app", str(app_dir), "--out", str(out), "--runtime-image", image, "--date", DAY, *extra)
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in APPS.iterdir() if p.is_dir()))
+def copy_app(tmp_path: Path, name: str = "flask") -> Path:
+    app = tmp_path / "app"
+    shutil.copytree(APPS / name, app)
+    return app
+
+
+def dockerfile(out: Path) -> str:
+    return (out / "Dockerfile").read_text()
+
+
+# --- the corpus: every sample through resolve and app, snapshotted ----------------------------
+
+
+@pytest.mark.parametrize("name", SAMPLES)
 def test_sample_app_snapshot(cli, tmp_path: Path, name: str, snapshot) -> None:
+    resolved = cli("resolve", str(APPS / name / "app.yaml"), "--json", "--date", DAY)
+    assert resolved.exit_code == 0, resolved.stderr
     result = generate(cli, APPS / name, tmp_path, "--gunicorn-config")
     assert result.exit_code == 0, result.stderr
-    files = {p.name: p.read_text() for p in sorted(tmp_path.iterdir())}
-    assert files == snapshot
+    generated = {"Dockerfile", ".dockerignore", "gunicorn.conf.py"}
+    files = {p.name: p.read_text() for p in sorted(tmp_path.iterdir()) if p.name in generated}
+    warnings = [line.replace(str(APPS), "<apps>") for line in result.stderr.splitlines()]
+    assert {"resolve": json.loads(resolved.stdout), "files": files, "warnings": warnings} == snapshot
     assert not (APPS / name / "Dockerfile").exists()  # --out leaves the app alone
-    assert "is not named after runtime" not in result.stderr
+    assert "exec exec" not in files["Dockerfile"] and "Traceback" not in result.stderr
 
 
-def test_mismatched_runtime_image_warns(cli, tmp_path: Path) -> None:
-    result = cli("app", str(APPS / "plain"), "--out", str(tmp_path), "--runtime-image", PINNED)
-    assert result.exit_code == 0
-    assert "is not named after runtime python313-ubuntu24" in result.stderr
+def test_corpus_is_large_enough() -> None:
+    assert len(SAMPLES) >= 30
 
 
-def test_flask_dockerfile_parts(cli, tmp_path: Path) -> None:
-    result = generate(cli, APPS / "flask", tmp_path, "--gunicorn-config")
-    text = (tmp_path / "Dockerfile").read_text()
-    assert f"FROM {PINNED}\n" in text
-    assert "runtime python311-ubuntu22" in result.stdout
-    # dependencies are installed before the app is copied (layer caching)
-    assert text.index("COPY --chown=1000:1000 requirements.txt") < text.index("RUN pip install") < text.index("COPY --chown=1000:1000 . /app")
-    assert "--require-hashes" not in text
-    assert 'GAE_SERVICE="web"' in text and 'PORT="8080"' in text
-    assert 'GREETING="hello from \\$GAE_SERVICE"' in text  # no build-time expansion of app values
-    assert 'CMD ["/bin/sh", "-c", "exec gunicorn -c gunicorn.conf.py -b :$PORT main:app"]' in text
-    conf = (tmp_path / "gunicorn.conf.py").read_text()
-    assert "workers = multiprocessing.cpu_count() * 2 + 1" in conf
-    assert 'forwarded_allow_ips = "*"' in conf and 'secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}' in conf
+# --- entrypoint --------------------------------------------------------------------------------
 
 
-def test_local_paths_install_after_the_copy(cli, tmp_path: Path) -> None:
-    """The original generator's bug #244: local wheels only exist once the app is copied."""
-    assert generate(cli, APPS / "localwheel", tmp_path).exit_code == 0
-    text = (tmp_path / "Dockerfile").read_text()
-    assert text.index("COPY --chown=1000:1000 . /app") < text.index("RUN pip install")
-    assert "COPY --chown=1000:1000 requirements.txt" not in text
+def test_exec_entrypoint_is_not_doubled(cli, tmp_path: Path) -> None:
+    """gcloud and gen_dockerfile.py add `exec ` only when the entrypoint does not start with it."""
+    assert generate(cli, APPS / "exec-entrypoint", tmp_path).exit_code == 0
+    assert 'CMD ["/bin/sh", "-c", "exec gunicorn -b :$PORT main:app"]' in dockerfile(tmp_path)
+    assert generate(cli, APPS / "flask", tmp_path / "f").exit_code == 0
+    assert 'CMD ["/bin/sh", "-c", "exec gunicorn -b :$PORT main:app"]' in dockerfile(tmp_path / "f")
 
 
-@pytest.mark.parametrize("line", ["-e .", "-e ./lib", "file:///src/pkg", "pkg @ file:///src/pkg", "../shared/x.tar.gz", "--editable=./lib"])
-def test_every_local_reference_is_detected(cli, tmp_path: Path, line: str) -> None:
-    app = tmp_path / "app"
-    shutil.copytree(APPS / "flask", app)
+def test_exec_entrypoint_with_gunicorn_config(cli, tmp_path: Path) -> None:
+    assert generate(cli, APPS / "exec-entrypoint", tmp_path, "--gunicorn-config").exit_code == 0
+    assert '"exec gunicorn -c gunicorn.conf.py -b :$PORT main:app"' in dockerfile(tmp_path)
+
+
+def test_folded_entrypoint_is_accepted(cli, tmp_path: Path) -> None:
+    assert cli("resolve", str(APPS / "folded-entrypoint" / "app.yaml")).exit_code == 0
+    assert generate(cli, APPS / "folded-entrypoint", tmp_path).exit_code == 0
+    assert '"exec gunicorn -b :$PORT --workers 2 main:app"]' in dockerfile(tmp_path)
+
+
+def test_literal_multiline_entrypoint_is_refused(cli, tmp_path: Path) -> None:
+    app = copy_app(tmp_path)
+    (app / "app.yaml").write_text("runtime: python\nenv: flex\nentrypoint: |\n  gunicorn main:app\n  USER root\n")
+    result = cli("app", str(app), "--runtime-image", PINNED)
+    assert result.exit_code == 2 and "app.yaml:3: entrypoint: holds the control character '\\n'" in result.stderr
+
+
+# --- app.yaml settings gcloud accepts -----------------------------------------------------------
+
+
+def test_env_2_means_flexible(cli, tmp_path: Path) -> None:
+    assert cli("resolve", str(APPS / "env-two" / "app.yaml")).exit_code == 0
+    assert generate(cli, APPS / "env-two", tmp_path).exit_code == 0
+    app = copy_app(tmp_path)
+    (app / "app.yaml").write_text("runtime: python\nenv: 3\nentrypoint: python main.py\n")
+    result = cli("resolve", str(app / "app.yaml"))
+    assert result.exit_code == 2 and "valid choices: flex, flexible, 2" in result.stderr
+
+
+def test_module_is_the_old_name_of_service(cli, tmp_path: Path) -> None:
+    assert generate(cli, APPS / "module-name", tmp_path).exit_code == 0
+    assert 'ENV GAE_SERVICE="backend"' in dockerfile(tmp_path)
+    app = copy_app(tmp_path)
+    (app / "app.yaml").write_text((app / "app.yaml").read_text() + "module: other\n")
+    result = cli("app", str(app), "--runtime-image", PINNED)
+    assert result.exit_code == 2 and "module: and service: are the same setting" in result.stderr
+
+
+def test_includes_bring_their_env_variables(cli, tmp_path: Path) -> None:
+    assert generate(cli, APPS / "includes", tmp_path).exit_code == 0
+    text = dockerfile(tmp_path)
+    for line in ('ENV LEVEL="app"', 'ENV FROM_INCLUDE="yes"', 'ENV SHARED="1"', 'ENV NESTED="true"'):
+        assert line in text
+
+
+def test_missing_include_names_the_line(cli, tmp_path: Path) -> None:
+    app = copy_app(tmp_path, "includes")
+    (app / "env.yaml").unlink()
+    result = cli("app", str(app), "--runtime-image", PINNED)
+    assert result.exit_code == 2 and "app.yaml:8: includes[0]: 'env.yaml': no such file" in result.stderr
+
+
+def test_env_variables_keep_their_written_text(cli, tmp_path: Path) -> None:
+    result = generate(cli, APPS / "env-types", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    text = dockerfile(tmp_path)
+    for line in ('DEBUG="false"', 'WORKERS="4"', 'PY="3.10"', 'MODE="010"', 'RATIO="1e3"', 'EMPTY=""', 'DOLLAR="\\$HOME"'):
+        assert f"ENV {line}\n" in text
+    assert "ENV HOSTS=\"['a.example.com', 'b.example.com']\"" in text
+    assert "env_variables.HOSTS is a list" in result.stderr
+
+
+@pytest.mark.parametrize(("value", "fragment"), [("{a: 1}", "a dict cannot be"), ("", "has no value"), ("[[1]]", "a list cannot be")])
+def test_env_values_that_cannot_be_text(cli, tmp_path: Path, value: str, fragment: str) -> None:
+    app = copy_app(tmp_path)
+    (app / "app.yaml").write_text(f"runtime: python\nenv: flex\nentrypoint: python main.py\nenv_variables:\n  X: {value}\n")
+    result = cli("app", str(app), "--runtime-image", PINNED)
+    assert result.exit_code == 2 and f"app.yaml:5: env_variables.X: {fragment}" in result.stderr
+
+
+# --- requirements files ---------------------------------------------------------------------------
+
+
+def test_nested_requirements_and_local_packages_are_copied_first(cli, tmp_path: Path) -> None:
+    assert generate(cli, APPS / "nested-local", tmp_path).exit_code == 0
+    text = dockerfile(tmp_path)
+    copies = [line.split()[2] for line in text.splitlines() if line.startswith("COPY") and " . /app" not in line]
+    assert copies == ["requirements.txt", "wheels", "constraints.txt", "requirements/base.txt", "requirements/web.txt", "libs/greeting"]
+    last_dependency = text.index("COPY --chown=1000:1000 libs/greeting /app/libs/greeting")
+    assert last_dependency < text.index("RUN pip install") < text.index("COPY --chown=1000:1000 . /app")
+
+
+@pytest.mark.parametrize(
+    ("line", "copied"),
+    [
+        ("-r requirements/prod.txt", "requirements/prod.txt"),
+        ("--requirement=requirements/prod.txt", "requirements/prod.txt"),
+        ("-rrequirements/prod.txt", "requirements/prod.txt"),
+        ("-c requirements/prod.txt", "requirements/prod.txt"),
+        ("--find-links ./wheels", "wheels"),
+        ("-f wheels", "wheels"),
+        ("libs/mypkg", "libs/mypkg"),
+        ("./libs/mypkg[extra] ; python_version >= '3'", "libs/mypkg"),
+        ("-e libs/mypkg", "libs/mypkg"),
+        ("--editable=./libs/mypkg", "libs/mypkg"),
+        ("file:///app/libs/mypkg", "libs/mypkg"),
+        ("mypkg @ file:///app/libs/mypkg", "libs/mypkg"),
+        ("./wheels/x-1.0-py3-none-any.whl", "wheels/x-1.0-py3-none-any.whl"),
+    ],
+)
+def test_every_reference_is_copied_before_the_install(cli, tmp_path: Path, line: str, copied: str) -> None:
+    app = copy_app(tmp_path)
+    (app / "requirements").mkdir()
+    (app / "requirements" / "prod.txt").write_text("gunicorn==23.0.0\n")
+    (app / "libs" / "mypkg").mkdir(parents=True)
+    (app / "wheels").mkdir()
+    (app / "wheels" / "x-1.0-py3-none-any.whl").write_bytes(b"")
+    (app / "requirements.txt").write_text(f"Flask==3.0.3\ngunicorn==23.0.0\n{line}\n")
+    result = generate(cli, app, tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    text = dockerfile(tmp_path / "out")
+    copy = text.index(f"COPY --chown=1000:1000 {copied} /app/{copied}\n")
+    assert copy < text.index("RUN pip install") < text.index("COPY --chown=1000:1000 . /app")
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("-r ../shared.txt", "requirements.txt:2: -r ../shared.txt points outside the app directory"),
+        ("-c /etc/constraints.txt", "requirements.txt:2: -c /etc/constraints.txt points outside the app directory"),
+        ("../shared/x.tar.gz", "requirements.txt:2: ../shared/x.tar.gz points outside the app directory"),
+        ("-e ../lib", "requirements.txt:2: -e ../lib points outside the app directory"),
+        ("file:///src/pkg", "requirements.txt:2: file:///src/pkg is an absolute path outside the app"),
+        ("-r requirements/none.txt", "requirements.txt:2: -r requirements/none.txt: no such file in the app"),
+        ("libs/none", "requirements.txt:2: libs/none: no such file or directory in the app"),
+    ],
+)
+def test_references_outside_or_missing_are_refused(cli, tmp_path: Path, line: str, fragment: str) -> None:
+    app = copy_app(tmp_path)
     (app / "requirements.txt").write_text(f"gunicorn==23.0.0\n{line}\n")
-    assert generate(cli, app, tmp_path / "out").exit_code == 0
-    text = (tmp_path / "out" / "Dockerfile").read_text()
+    result = cli("app", str(app), "--runtime-image", PINNED)
+    assert result.exit_code == 2, result.stderr
+    assert fragment in result.stderr
+    assert not (app / "Dockerfile").exists()
+
+
+def test_install_of_the_app_itself_follows_the_copy(cli, tmp_path: Path) -> None:
+    assert generate(cli, APPS / "editable-dot", tmp_path).exit_code == 0
+    text = dockerfile(tmp_path)
     assert text.index("COPY --chown=1000:1000 . /app") < text.index("RUN pip install")
+    assert text.count("COPY") == 1
+
+
+def test_utf16_requirements_from_powershell(cli, tmp_path: Path) -> None:
+    result = generate(cli, APPS / "windows-utf16", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert "warning" not in result.stderr  # gunicorn was read, so no false "not declared"
+
+
+def test_utf8_bom_does_not_hide_the_first_requirement(cli, tmp_path: Path) -> None:
+    result = generate(cli, APPS / "windows-bom-crlf", tmp_path)
+    assert result.exit_code == 0 and "not declare" not in result.stderr
+
+
+def test_latin1_with_coding_line_is_read(cli, tmp_path: Path) -> None:
+    result = generate(cli, APPS / "latin1-coding", tmp_path)
+    assert result.exit_code == 0 and "warning" not in result.stderr
+
+
+def test_latin1_without_coding_line_is_a_clear_error(cli, tmp_path: Path) -> None:
+    app = copy_app(tmp_path)
+    (app / "requirements.txt").write_bytes("Flask==3.0.3\n# équipe\ngunicorn==23.0.0\n".encode("latin-1"))
+    result = cli("app", str(app), "--runtime-image", PINNED)
+    assert result.exit_code == 2
+    assert "requirements.txt:2: byte 0xe9 is not utf-8" in result.stderr and "coding: latin-1" in result.stderr
 
 
 def test_hashed_requirements_are_required(cli, tmp_path: Path) -> None:
     assert generate(cli, APPS / "hashed", tmp_path).exit_code == 0
-    assert "pip install --no-cache-dir --disable-pip-version-check --require-hashes -r /app/requirements.txt" in (tmp_path / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir --disable-pip-version-check --require-hashes -r /app/requirements.txt" in dockerfile(tmp_path)
+
+
+def test_hermetic_refuses_unhashed_requirements(cli, tmp_path: Path) -> None:
+    result = cli("app", str(APPS / "nested-local"), "--out", str(tmp_path), "--runtime-image", PINNED, "--hermetic")
+    assert result.exit_code == 2
+    assert "--hermetic needs every requirement pinned with == and --hash" in result.stderr
+    assert "requirements/base.txt:2: flask==3.0.3 has no --hash" in result.stderr
+    assert "requirements.txt:6: libs/greeting is a local package" in result.stderr
+    assert not (tmp_path / "Dockerfile").exists()
 
 
 def test_no_requirements_no_pip(cli, tmp_path: Path) -> None:
     assert generate(cli, APPS / "plain", tmp_path).exit_code == 0
-    text = (tmp_path / "Dockerfile").read_text()
+    text = dockerfile(tmp_path)
     assert "pip install" not in text
     assert 'CMD ["/bin/sh", "-c", "exec python main.py"]' in text
 
 
 def test_warns_when_server_not_declared(cli, tmp_path: Path) -> None:
-    app = tmp_path / "app"
-    shutil.copytree(APPS / "flask", app)
+    app = copy_app(tmp_path)
     (app / "requirements.txt").write_text("Flask==3.0.3\n")
     result = generate(cli, app, tmp_path / "out")
     assert result.exit_code == 0
     assert "warning:" in result.stderr and "runs gunicorn but requirements.txt does not declare it" in result.stderr
-    (app / "app.yaml").write_text((APPS / "uwsgi" / "app.yaml").read_text())
-    result = generate(cli, app, tmp_path / "out")
-    assert "runs uwsgi but requirements.txt does not declare it" in result.stderr
     declared = generate(cli, APPS / "flask", tmp_path / "out2")
     assert "warning" not in declared.stderr
 
 
+# --- what is written where -------------------------------------------------------------------------
+
+
+def test_flask_dockerfile_parts(cli, tmp_path: Path) -> None:
+    result = cli("app", str(APPS / "flask"), "--out", str(tmp_path), "--runtime-image", PINNED, "--gunicorn-config")
+    text = dockerfile(tmp_path)
+    assert text.startswith("# Generated by `python -m generator app`")  # no `# syntax=` line: BuildKit pulls nothing
+    assert "syntax=" not in text
+    assert f"FROM {PINNED.replace(':3.11.15@', '@')}\n" in text
+    assert "runtime python311-ubuntu22" in result.stdout
+    assert text.index("COPY --chown=1000:1000 requirements.txt") < text.index("RUN pip install") < text.index("COPY --chown=1000:1000 . /app")
+    assert 'GAE_SERVICE="web"' in text and 'PORT="8080"' in text
+    assert 'GREETING="hello from \\$GAE_SERVICE"' in text  # no build-time expansion of app values
+    assert 'CMD ["/bin/sh", "-c", "exec gunicorn -c gunicorn.conf.py -b :$PORT main:app"]' in text
+    conf = (tmp_path / "gunicorn.conf.py").read_text()
+    assert "workers = multiprocessing.cpu_count() * 2 + 1" in conf
+
+
+def test_out_is_a_whole_build_context(cli, tmp_path: Path) -> None:
+    """--out with --gunicorn-config: the config the CMD names is inside the context, beside the app."""
+    out = tmp_path / "ctx"
+    assert cli("app", str(APPS / "flask"), "--out", str(out), "--runtime-image", PINNED, "--gunicorn-config").exit_code == 0
+    assert {p.name for p in out.iterdir()} >= {"Dockerfile", ".dockerignore", "gunicorn.conf.py", "main.py", "requirements.txt", "app.yaml"}
+    assert "gunicorn.conf.py" not in {p.name for p in (APPS / "flask").iterdir()}
+    assert "!gunicorn.conf.py" in (out / ".dockerignore").read_text()
+
+
+def test_out_inside_the_app_is_not_copied_into_itself(cli, tmp_path: Path) -> None:
+    app = copy_app(tmp_path)
+    assert cli("app", str(app), "--out", str(app / "build"), "--runtime-image", PINNED).exit_code == 0
+    assert (app / "build" / "main.py").exists() and not (app / "build" / "build").exists()
+
+
+def test_existing_dockerignore_is_kept(cli, tmp_path: Path) -> None:
+    app = copy_app(tmp_path, "dockerignore-existing")
+    own = (app / ".dockerignore").read_text()
+    assert cli("app", str(app), "--runtime-image", PINNED).exit_code == 0
+    merged = (app / ".dockerignore").read_text()
+    assert merged.startswith(own)  # the app's own lines, first and unchanged
+    assert "secrets/" in merged and "**/__pycache__" in merged
+    assert merged.count(".git\n") == 1  # already there: not added twice
+    assert cli("app", str(app), "--runtime-image", PINNED).exit_code == 0
+    assert (app / ".dockerignore").read_text() == merged  # re-running changes nothing
+
+
 def test_existing_gunicorn_conf_is_kept(cli, tmp_path: Path) -> None:
-    app = tmp_path / "app"
-    shutil.copytree(APPS / "flask", app)
+    app = copy_app(tmp_path)
     (app / "gunicorn.conf.py").write_text("workers = 3\n")
     assert cli("app", str(app), "--runtime-image", PINNED, "--gunicorn-config").exit_code == 0
     assert (app / "gunicorn.conf.py").read_text() == "workers = 3\n"
-    assert "exec gunicorn -c gunicorn.conf.py -b :$PORT main:app" in (app / "Dockerfile").read_text()
+    assert "exec gunicorn -c gunicorn.conf.py -b :$PORT main:app" in dockerfile(app)
 
 
 def test_config_option_and_env_var(cli, tmp_path: Path, monkeypatch) -> None:
-    app = tmp_path / "app"
-    shutil.copytree(APPS / "flask", app)
+    app = copy_app(tmp_path)
     (app / "app.yaml").rename(app / "prod.yaml")
     assert cli("app", str(app), "--runtime-image", PINNED).exit_code == 2  # no app.yaml
     assert cli("app", str(app), "--runtime-image", PINNED, "--config", str(app / "prod.yaml")).exit_code == 0
@@ -129,20 +337,21 @@ def test_config_option_and_env_var(cli, tmp_path: Path, monkeypatch) -> None:
 
 BAD = [
     ("no entrypoint", "runtime: python\nenv: flex\n", "entrypoint: is missing"),
+    ("exec alone", "runtime: python\nenv: flex\nentrypoint: exec\n", "`exec` alone runs nothing"),
     ("bad runtime_config", "runtime: python\nenv: flex\nentrypoint: python main.py\nruntime_config:\n  operating_system: ubuntu20\n", "ubuntu20"),
     ("not python", "runtime: go\nenv: flex\nentrypoint: ./server\n", "valid choices: python"),
     ("newline in entrypoint", 'runtime: python\nenv: flex\nentrypoint: "gunicorn main:app\\nUSER root"\n', "control character"),
     ("bad env name", "runtime: python\nenv: flex\nentrypoint: python main.py\nenv_variables:\n  BAD-NAME: x\n", "not a valid variable name"),
     ("env value newline", 'runtime: python\nenv: flex\nentrypoint: python main.py\nenv_variables:\n  A: "x\\ny"\n', "control character"),
     ("bad service", "runtime: python\nenv: flex\nentrypoint: python main.py\nservice: My_Service\n", "not a valid service name"),
+    ("includes not a list", "runtime: python\nenv: flex\nentrypoint: python main.py\nincludes: env.yaml\n", "includes: must be a list"),
     ("syntax error", "runtime: python\nenv: [flex\n", "YAML syntax error"),
 ]
 
 
 @pytest.mark.parametrize(("name", "text", "fragment"), BAD, ids=[b[0] for b in BAD])
 def test_bad_app_yaml_writes_nothing(cli, tmp_path: Path, name: str, text: str, fragment: str) -> None:
-    app = tmp_path / "app"
-    shutil.copytree(APPS / "flask", app)
+    app = copy_app(tmp_path)
     assert cli("app", str(app), "--runtime-image", PINNED).exit_code == 0
     before = {p.name: p.read_bytes() for p in app.iterdir()}
     (app / "app.yaml").write_text(text)
@@ -154,29 +363,78 @@ def test_bad_app_yaml_writes_nothing(cli, tmp_path: Path, name: str, text: str, 
 
 
 def test_foreign_dockerfile_needs_force(cli, tmp_path: Path) -> None:
-    app = tmp_path / "app"
-    shutil.copytree(APPS / "flask", app)
+    app = copy_app(tmp_path)
     (app / "Dockerfile").write_text("FROM python:3.12\n")
     result = cli("app", str(app), "--runtime-image", PINNED)
     assert result.exit_code == 2 and "--force" in result.stderr
     assert (app / "Dockerfile").read_text() == "FROM python:3.12\n"
     assert cli("app", str(app), "--runtime-image", PINNED, "--force").exit_code == 0
-    assert (app / "Dockerfile").read_text().startswith("# syntax=docker/dockerfile:1\n# Generated by `python -m generator app`")
+    assert dockerfile(app).startswith("# Generated by `python -m generator app`")
+
+
+# --- --runtime-image ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "ghcr.io/x/python311-ubuntu22:3.11\nRUN rm -rf /",
+        "ghcr.io/x/python311-ubuntu22@sha256:",
+        "@sha256:" + "0" * 64,
+        "ghcr.io/x/python311-ubuntu22@sha256:" + "0" * 63,
+        "ghcr.io/X/Upper:1" + DIGEST,
+        "ghcr.io/x/python311 ubuntu22" + DIGEST,
+        "ghcr.io/x/p:" + "t" * 129 + DIGEST,
+        "",
+    ],
+)
+def test_runtime_image_must_follow_the_reference_grammar(cli, tmp_path: Path, ref: str) -> None:
+    app = copy_app(tmp_path)
+    result = cli("app", str(app), "--runtime-image", ref)
+    assert result.exit_code == 2, result.stdout
+    assert "is not an image reference" in result.stderr or "the digest must be sha256:" in result.stderr
+    assert not (app / "Dockerfile").exists()
+
+
+@pytest.mark.parametrize(
+    ("ref", "from_"),
+    [
+        (PINNED, PINNED.replace(":3.11.15@", "@")),
+        ("python311-ubuntu22" + DIGEST, "python311-ubuntu22" + DIGEST),
+        ("127.0.0.1:5000/rt/python311-ubuntu22:a" + DIGEST, "127.0.0.1:5000/rt/python311-ubuntu22" + DIGEST),
+        ("[::1]:5000/python311-ubuntu22" + DIGEST, "[::1]:5000/python311-ubuntu22" + DIGEST),
+    ],
+)
+def test_pinned_references_are_written_as_given(cli, tmp_path: Path, ref: str, from_: str) -> None:
+    app = copy_app(tmp_path)
+    result = cli("app", str(app), "--runtime-image", ref)
+    assert result.exit_code == 0, result.stderr
+    assert f"\nFROM {from_}\n" in dockerfile(app)
 
 
 def test_unpinned_image_without_registry_is_refused(cli, tmp_path: Path) -> None:
-    """Never a FROM by tag alone: if the digest cannot be asked for, nothing is written."""
-    app = tmp_path / "app"
-    shutil.copytree(APPS / "flask", app)
+    """Never a FROM by tag alone: if the digest cannot be asked for, nothing is written; the reason is one sentence."""
+    app = copy_app(tmp_path)
     result = cli("app", str(app), "--runtime-image", "127.0.0.1:9/none/python:3.11")
     assert result.exit_code == 2
     assert "cannot pin the runtime image by digest" in result.stderr
+    if shutil.which("skopeo"):
+        assert "the registry refused the connection" in result.stderr
+    assert "level=fatal" not in result.stderr and 'msg="' not in result.stderr
     assert not (app / "Dockerfile").exists()
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+def test_absent_local_image_is_a_clear_error(cli, tmp_path: Path) -> None:
+    app = copy_app(tmp_path)
+    result = cli("app", str(app), "--runtime-image", "containers-storage:localhost/flex-test/absent:1")
+    assert result.exit_code == 2
+    assert "no such image in podman's local storage" in result.stderr
 
 
 def test_generated_dockerfiles_are_hadolint_clean(cli, tmp_path: Path) -> None:
     hadolint = shutil.which("hadolint") or str(ROOT / ".venv" / "bin" / "hadolint")
-    for name in ("flask", "localwheel", "plain", "hashed"):
+    for name in ("flask", "localwheel", "plain", "hashed", "nested-local", "editable-dot", "monorepo"):
         assert generate(cli, APPS / name, tmp_path / name).exit_code == 0
         proc = subprocess.run([hadolint, "--no-color", str(tmp_path / name / "Dockerfile")], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout
