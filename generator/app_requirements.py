@@ -336,3 +336,18 @@ def lock_text(reqs: Requirements) -> str:
     for pin in sorted(reqs.pins, key=lambda p: p.name):
         lines.append(f"{pin.name}=={pin.version} " + " ".join(f"--hash=sha256:{h.lower()}" for h in sorted(pin.hashes)))
     return "\n".join(lines) + "\n"
+
+
+def require_utf8(app_dir: Path) -> None:
+    """lock-app reads requirements.in/.txt as UTF-8: refuse any other encoding with the fix, not a traceback."""
+    for name in ("requirements.in", "requirements.txt"):
+        path = app_dir / name
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            found = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
+            what = f"is {found} (what PowerShell's `pip freeze >` writes)" if found else f"is not UTF-8 (byte 0x{data[exc.start]:02x})"
+            raise RequirementsError(f"{path}: {what}; lock-app reads UTF-8: save it as UTF-8 and run it again") from None

@@ -290,6 +290,10 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
 
     sched = load_schedule(schedule_path)
     given = _interpreter_map(interpreters)
+    if app_dir.is_dir():  # app: a UTF-16 or latin-1 requirements file is an error with its fix, not a traceback
+        from .app_requirements import require_utf8
+
+        require_utf8(app_dir)
     try:
         plan = lock_mod.app_target(app_dir, sched, on, config)
     except (appyaml.AppYamlError, lock_mod.AppLockError) as exc:

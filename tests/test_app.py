@@ -438,3 +438,92 @@ def test_generated_dockerfiles_are_hadolint_clean(cli, tmp_path: Path) -> None:
         assert generate(cli, APPS / name, tmp_path / name).exit_code == 0
         proc = subprocess.run([hadolint, "--no-color", str(tmp_path / name / "Dockerfile")], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout
+
+
+# --- no input makes app, resolve or lock-app print a traceback ------------------------------------
+
+APP_YAMLS = {
+    "binary": b"\x00\x01\x02\xff\xfe",
+    "utf-16 app.yaml": "runtime: python\nenv: flex\nentrypoint: python main.py\n".encode("utf-16"),
+    "a list": b"- runtime: python\n",
+    "python tag": b"runtime: !!python/object:os.system x\n",
+    "entrypoint list": b"runtime: python\nenv: flex\nentrypoint: [gunicorn, main:app]\n",
+    "runtime_config list": b"runtime: python\nenv: flex\nentrypoint: x\nruntime_config: [1]\n",
+    "int keys": b"runtime: python\nenv: flex\nentrypoint: x\nenv_variables:\n  1: x\n",
+    "service int": b"runtime: python\nenv: flex\nentrypoint: x\nservice: 5\n",
+    "module list": b"runtime: python\nenv: flex\nentrypoint: x\nmodule: [a]\n",
+    "include self": b"runtime: python\nenv: flex\nentrypoint: x\nincludes: [app.yaml]\n",
+    "include dir": b"runtime: python\nenv: flex\nentrypoint: x\nincludes: [sub]\n",
+    "include binary": b"runtime: python\nenv: flex\nentrypoint: x\nincludes: [main.py]\n",
+    "include list of maps": b"runtime: python\nenv: flex\nentrypoint: x\nincludes: [{a: 1}]\n",
+    "unbalanced quote": b"runtime: python\nenv: flex\nentrypoint: gunicorn 'main:app\n",
+    "huge version": b"runtime: python\nenv: flex\nentrypoint: x\nruntime_config:\n  operating_system: ubuntu22\n  runtime_version: 1e999\n",
+}
+REQUIREMENTS = {
+    "binary": b"\x00\xff\xfe\x00garbage",
+    "utf-16 without bom": "Flask\n".encode("utf-16-le"),
+    "bad bom": b"\xff\xfe\x00\xd8",
+    "unknown coding": b"# coding: klingon\nFlask\n",
+    "-r a directory": b"-r sub\n",
+    "-r itself": b"-r requirements.txt\nFlask\n",
+    "-r nothing": b"-r\n",
+    "hash alone": b"--hash=sha256:00\n",
+    "quote": b"Flask 'x\n",
+    "nul": b"Fl\x00ask\n",
+    "url": b"https://example.com/x.whl\n-e git+https://example.com/x.git#egg=x\n",
+    "odd name": b"[extra]\n",
+}
+
+
+def _no_traceback(result) -> None:
+    """The CLI runs in-process with catch_exceptions=False: an uncaught exception fails the test before this."""
+    assert result.exit_code in (0, 1, 2), result.output
+    assert "Traceback" not in result.output
+    if result.exit_code == 2:
+        assert "rror: " in result.stderr, result.stderr  # ours (error: …) or click's usage error (Error: …)
+
+
+@pytest.mark.parametrize("key", sorted(APP_YAMLS))
+def test_no_app_yaml_makes_a_traceback(cli, tmp_path: Path, key: str) -> None:
+    app = copy_app(tmp_path)
+    (app / "sub").mkdir()
+    (app / "main.py").write_bytes(b"\xff\xfe\x00")
+    (app / "app.yaml").write_bytes(APP_YAMLS[key])
+    for args in (("resolve", str(app / "app.yaml")), ("app", str(app), "--runtime-image", PINNED), ("lock-app", str(app), "--check")):
+        _no_traceback(cli(*args))
+
+
+@pytest.mark.parametrize("key", sorted(REQUIREMENTS))
+def test_no_requirements_file_makes_a_traceback(cli, tmp_path: Path, key: str) -> None:
+    app = copy_app(tmp_path)
+    (app / "sub").mkdir()
+    (app / "requirements.txt").write_bytes(REQUIREMENTS[key])
+    for args in (("app", str(app), "--runtime-image", PINNED), ("app", str(app), "--runtime-image", PINNED, "--hermetic")):
+        _no_traceback(cli(*args))
+    (app / "requirements.in").write_bytes(REQUIREMENTS[key])
+    _no_traceback(cli("lock-app", str(app), "--check"))
+
+
+LAYOUTS = ["app dir is a file", "app dir missing", "requirements.txt is a directory", "out is a file", "app.yaml is a directory"]
+
+
+@pytest.mark.parametrize("case", LAYOUTS)
+def test_no_layout_makes_a_traceback(cli, tmp_path: Path, case: str) -> None:
+    app = copy_app(tmp_path)
+    out = tmp_path / "out"
+    if case == "app dir is a file":
+        app = app / "main.py"
+    elif case == "app dir missing":
+        app = tmp_path / "none"
+    elif case == "requirements.txt is a directory":
+        (app / "requirements.txt").unlink()
+        (app / "requirements.txt").mkdir()
+    elif case == "out is a file":
+        out.write_text("")
+        out = out / "sub"
+    else:
+        (app / "app.yaml").unlink()
+        (app / "app.yaml").mkdir()
+    _no_traceback(cli("app", str(app), "--out", str(out), "--runtime-image", PINNED))
+    _no_traceback(cli("resolve", str(app / "app.yaml")))
+    _no_traceback(cli("lock-app", str(app), "--check"))
