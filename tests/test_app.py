@@ -527,3 +527,41 @@ def test_no_layout_makes_a_traceback(cli, tmp_path: Path, case: str) -> None:
     _no_traceback(cli("app", str(app), "--out", str(out), "--runtime-image", PINNED))
     _no_traceback(cli("resolve", str(app / "app.yaml")))
     _no_traceback(cli("lock-app", str(app), "--check"))
+
+
+# --- --hermetic against a real index ------------------------------------------------------------
+
+
+def test_hermetic_fetches_exactly_the_locked_files(cli, tmp_path: Path) -> None:
+    """A PEP 503 index on 127.0.0.1 serving PyPI's files (taken once, hash-checked): each pin's file lands in the context."""
+    import hashlib
+
+    from generator import lock
+    from generator.build import fetch_verified
+
+    from .image_fixtures import serve
+
+    index = tmp_path / "index"
+    pins = []
+    pypi = lock.Index(lock.DEFAULT_INDEX)
+    for name, filename in (("gunicorn", "gunicorn-23.0.0-py3-none-any.whl"), ("packaging", "packaging-26.3-py3-none-any.whl")):
+        listed = {f.filename: f for f in pypi.files(name)}[filename]
+        fetch_verified(listed.url, listed.sha256, index / "files" / filename)
+        (index / "simple" / name).mkdir(parents=True)
+        (index / "simple" / name / "index.html").write_text(f'<a href="../../files/{filename}#sha256={listed.sha256}">{filename}</a>\n')
+        pins.append(f"{name}=={filename.split('-')[1]} \\\n    --hash=sha256:{listed.sha256}")
+    app = copy_app(tmp_path, "hashed")
+    (app / "requirements.txt").write_text("\n".join(pins) + "\n")
+    out = tmp_path / "ctx"
+    with serve(index) as url:
+        result = cli("app", str(app), "--out", str(out), "--runtime-image", PINNED, "--hermetic", "--index-url", f"{url}/simple")
+        assert result.exit_code == 0, result.stderr
+        fetched = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / ".flex-wheels").iterdir()}
+        assert fetched == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (index / "files").iterdir()}
+        assert "--no-index --find-links=/tmp/.flex-wheels --require-hashes" in dockerfile(out)
+        assert "!.flex-wheels" in (out / ".dockerignore").read_text()
+        # a pin whose hash the index does not list: refused, nothing written
+        (app / "requirements.txt").write_text(pins[0].rsplit("sha256:", 1)[0] + "sha256:" + "0" * 64 + "\n")
+        refused = cli("app", str(app), "--out", str(tmp_path / "ctx2"), "--runtime-image", PINNED, "--hermetic", "--index-url", f"{url}/simple")
+    assert refused.exit_code == 2 and "lists no file with sha256 " + "0" * 64 in refused.stderr
+    assert not (tmp_path / "ctx2").exists()
