@@ -100,6 +100,8 @@ def test_env_2_means_flexible(cli, tmp_path: Path) -> None:
     (app / "app.yaml").write_text("runtime: python\nenv: 3\nentrypoint: python main.py\n")
     result = cli("resolve", str(app / "app.yaml"))
     assert result.exit_code == 2 and "valid choices: flex, flexible, 2" in result.stderr
+    (app / "app.yaml").write_text('runtime: python\nenv: "2"\nentrypoint: python main.py\n')
+    assert cli("resolve", str(app / "app.yaml")).exit_code == 0
 
 
 def test_module_is_the_old_name_of_service(cli, tmp_path: Path) -> None:
@@ -425,9 +427,11 @@ def test_unpinned_image_without_registry_is_refused(cli, tmp_path: Path) -> None
 
 
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
-def test_absent_local_image_is_a_clear_error(cli, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ref", ["containers-storage:localhost/flex-test/absent:1", "localhost/flex-test/absent:1"])
+def test_absent_local_image_is_a_clear_error(cli, tmp_path: Path, ref: str) -> None:
+    """A local image's digest is read from podman's storage, never asked of a registry at localhost:443."""
     app = copy_app(tmp_path)
-    result = cli("app", str(app), "--runtime-image", "containers-storage:localhost/flex-test/absent:1")
+    result = cli("app", str(app), "--runtime-image", ref)
     assert result.exit_code == 2
     assert "no such image in podman's local storage" in result.stderr
 
