@@ -564,6 +564,9 @@ def test_hermetic_fetches_exactly_the_locked_files(cli, tmp_path: Path) -> None:
         assert fetched == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (index / "files").iterdir()}
         assert "--no-index --find-links=/tmp/.flex-wheels --require-hashes" in dockerfile(out)
         assert "!.flex-wheels" in (out / ".dockerignore").read_text()
+        hadolint = shutil.which("hadolint") or str(ROOT / ".venv" / "bin" / "hadolint")
+        lint = subprocess.run([hadolint, "--no-color", str(out / "Dockerfile")], capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout
         # a pin whose hash the index does not list: refused, nothing written
         (app / "requirements.txt").write_text(pins[0].rsplit("sha256:", 1)[0] + "sha256:" + "0" * 64 + "\n")
         refused = cli("app", str(app), "--out", str(tmp_path / "ctx2"), "--runtime-image", PINNED, "--hermetic", "--index-url", f"{url}/simple")
