@@ -111,8 +111,8 @@ def plan_app(
         wheels = _prefetch(reqs, res.runtime, index_url)
 
     env = {"GAE_SERVICE": _service(doc, cfg), "PORT": "8080"}
-    env.update(_included_env(doc, cfg, warnings))
     env.update(_env_variables(doc, cfg, warnings))
+    env.update(_included_env(doc, cfg, app_dir, warnings))  # gcloud: included values win over app.yaml's
     files["Dockerfile"] = render.template("app.Dockerfile.j2").render(
         image=image,
         runtime=res.runtime,
@@ -233,8 +233,14 @@ def _service(doc: yamlsrc.Document, cfg: Path) -> str:
     return service
 
 
-def _included_env(doc: yamlsrc.Document, cfg: Path, warnings: list[str], seen: frozenset[Path] = frozenset()) -> dict[str, str]:
-    """env_variables of the files `includes:` names (in order, nested first); the including file's own win."""
+def _included_env(doc: yamlsrc.Document, cfg: Path, app_dir: Path, warnings: list[str], seen: set[Path] | None = None) -> dict[str, str]:
+    """env_variables of the files `includes:` names, merged as gcloud's appinfo_includes does.
+
+    Depth first, in order, each file once: a file's own values, then its includes'; a later value
+    wins, and the merged includes win over app.yaml's own env_variables. A path is looked for beside
+    the file naming it, then in the app directory; a directory means its include.yaml.
+    """
+    seen = {cfg.resolve()} if seen is None else seen
     raw = doc.data.get("includes")
     if raw is None:
         return {}
@@ -242,18 +248,17 @@ def _included_env(doc: yamlsrc.Document, cfg: Path, warnings: list[str], seen: f
         raise appyaml.AppYamlError(doc.file, "includes: must be a list of file or directory paths", doc.line(("includes",)))
     out: dict[str, str] = {}
     for i, rel in enumerate(raw):
-        path = cfg.parent / rel
-        if path.is_dir():
-            path = path / "include.yaml"
-        if not path.is_file():
-            why = f"includes[{i}]: {rel!r}: no such file (a directory must hold include.yaml)"
+        path = next((p for p in (cfg.parent / rel, app_dir / rel) if p.is_file() or (p / "include.yaml").is_file()), None)
+        if path is None:
+            why = f"includes[{i}]: {rel!r}: no such file beside {cfg.name} or in the app directory (a directory must hold include.yaml)"
             raise appyaml.AppYamlError(doc.file, why, doc.line(("includes", i)))
-        key = path.resolve()
-        if key in seen:
+        path = path if path.is_file() else path / "include.yaml"
+        if path.resolve() in seen:
             continue
+        seen.add(path.resolve())
         inc = appyaml.load(path, str(path))
-        out.update(_included_env(inc, path, warnings, seen | {key, cfg.resolve()}))
         out.update(_env_variables(inc, path, warnings))
+        out.update(_included_env(inc, path, app_dir, warnings, seen))
     return out
 
 

@@ -116,7 +116,8 @@ def test_module_is_the_old_name_of_service(cli, tmp_path: Path) -> None:
 def test_includes_bring_their_env_variables(cli, tmp_path: Path) -> None:
     assert generate(cli, APPS / "includes", tmp_path).exit_code == 0
     text = dockerfile(tmp_path)
-    for line in ('ENV LEVEL="app"', 'ENV FROM_INCLUDE="yes"', 'ENV SHARED="1"', 'ENV NESTED="true"'):
+    # gcloud's appinfo_includes: depth first, a later value wins, and included values win over app.yaml's
+    for line in ('ENV LEVEL="nested"', 'ENV FROM_INCLUDE="yes"', 'ENV SHARED="1"', 'ENV NESTED="true"'):
         assert line in text
 
 
@@ -124,7 +125,7 @@ def test_missing_include_names_the_line(cli, tmp_path: Path) -> None:
     app = copy_app(tmp_path, "includes")
     (app / "env.yaml").unlink()
     result = cli("app", str(app), "--runtime-image", PINNED)
-    assert result.exit_code == 2 and "app.yaml:8: includes[0]: 'env.yaml': no such file" in result.stderr
+    assert result.exit_code == 2 and "app.yaml:8: includes[0]: 'env.yaml': no such file beside app.yaml or in the app directory" in result.stderr
 
 
 def test_env_variables_keep_their_written_text(cli, tmp_path: Path) -> None:
