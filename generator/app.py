@@ -263,7 +263,7 @@ def _included_env(doc: yamlsrc.Document, cfg: Path, app_dir: Path, warnings: lis
 
 
 def _env_variables(doc: yamlsrc.Document, cfg: Path, warnings: list[str]) -> dict[str, str]:
-    """NAME: value, each value as written: App Engine reads scalars as text, so 3.10 stays 3.10 and 010 stays 010."""
+    """NAME: value, each scalar as written (3.10 stays 3.10, 010 stays 010; README: how gcloud differs)."""
     raw = doc.data.get("env_variables")
     if raw is None:
         return {}
