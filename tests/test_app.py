@@ -573,3 +573,12 @@ def test_hermetic_fetches_exactly_the_locked_files(cli, tmp_path: Path) -> None:
         refused = cli("app", str(app), "--out", str(tmp_path / "ctx2"), "--runtime-image", PINNED, "--hermetic", "--index-url", f"{url}/simple")
     assert refused.exit_code == 2 and "lists no file with sha256 " + "0" * 64 in refused.stderr
     assert not (tmp_path / "ctx2").exists()
+
+
+def test_a_path_with_a_space_is_copied_in_json_form(cli, tmp_path: Path) -> None:
+    app = copy_app(tmp_path)
+    (app / "req files").mkdir()
+    (app / "req files" / "base.txt").write_text("Flask==3.0.3\n")
+    (app / "requirements.txt").write_text('-r "req files/base.txt"\ngunicorn==23.0.0\n')
+    assert generate(cli, app, tmp_path / "out").exit_code == 0
+    assert 'COPY --chown=1000:1000 ["req files/base.txt", "/app/req files/base.txt"]\n' in dockerfile(tmp_path / "out")
