@@ -97,6 +97,10 @@ def plan_app(
     if not re.match(r"exec\s", entrypoint):
         entrypoint = f"exec {entrypoint}"
 
+    # every check of the app's own files first; then what may ask the network (a digest, the locked files)
+    env = {"GAE_SERVICE": _service(doc, cfg), "PORT": "8080"}
+    env.update(_env_variables(doc, cfg, warnings))
+    env.update(_included_env(doc, cfg, app_dir, warnings))  # gcloud: included values win over app.yaml's
     if runtime_image is not None:
         image, repo = app_image.pin(runtime_image)
         if repo.rsplit("/", 1)[-1] != res.runtime.id:
@@ -110,9 +114,6 @@ def plan_app(
     if hermetic:
         wheels = _prefetch(reqs, res.runtime, index_url)
 
-    env = {"GAE_SERVICE": _service(doc, cfg), "PORT": "8080"}
-    env.update(_env_variables(doc, cfg, warnings))
-    env.update(_included_env(doc, cfg, app_dir, warnings))  # gcloud: included values win over app.yaml's
     files["Dockerfile"] = render.template("app.Dockerfile.j2").render(
         image=image,
         runtime=res.runtime,
