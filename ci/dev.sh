@@ -75,6 +75,8 @@ case "$cmd" in
     log "generated files and locks are in step with schedule.yaml"
     .venv/bin/python -m generator generate --check
     .venv/bin/python -m generator lock --check
+    log "the scheduled refresh, simulated against local upstreams (ci/simulate-refresh.sh)"
+    bash ci/simulate-refresh.sh
     log "tests"
     .venv/bin/python -m pytest "$@" ;;
   *)

@@ -142,7 +142,7 @@ def write(plan: AppPlan, out: Path, app_dir: Path) -> list[str]:
     except OSError as exc:
         raise AppError(f"cannot write the build context to {out}: {exc.strerror or exc} ({exc.filename or out})") from None
     if plan.hermetic:
-        from .build import fetch_verified  # the hash-checked download + cache, shared with runtime builds
+        from .http import fetch_verified  # the hash-checked download + cache, shared with runtime builds
 
         dest = out / WHEELS_DIR
         shutil.rmtree(dest, ignore_errors=True)
@@ -172,14 +172,14 @@ def _prefetch(reqs: app_requirements.Requirements, runtime: Any, index_url: str 
             "--hermetic needs every requirement pinned with == and --hash (python -m generator lock-app makes such a file):\n  "
             + "\n  ".join(problems)
         )
-    from . import lock as lock_mod  # the lock module's index reader and file picker (one import to move)
+    from . import locking  # the index client and the file picker the runtime locks use
+    from .http import fetch_verified
 
-    index = lock_mod.Index(index_url or reqs.index_url or lock_mod.DEFAULT_INDEX)
+    index = locking.Index(index_url or reqs.index_url or locking.DEFAULT_INDEX)
     try:
-        wheels = lock_mod.wheel_list(app_requirements.lock_text(reqs), index, runtime.version, runtime.glibc)
-    except lock_mod.LockError as exc:
+        wheels = locking.wheel_list(app_requirements.lock_text(reqs), index, runtime.version, runtime.glibc)
+    except locking.LockError as exc:
         raise AppError(f"--hermetic: {exc}") from None
-    from .build import fetch_verified
 
     with tempfile.TemporaryDirectory() as tmp:  # download (into the cache) now, so a failure writes nothing
         for w in wheels:

@@ -8,26 +8,23 @@ SOURCE_DATE_EPOCH, so two clean builds give the same digest.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import render
+from .cache import cache_root
 from .errors import GeneratorError
+from .http import fetch_verified
 from .schedule import Runtime, Schedule
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flex-python"
 _STEP = re.compile(r"^\[?(?:\d+/\d+\] )?STEP (\d+)/(\d+): (.*)$")
 _MISMATCH = re.compile(r"^ERROR: sha256 mismatch for (\S+)")  # the RUN's output, not its echoed command
 
@@ -52,40 +49,6 @@ def engine(name: str | None) -> str:
         if path:
             return path
     raise BuildError(f"no container engine found ({name or 'podman or docker'}); install podman (apt-get install podman runc)")
-
-
-def ssl_context() -> ssl.SSLContext:
-    """TLS that trusts the system bundle too (corporate proxies put their CA there)."""
-    ctx = ssl.create_default_context()
-    for bundle in (os.environ.get("SSL_CERT_FILE"), os.environ.get("PIP_CERT"), "/etc/ssl/certs/ca-certificates.crt"):
-        if bundle and Path(bundle).is_file():
-            ctx.load_verify_locations(bundle)
-            break
-    return ctx
-
-
-def fetch_verified(url: str, sha256: str, dest: Path, cache: Path = CACHE / "files") -> Path:
-    """Download `url` once into a content-addressed cache, refusing any byte that fails its hash."""
-    cached = cache / sha256 / url.rsplit("/", 1)[-1]
-    if not cached.exists():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        with tempfile.NamedTemporaryFile(dir=cached.parent, delete=False) as tmp:
-            try:
-                with urllib.request.urlopen(url, timeout=60, context=ssl_context()) as resp:
-                    while chunk := resp.read(1 << 16):
-                        digest.update(chunk)
-                        tmp.write(chunk)
-            except OSError as exc:
-                os.unlink(tmp.name)
-                raise BuildError(f"cannot download {url}: {exc}") from None
-        if digest.hexdigest() != sha256:
-            os.unlink(tmp.name)
-            raise BuildError(f"checksum mismatch for {url}: expected {sha256}, actual {digest.hexdigest()}")
-        os.replace(tmp.name, cached)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(cached, dest)
-    return dest
 
 
 def prepare_context(schedule: Schedule, r: Runtime, dest: Path) -> Path:
@@ -123,7 +86,7 @@ def build(
 ) -> BuildResult:
     exe = engine(engine_name)
     tag = tag or f"localhost/{r.id}:{r.version}"
-    log_path = CACHE / "logs" / f"{r.id}.log"
+    log_path = cache_root() / "logs" / f"{r.id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp:
         ctx = prepare_context(schedule, r, Path(tmp))

@@ -43,14 +43,9 @@ date_option = click.option("--date", "on", callback=_date, metavar="YYYY-MM-DD",
 
 
 def load_schedule(path: Path | None) -> schedule_mod.Schedule:
-    """Load the schedule or exit 2 with every problem, one per line."""
+    """The schedule joined with its lock (a problem in either exits 2 through `_Group`)."""
     path = path or schedule_mod.default_path()
-    try:
-        return schedule_mod.load(path, display=str(path))
-    except schedule_mod.ScheduleError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(2)
+    return schedule_mod.load(path, display=str(path))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -238,17 +233,13 @@ def _interpreter_map(values: tuple[str, ...]) -> dict[str, str]:
 @click.pass_obj
 def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, interpreters, jobs) -> None:
     """Lock each runtime's tools (lockfiles/<id>.in → .txt + .wheels.json) for its Python; skip unchanged ones."""
-    from . import lock as lock_mod
+    from . import locking
 
     sched = load_schedule(schedule_path)
     root = sched.path.resolve().parent
-    unknown = [i for i in runtime_ids if i not in sched.runtimes]
-    if unknown:
-        click.echo(f"error: unknown runtime {', '.join(unknown)}; valid: {', '.join(sched.runtimes)}", err=True)
-        sys.exit(2)
     given = _interpreter_map(interpreters)
     if check:
-        problems = lock_mod.check_runtimes(sched, root, runtime_ids, index=index_url)
+        problems = locking.check_runtimes(sched, root, runtime_ids, index=index_url)
         if not problems:
             click.echo(f"locks are up to date ({len(runtime_ids or sched.runtimes)} runtimes)")
             return
@@ -256,22 +247,12 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
             click.echo(p, err=True)
         click.echo("locks are out of date: run `python -m generator lock`", err=True)
         sys.exit(1)
-    try:
-        result = lock_mod.lock_runtimes(
-            sched, root, runtime_ids, index=index_url, upgrade=upgrade, force=force, jobs=jobs, tool=tool, interpreters=given, echo=click.echo
-        )
-    except lock_mod.LockError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    counts = {}
-    for o in result.outcomes:
-        counts[o.status] = counts.get(o.status, 0) + 1
-    # the Dockerfiles and runtimes.json read the locks: keep them in step whenever a lock file was written
-    touched = lock_mod.regenerate(sched, root) if result.written or result.created_inputs else []
-    for rel in touched:
+    result = locking.lock_runtimes(
+        sched, root, runtime_ids, index=index_url, upgrade=upgrade, force=force, jobs=jobs, tool=tool, interpreters=given, echo=click.echo
+    )
+    for rel in result.regenerated:
         click.echo(f"wrote {rel}")
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    click.echo(f"{len(result.outcomes)} runtime(s): {summary}")
+    click.echo(result.summary())
     if result.failed:
         click.echo(f"error: {len(result.failed)} lock(s) failed: {', '.join(o.key for o in result.failed)}", err=True)
         sys.exit(1)
@@ -285,8 +266,7 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
 @click.pass_obj
 def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, interpreters, config, on) -> None:
     """Lock an app's requirements.in (or unpinned requirements.txt) into a hash-locked requirements.txt for its runtime."""
-    from . import appyaml
-    from . import lock as lock_mod
+    from . import locking
 
     sched = load_schedule(schedule_path)
     given = _interpreter_map(interpreters)
@@ -294,31 +274,26 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
         from .app_requirements import require_utf8
 
         require_utf8(app_dir)
-    try:
-        plan = lock_mod.app_target(app_dir, sched, on, config)
-    except (appyaml.AppYamlError, lock_mod.AppLockError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    plan = locking.app_target(app_dir, sched, on, config)  # bad input: an InputError, exit 2
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     t = plan.target
-    where = f"runtime {t.runtime_id} (CPython {t.python})"
     if check:
-        state, why = ("stale", f"{t.src.name} is not yet written from requirements.txt") if plan.converted else lock_mod.state(t, index_url)
-        if state == "ok":
-            click.echo(f"{t.out} is up to date for {where}")
+        fresh, why = locking.check_app(plan, index_url)
+        if fresh is locking.Freshness.OK:
+            click.echo(f"{t.out} is up to date for {plan.where}")
             return
-        click.echo(f"{state}: {t.out} ({why})", err=True)
+        click.echo(f"{fresh.label}: {t.out} ({why})", err=True)
         sys.exit(1)
     if plan.converted:
         click.echo(f"{t.out.name} is not hash-locked: keeping it as {t.src.name}, the input of the lock")
-    outcome = lock_mod.lock_app(plan, index=index_url, upgrade=upgrade, force=force, tool=tool, interpreters=given)
-    if outcome.status == "up to date":
-        click.echo(f"{t.out} is up to date for {where} ({outcome.detail})")
-    elif outcome.status == "locked":
-        click.echo(f"wrote {t.out} for {where} with {outcome.detail} in {outcome.seconds:.1f}s")
+    outcome = locking.lock_app(plan, index=index_url, upgrade=upgrade, force=force, tool=tool, interpreters=given)
+    if outcome.status is locking.Status.UP_TO_DATE:
+        click.echo(f"{t.out} is up to date for {plan.where} ({outcome.detail})")
+    elif outcome.status is locking.Status.LOCKED:
+        click.echo(f"wrote {t.out} for {plan.where} with {outcome.detail} in {outcome.seconds:.1f}s")
     else:
-        click.echo(f"error: locking {t.src} for {where} failed: {outcome.detail}", err=True)
+        click.echo(f"error: locking {t.src} for {plan.where} failed: {outcome.detail}", err=True)
         click.echo(f"{t.out} is untouched", err=True)
         sys.exit(1)
 
@@ -365,41 +340,41 @@ def app(schedule_path, app_dir, config, out, runtime_image, gunicorn_config, her
 
 # --- refresh ---
 @main.command()
+@click.argument("subjects", nargs=-1, metavar="[OS_ID|PYTHON_MINOR]...")
 @click.option("--dry-run", is_flag=True, help="Only ask upstream and print the changelog; change nothing.")
 @click.option(
     "--only",
     type=click.Choice(["os", "python", "nix"]),
     multiple=True,
-    help="What to refresh (repeatable; default: os and python). nix updates the flake inputs (needs GitHub).",
+    help="What to refresh (repeatable; default: os and python). nix updates the flake inputs (needs GitHub and Nix).",
 )
 @click.option("--python-source", default=None, metavar="URL", help="CPython release directory (default: python.org's /ftp/python/).")
 @click.option("--changelog", "changelog_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write the Markdown changelog here.")
+@click.option("--no-snapshots", is_flag=True, help="Do not re-record the snapshot tests (they need the test extras: pip install -e .[test]).")
 @click.pass_obj
-def refresh(schedule_path, dry_run, only, python_source, changelog_path) -> None:
-    """Pin what moved upstream (base digests, CPython patch releases), relock, regenerate; print a changelog."""
+def refresh(schedule_path, subjects, dry_run, only, python_source, changelog_path, no_snapshots) -> None:
+    """Pin what moved upstream into the lock, relock, regenerate, update snapshots; print a changelog. All or nothing."""
     from . import refresh as refresh_mod
+    from . import upstream
 
-    sched = load_schedule(schedule_path)
-    wanted = set(only) or {"os", "python"}
-    try:
-        _changes, log, written = refresh_mod.refresh(
-            sched,
-            only=wanted,
-            dry_run=dry_run,
-            python_source=python_source or refresh_mod.PYTHON_SOURCE,
-            relock=refresh_mod.default_relock(),
-        )
-        if "nix" in wanted and not dry_run:
-            written += refresh_mod.update_flake_inputs(sched.path.resolve().parent)
-    except refresh_mod.RefreshError as exc:
-        click.echo(f"error: {exc}", err=True)
-        click.echo("nothing was changed", err=True)
-        sys.exit(1)
-    click.echo(log, nl=False)
-    if changelog_path:
-        changelog_path.write_text(log, encoding="utf-8")
-    for rel in written:
+    path = schedule_path or schedule_mod.default_path()
+    result = refresh_mod.refresh(
+        path,
+        only=set(only) or {"os", "python"},
+        subjects=subjects,
+        dry_run=dry_run,
+        python_source=python_source or upstream.PYTHON_SOURCE,
+        relock=refresh_mod.tool_relock,
+        snapshots=not no_snapshots,
+        changelog_path=changelog_path,
+    )
+    click.echo(result.log, nl=False)
+    if changelog_path and dry_run:
+        changelog_path.write_text(result.log, encoding="utf-8")
+    for rel in result.written:
         click.echo(f"wrote {rel}", err=True)
+    if not dry_run:
+        click.echo(result.summary, err=True)
 
 
 @main.command()
@@ -408,16 +383,11 @@ def refresh(schedule_path, dry_run, only, python_source, changelog_path) -> None
 @click.pass_obj
 def matrix(schedule_path: Path | None, changed_since: str | None, as_json: bool) -> None:
     """The runtimes to (re)build, as a GitHub Actions matrix ({"include": [...]})."""
-    from . import refresh
+    from . import matrix as matrix_mod
 
     sched = load_schedule(schedule_path)
-    root = sched.path.resolve().parent
-    try:
-        entries = refresh.changed_runtimes(root, changed_since)
-    except refresh.RefreshError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    value = refresh.github_matrix(entries)
+    entries = matrix_mod.changed_runtimes(sched.path.resolve().parent, changed_since)
+    value = matrix_mod.github_matrix(entries)
     if as_json:
         click.echo(json.dumps(value, sort_keys=True, separators=(",", ":")))
         return

@@ -16,10 +16,13 @@ class GeneratorError(Exception):
 
     exit_code = 1
 
+    def __init__(self, message: str | list[str]) -> None:
+        self.problems = [message] if isinstance(message, str) else list(message)
+        super().__init__("\n".join(self.problems))
+
     def lines(self) -> list[str]:
         """One entry per problem (a schedule can have many); the CLI prints each as `error: …`."""
-        problems = getattr(self, "problems", None)
-        return list(problems) if problems else [str(self) or type(self).__name__]
+        return self.problems or [type(self).__name__]
 
 
 class InputError(GeneratorError):

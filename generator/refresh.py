@@ -1,337 +1,336 @@
-"""What the scheduled jobs need: which runtimes changed (the build matrix), and fresh upstream pins.
+"""`refresh`: every pin that moved upstream, as one reviewable change (the scheduled job's pull request).
 
-Each runtime's `input_hash` in lockfiles/runtimes.json covers everything its image depends on
-(base digest, interpreter pin, tool lock, rendered Dockerfile, the Nix function, the generator
-version), so "which images must be rebuilt" is a comparison of two generated files, no guessing.
+Order matters. Every upstream is asked first (registries, python.org): nothing is written while any
+answer is missing or untrusted. Then, in a scratch copy of the tree, the new lock is written, the
+tool locks of runtimes whose Python moved are remade, every generated file is rendered again, the
+snapshot tests that the move changes are updated, and (with `--only nix`) the flake inputs are
+updated with nixpkgs held at nixpkgs-python's own pin. Only then is the changelog written and the
+changed files swapped into the tree as one set (fileset.apply). A failure at any step leaves the
+tree as it was, and the error shows the real cause (the registry's, python.org's or Nix's words).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
-import re
 import shutil
 import subprocess
+import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-from . import registry, render, yamlsrc
-from .build import ssl_context
-from .errors import GeneratorError
-from .render import RUNTIMES_JSON
-from .schedule import Schedule, ScheduleError, version_key
+from . import fileset, matrix, nixlock, pins, render, upstream
+from .errors import GeneratorError, InputError
+from .pins import BaseImage, CPythonRelease, Pins, Platform
+from .schedule import ScheduleModel, load_policy, version_key, wanted_minors, wanted_releases
 from .schedule import load as load_schedule
+
+PYTHON_ORG = "https://www.python.org/ftp/python"
+# What a scratch copy leaves out: version control, environments, caches, build results.
+_SKIP = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", "result", "result-*", "*.egg-info")
+# Where a refresh may change files: the lock, everything generated from it, the snapshots, Nix's lock.
+_OWNED = ("lockfiles/", "images/", "tests/__snapshots__/", "README.md", "flake.lock")
+
+Relock = Callable[[Path, list[str]], None]
 
 
 class RefreshError(GeneratorError):
-    """Something upstream or in git could not be read; nothing was changed."""
+    """A step of the refresh failed; the tree is unchanged (the message says so, and why)."""
 
 
-def runtimes_at(root: Path, ref: str | None) -> dict[str, Any]:
-    """The `runtimes` of lockfiles/runtimes.json in the work tree (ref None) or at a git ref."""
-    if ref is None:
-        text = (root / RUNTIMES_JSON).read_text(encoding="utf-8")
-    else:
-        proc = subprocess.run(["git", "-C", str(root), "show", f"{ref}:{RUNTIMES_JSON}"], capture_output=True, text=True)
-        if proc.returncode != 0:
-            if "exists on disk, but not in" in proc.stderr or "does not exist in" in proc.stderr:
-                return {}  # the file is new since that ref: every runtime counts as changed
-            raise RefreshError(f"git cannot read {RUNTIMES_JSON} at {ref!r}: {proc.stderr.strip()}")
-        text = proc.stdout
-    return json.loads(text)["runtimes"]
-
-
-def changed_runtimes(root: Path, since: str | None) -> list[dict[str, Any]]:
-    """Runtime entries whose input hash differs from `since` (all of them when since is None)."""
-    now = runtimes_at(root, None)
-    before = runtimes_at(root, since) if since else {}
-    return [entry for rid, entry in now.items() if since is None or before.get(rid, {}).get("input_hash") != entry["input_hash"]]
-
-
-def github_matrix(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """A GitHub Actions `strategy.matrix` value: one job per runtime to (re)build."""
-    return {
-        "include": [
-            {
-                "runtime": e["id"],
-                "python": e["python"]["version"],
-                "os": e["operating_system"],
-                "image": e["image"],
-                "nix": e["base"]["nix_sha256"] is not None,
-                "input_hash": e["input_hash"],
-            }
-            for e in sorted(entries, key=lambda e: e["id"])
-        ]
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Upstream pins: base image digests and CPython patch releases.
-
-PYTHON_SOURCE = "https://www.python.org/ftp/python/"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclasses.dataclass
+@dataclass(frozen=True)
 class Change:
-    kind: str  # "os" | "python"
-    subject: str  # ubuntu22 | 3.12
-    old: str
+    kind: Literal["base", "python", "cpython", "nix"]
+    subject: str  # ubuntu22 | 3.12 | 2.7.12 | nixpkgs
+    old: str | None
     new: str
     note: str = ""
     runtimes: tuple[str, ...] = ()
 
 
-def _http_get(url: str, timeout: float = 30) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout, context=ssl_context()) as resp:
-            return resp.read()
-    except urllib.error.HTTPError as exc:
-        raise RefreshError(f"{url}: HTTP {exc.code}") from None
-    except OSError as exc:
-        raise RefreshError(f"{url}: {exc}") from None
+@dataclass
+class Plan:
+    """What upstream says: the changes, and the lock that records them."""
+
+    changes: list[Change]
+    pins: Pins
+    notes: list[str] = field(default_factory=list)
 
 
-def release_sha256(source: str, version: str) -> tuple[str, str]:
-    """sha256 of Python-X.Y.Z.tgz from the metadata published beside it: the Sigstore bundle's
-    message digest, else the SPDX SBOM's checksum (as docker-library does). Never computed from a
-    guess; a missing, malformed or disagreeing answer is an error."""
-    base = f"{source.rstrip('/')}/{version}/Python-{version}.tgz"
-    found: dict[str, str] = {}
-    errors = []
-    try:
-        bundle = json.loads(_http_get(base + ".sigstore"))
-        digest = bundle["messageSignature"]["messageDigest"]
-        if digest.get("algorithm") != "SHA2_256":
-            raise ValueError(f"digest algorithm {digest.get('algorithm')!r}")
-        found["sigstore"] = base64.b64decode(digest["digest"], validate=True).hex()
-    except (RefreshError, ValueError, KeyError, TypeError) as exc:
-        errors.append(f".sigstore: {exc}")
-    try:
-        sbom = json.loads(_http_get(base + ".spdx.json"))
-        for pkg in sbom.get("packages", []):
-            if pkg.get("name") == "CPython" and pkg.get("versionInfo") == version:
-                sums = [c["checksumValue"].lower() for c in pkg.get("checksums", []) if c.get("algorithm") == "SHA256"]
-                if sums:
-                    found["spdx"] = sums[0]
-        if "spdx" not in found:
-            raise ValueError(f"no SHA256 checksum for CPython {version}")
-    except (RefreshError, ValueError, KeyError, TypeError) as exc:
-        errors.append(f".spdx.json: {exc}")
-    for where, value in found.items():
-        if not _HEX64.match(value):
-            raise RefreshError(f"Python {version}: the {where} checksum {value!r} is not a sha256")
-    if len(set(found.values())) > 1:
-        raise RefreshError(f"Python {version}: the release metadata disagree ({found}); not pinning it")
-    if not found:
-        raise RefreshError(f"Python {version}: no verifiable checksum published ({'; '.join(errors)}); not pinning it")
-    where, value = next(iter(found.items()))
-    return value, where
+def _users(model: ScheduleModel, *, os_id: str | None = None, minor: str | None = None, version: str | None = None) -> tuple[str, ...]:
+    out = [r.id for r in model.runtimes if (os_id and r.os == os_id) or (minor and r.python == minor)]
+    out += [r.id for r in model.legacy_runtimes if (os_id and r.os == os_id) or (version and r.python == version)]
+    return tuple(out)
 
 
-def newest_patch(source: str, minor: str) -> str:
-    """The newest X.Y.Z directory of `minor` in the release listing (final releases only)."""
-    listing = _http_get(source).decode("utf-8", "replace")
-    found = set(re.findall(rf'href="({re.escape(minor)}\.\d+)/?"', listing))
-    if not found:
-        raise RefreshError(f"{source}: no release of Python {minor} listed")
-    return max(found, key=version_key)
+def select(model: ScheduleModel, subjects: tuple[str, ...]) -> set[str]:
+    """The OS ids and Python minors named on the command line (all of them when none is named)."""
+    valid = set(model.operating_systems) | set(wanted_minors(model))
+    unknown = [s for s in subjects if s not in valid]
+    if unknown:
+        raise InputError(f"unknown refresh subject {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid, key=str))}")
+    return set(subjects) or valid
 
 
-def find_changes(schedule: Schedule, only: set[str], python_source: str) -> list[Change]:
-    """Ask upstream what moved. Raises RefreshError on any unreadable or untrustworthy answer."""
+def ask_upstream(model: ScheduleModel, lock: Pins, *, only: set[str], subjects: set[str], python_source: str) -> Plan:
+    """Ask every upstream what the schedule's tags and minors point at; build the new lock."""
     changes: list[Change] = []
-    runtimes = list(schedule.runtimes.values())
+    notes: list[str] = []
+    bases = dict(lock.base_images)
     if "os" in only:
-        for os_id, os_ in schedule.model.operating_systems.items():
+        for os_id, os_ in model.operating_systems.items():
+            if os_id not in subjects:
+                continue
             try:
-                digest = registry.current_digest(os_.image, tls_verify=not os_.image.startswith(("127.", "localhost")))
-            except registry.RegistryError as exc:
+                answer = upstream.base_image(os_.image)
+            except upstream.UpstreamError as exc:
                 raise RefreshError(f"operating system {os_id}: {exc}") from None
-            if digest != os_.digest:
-                users = tuple(r.id for r in runtimes if r.os_id == os_id)
-                changes.append(Change("os", os_id, os_.digest, digest, os_.image, users))
+            old = lock.base_images.get(os_id)
+            same = old is not None and old.digest == answer.digest and old.image == os_.image
+            platforms = {}
+            for arch in sorted(set(answer.manifests) | ({"amd64"} if not answer.manifests else set())):
+                kept = old.platforms.get(arch) if same and old else None
+                nix = (kept.nix_sha256 if kept else None) or upstream.nix_prefetch(os_.image, answer.digest, arch)
+                platforms[arch] = Platform(answer.manifests.get(arch) or (kept.manifest_digest if kept else None), nix)
+                if nix is None and arch == "amd64" and not same:
+                    notes.append(f"`{os_id}`: Nix pullImage hash unknown for {answer.digest} (the Nix build refuses until it is filled)")
+            evidence = f"{os_.image} pointed at this digest when `refresh` asked the registry"
+            entry = BaseImage(image=os_.image, digest=answer.digest, platforms=platforms, evidence=evidence)
+            if same and old:
+                entry = dataclasses.replace(old, platforms={**old.platforms, **platforms})
+            if not same:
+                changes.append(Change("base", os_id, old.digest if old else None, answer.digest, os_.image, _users(model, os_id=os_id)))
+            bases[os_id] = entry
+    minors = dict(lock.python_minors)
+    releases = dict(lock.cpython)
+
+    def pin_release(version: str) -> None:
+        try:
+            sha, evidence = upstream.release_sha256(python_source, version)
+        except upstream.UpstreamError as exc:
+            raise RefreshError(str(exc)) from None
+        try:
+            xz: str | None = upstream.release_sha256(python_source, version, "tar.xz")[0]
+        except upstream.UpstreamError:
+            xz = None  # optional: the build fetches the .tgz
+        url = f"{PYTHON_ORG}/{version}/Python-{version}.tgz"
+        releases[version] = CPythonRelease(url=url, sha256=sha, tar_xz_sha256=xz, evidence=evidence[:500])
+
     if "python" in only:
-        minors = sorted({r.minor: r for r in runtimes if r.style == "new"}.items(), key=lambda kv: version_key(kv[0]))
-        for minor, _ in minors:
-            pinned = max((r.version for r in runtimes if r.style == "new" and r.minor == minor), key=version_key)
-            newest = newest_patch(python_source, minor)
-            if version_key(newest) > version_key(pinned):
-                sha, where = release_sha256(python_source, newest)
-                users = tuple(r.id for r in runtimes if r.style == "new" and r.minor == minor)
-                changes.append(Change("python", minor, pinned, newest, f"{sha}|{where}", users))
-    return changes
+        for minor in wanted_minors(model):
+            if minor not in subjects:
+                continue
+            try:
+                newest = upstream.newest_patch(python_source, minor)
+            except upstream.UpstreamError as exc:
+                raise RefreshError(str(exc)) from None
+            pinned = minors.get(minor)
+            if pinned is None or version_key(newest) > version_key(pinned):
+                pin_release(newest)
+                minors[minor] = newest
+                rel = releases[newest]
+                note = f"`Python-{newest}.tgz` sha256 `{rel.sha256}`, from {rel.evidence.split(': ', 1)[-1]}"
+                changes.append(Change("python", minor, pinned, newest, note, _users(model, minor=minor)))
+        for r in model.legacy_runtimes:
+            if r.python not in releases:
+                pin_release(r.python)
+                changes.append(Change("cpython", r.python, None, r.python, releases[r.python].sha256, _users(model, version=r.python)))
+    new = dataclasses.replace(lock, base_images=bases, python_minors=minors, cpython=releases)
+    return Plan(changes, prune(model, new), notes)
 
 
-def nix_prefetch(image: str, digest: str) -> str | None:
-    """The pullImage hash for a moved digest, where nix-prefetch-docker and a registry are at hand."""
-    exe = shutil.which("nix-prefetch-docker")
-    if not exe:
-        return None
-    name, tag, _ = registry.split_reference(image)
-    short = re.sub(r"^(docker\.io/)?(library/)?", "", name)
-    cmd = [exe, "--quiet", "--image-name", name, "--image-digest", digest, "--final-image-name", short, "--final-image-tag", tag or "latest"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    m = re.search(r'(?:sha256|hash) = "([^"]+)"', proc.stdout)  # older versions print sha256, newer hash
-    return m.group(1) if proc.returncode == 0 and m else None
+def prune(model: ScheduleModel, lock: Pins) -> Pins:
+    """Drop pins nothing in the schedule uses any more (a retired OS, minor or patch release)."""
+    minors = {m: v for m, v in lock.python_minors.items() if m in wanted_minors(model)}
+    kept = dataclasses.replace(lock, python_minors=minors)
+    used = set(wanted_releases(model, kept))
+    return dataclasses.replace(
+        kept,
+        base_images={k: v for k, v in lock.base_images.items() if k in model.operating_systems},
+        cpython={v: rel for v, rel in lock.cpython.items() if v in used},
+    )
 
 
-def edit_schedule(text: str, doc: yamlsrc.Document, schedule: Schedule, changes: list[Change], nix_hashes: dict[str, str | None]) -> str:
-    """Apply the changes to schedule.yaml's text, line by line, keeping its comments and layout."""
-    lines = text.splitlines(keepends=True)
-
-    def replace(path: tuple, old: str, new: str) -> None:
-        n = doc.lines[path] - 1
-        if old not in lines[n]:
-            raise RefreshError(f"schedule.yaml:{n + 1}: expected {old!r} there; edit by hand")
-        lines[n] = lines[n].replace(old, new, 1)
-
-    inserts: list[tuple[int, str]] = []
-    for c in changes:
-        if c.kind == "os":
-            replace(("operating_systems", c.subject, "digest"), c.old, c.new)
-            old_nix = schedule.model.operating_systems[c.subject].nix_sha256
-            new_nix = nix_hashes.get(c.subject)
-            n = doc.lines[("operating_systems", c.subject, "nix_sha256")] - 1
-            indent = lines[n][: len(lines[n]) - len(lines[n].lstrip())]
-            value = new_nix or "null  # unknown for this digest: fill with `nix-prefetch-docker` where a registry is reachable"
-            if old_nix != new_nix or new_nix is None:
-                lines[n] = f"{indent}nix_sha256: {value}\n"
-        else:
-            sha, _ = c.note.split("|")
-            for i, r in enumerate(schedule.model.runtimes):
-                if r.id in c.runtimes:
-                    replace(("runtimes", i, "python"), f'"{c.old}"', f'"{c.new}"')
-            still_used = any(r.python == c.old for r in schedule.model.legacy_runtimes)
-            old_interp = schedule.model.interpreters[c.old]
-            url = old_interp.url.replace(c.old, c.new)
-            if still_used:
-                start = doc.lines[("interpreters", c.old)] - 1
-                indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
-                block = (
-                    f'{indent}"{c.new}":\n{indent}  url: {url}\n{indent}  sha256: {sha}\n'
-                    f"{indent}  end_of_support: {old_interp.end_of_support.isoformat()}\n"
-                )
-                inserts.append((start, block))
-            else:
-                replace(("interpreters", c.old), c.old, c.new)
-                replace(("interpreters", c.old, "url"), old_interp.url, url)
-                replace(("interpreters", c.old, "sha256"), old_interp.sha256, sha)
-    for at, block in sorted(inserts, reverse=True):
-        lines.insert(at, block)
-    return "".join(lines)
-
-
-def changelog(changes: list[Change], nix_hashes: dict[str, str | None]) -> str:
+def changelog(plan: Plan, rebuild: dict[str, list[str]] | None = None) -> str:
     """Markdown for the pull request body: each pin old → new, and each runtime to rebuild."""
-    if not changes:
+    if not plan.changes:
         return "No pin moved upstream: nothing to change.\n"
     out = ["## Runtime pin refresh", ""]
-    oses = [c for c in changes if c.kind == "os"]
-    pythons = [c for c in changes if c.kind == "python"]
-    if oses:
-        out += ["### Base images", ""]
-        for c in oses:
-            nix = nix_hashes.get(c.subject)
-            out.append(f"- `{c.subject}` (`{c.note}`): `{c.old}` → `{c.new}`")
-            out.append(
-                f"  - Nix pullImage hash: {'`' + nix + '`' if nix else 'unknown for the new digest (the Nix build refuses until it is filled)'}"
-            )
+    sections = {
+        "base": "### Base images",
+        "python": "### CPython",
+        "cpython": "### CPython (legacy releases pinned for the first time)",
+        "nix": "### Nix flake inputs",
+    }
+    for kind, title in sections.items():
+        items = [c for c in plan.changes if c.kind == kind]
+        if not items:
+            continue
+        out += [title, ""]
+        for c in items:
+            if kind == "base":
+                out.append(f"- `{c.subject}` (`{c.note}`): `{c.old or 'none'}` → `{c.new}`")
+            elif kind == "python":
+                out.append(f"- Python {c.subject}: {c.old or 'none'} → {c.new} ({c.note})")
+            elif kind == "cpython":
+                out.append(f"- CPython {c.subject}: sha256 `{c.note}`")
+            else:
+                out.append(f"- `{c.subject}`: `{c.old or 'none'}` → `{c.new}`{': ' + c.note if c.note else ''}")
         out.append("")
-    if pythons:
-        out += ["### CPython", ""]
-        for c in pythons:
-            sha, where = c.note.split("|")
-            out.append(f"- Python {c.subject}: {c.old} → {c.new} (`Python-{c.new}.tgz` sha256 `{sha}`, from its {where} metadata)")
-        out.append("")
-    rebuilt = sorted({r for c in changes for r in c.runtimes})
+    if plan.notes:
+        out += ["### Notes", "", *[f"- {n}" for n in plan.notes], ""]
+    if rebuild is None:
+        rebuild = {}
+        for c in plan.changes:
+            for rid in c.runtimes:
+                rebuild.setdefault(rid, []).append(_why(c))
     out += ["### Runtimes to rebuild", ""]
-    for rid in rebuilt:
-        why = ", ".join(
-            f"{c.subject} {c.old[:19]}… → {c.new[:19]}…" if c.kind == "os" else f"Python {c.old} → {c.new}" for c in changes if rid in c.runtimes
-        )
-        out.append(f"- `{rid}`: {why}")
+    out += [f"- `{rid}`: {', '.join(why)}" for rid, why in sorted(rebuild.items())] or ["- none"]
     return "\n".join(out) + "\n"
 
 
+def _why(c: Change) -> str:
+    if c.kind == "base":
+        return f"{c.subject} {(c.old or 'none')[:19]}… → {c.new[:19]}…"
+    if c.kind == "python":
+        return f"Python {c.old} → {c.new}"
+    if c.kind == "nix":
+        return f"{c.subject} {str(c.old)[:12]} → {c.new[:12]}"
+    return f"CPython {c.subject} pinned"
+
+
+@dataclass
+class Result:
+    plan: Plan
+    log: str
+    written: list[str]
+    rebuild: list[str] = field(default_factory=list)  # runtimes whose input hash moved
+
+    @property
+    def summary(self) -> str:
+        return f"refresh: {len(self.plan.changes)} pin(s) moved, {len(self.rebuild)} runtime(s) to rebuild, {len(self.written)} file(s) written"
+
+
 def refresh(
-    schedule: Schedule,
+    schedule_path: Path,
     *,
     only: set[str],
-    dry_run: bool,
-    python_source: str = PYTHON_SOURCE,
-    relock: Callable[[Path, list[str]], None] | None = None,
-) -> tuple[list[Change], str, list[str]]:
-    """Find moved pins; unless dry_run, apply them, relock and regenerate — all or nothing.
-
-    Everything upstream is asked first. The edits, relock and regeneration then run in a scratch
-    copy of the tree; only when all of them succeed are the changed files copied back (each
-    atomically), so a failure at any point leaves the work tree exactly as it was.
-    """
-    changes = find_changes(schedule, only, python_source)
-    nix_hashes = {c.subject: nix_prefetch(c.note, c.new) for c in changes if c.kind == "os"}
-    log = changelog(changes, nix_hashes)
-    if dry_run or not changes:
-        return changes, log, []
-    root = schedule.path.resolve().parent
-    doc = yamlsrc.load(schedule.path, "schedule.yaml")
-    new_text = edit_schedule(schedule.path.read_text(encoding="utf-8"), doc, schedule, changes, nix_hashes)
-    with tempfile.TemporaryDirectory(prefix="refresh-") as tmp:
-        scratch = Path(tmp)
-        for name in ("README.md", "lockfiles", "images", "nix"):
-            src = root / name
-            if src.is_dir():
-                shutil.copytree(src, scratch / name)
-            elif src.exists():
-                shutil.copy2(src, scratch / name)
-        (scratch / "schedule.yaml").write_text(new_text, encoding="utf-8")
-        try:
-            new_schedule = load_schedule(scratch / "schedule.yaml")
-        except ScheduleError as exc:
-            raise RefreshError(f"the refreshed schedule does not validate: {exc}") from None
-        if relock is not None:
-            relock(scratch, sorted({r for c in changes for r in c.runtimes}))
-        render.apply(render.plan(new_schedule, scratch))
-        written = []
-        for path in sorted(p for p in scratch.rglob("*") if p.is_file()):
-            rel = path.relative_to(scratch)
-            target = root / rel
-            data = path.read_bytes()
-            if not target.exists() or target.read_bytes() != data:
-                render.write_atomic(target, data)
-                written.append(rel.as_posix())
-        for gone in sorted((root / render.IMAGES_DIR).rglob("Dockerfile")):
-            if not (scratch / gone.relative_to(root)).exists():
-                gone.unlink()
-                written.append(f"{gone.relative_to(root).as_posix()} (removed)")
-    return changes, log, written
-
-
-def default_relock() -> Callable[[Path, list[str]], None] | None:
-    """Relock changed runtimes with the lock module (a patch release moves the lock's target)."""
+    subjects: tuple[str, ...] = (),
+    dry_run: bool = False,
+    python_source: str = upstream.PYTHON_SOURCE,
+    relock: Relock | None = None,
+    snapshots: bool = True,
+    changelog_path: Path | None = None,
+    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> Result:
+    """Find moved pins; unless dry_run, apply them with everything that follows from them — all or nothing."""
+    root = schedule_path.resolve().parent
+    model, _ = load_policy(schedule_path, "schedule.yaml")
+    lock_path = pins.path_for(schedule_path)
+    lock = pins.load(lock_path) if lock_path.exists() else pins.empty()
+    chosen = select(model, subjects)
+    progress("asking upstream: " + ", ".join(sorted(only)))
     try:
-        from . import lock
-    except ImportError:  # pragma: no cover - the lock module ships with the package
-        return None
-    relock = getattr(lock, "relock_for_refresh", None)
-    return relock
+        plan = ask_upstream(model, lock, only=only - {"nix"}, subjects=chosen, python_source=python_source)
+    except GeneratorError as exc:
+        raise RefreshError(f"{exc}\nthe work tree is unchanged") from None
+    if dry_run:
+        return Result(plan, changelog(plan), [])
+    with fileset.exclusive(root), tempfile.TemporaryDirectory(prefix="refresh-") as tmp:
+        scratch = Path(tmp) / "tree"
+        shutil.copytree(root, scratch, ignore=_SKIP, symlinks=True)
+        if (root / ".venv").is_dir():
+            (scratch / ".venv").symlink_to(root / ".venv")  # the tests' tools (hadolint), as in the tree
+        try:
+            _apply_in(scratch, plan, relock=relock, snapshots=snapshots, nix="nix" in only, progress=progress)
+        except GeneratorError as exc:
+            raise RefreshError(f"{exc}\nthe work tree is unchanged") from None
+        if not plan.changes and plan.pins.dumps() == (lock_path.read_text(encoding="utf-8") if lock_path.exists() else ""):
+            return Result(plan, changelog(plan), [])
+        rebuild = _rebuilds(root, scratch, plan)
+        log = changelog(plan, rebuild)
+        changes = _differences(root, scratch)
+        if changelog_path is not None:
+            try:
+                fileset.apply(changelog_path.resolve().parent, {changelog_path.name: log})
+            except GeneratorError as exc:
+                raise RefreshError(f"changelog: {exc}\nthe work tree is unchanged") from None
+        try:
+            fileset.apply(root, changes)
+        except GeneratorError as exc:
+            raise RefreshError(f"{exc}\nthe work tree is unchanged (every file swapped in so far was put back)") from None
+    return Result(plan, log, sorted(f"{rel} (removed)" if data is None else rel for rel, data in changes.items()), sorted(rebuild))
 
 
-def update_flake_inputs(root: Path) -> list[str]:
-    """`nix flake update` (github inputs only), where Nix reaches GitHub."""
-    nix = shutil.which("nix")
-    if not nix:
-        raise RefreshError("--only nix needs Nix (apt-get install nix-bin)")
-    before = (root / "flake.lock").read_bytes()
-    proc = subprocess.run(
-        [nix, "--extra-experimental-features", "nix-command flakes", "flake", "update"], cwd=root, capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode != 0:
-        (root / "flake.lock").write_bytes(before)
-        raise RefreshError(f"nix flake update failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return ["flake.lock"] if (root / "flake.lock").read_bytes() != before else []
+def _apply_in(scratch: Path, plan: Plan, *, relock: Relock | None, snapshots: bool, nix: bool, progress: Callable[[str], None]) -> None:
+    """Every step after asking upstream, in the scratch tree; raises on the first failure."""
+    (scratch / pins.LOCK).parent.mkdir(parents=True, exist_ok=True)
+    (scratch / pins.LOCK).write_text(plan.pins.dumps(), encoding="utf-8")
+    if nix:
+        progress("updating the flake inputs (nix flake update), nixpkgs held at nixpkgs-python's pin")
+        plan.changes.extend(Change("nix", name, old, new, note) for name, old, new, note in nixlock.update(scratch))
+    sched = load_schedule(scratch / "schedule.yaml")
+    moved = sorted({rid for c in plan.changes if c.kind in ("python", "cpython") for rid in c.runtimes})
+    if moved and relock is not None:
+        progress(f"relocking the tools of {', '.join(moved)}")
+        relock(scratch, moved)
+        sched = load_schedule(scratch / "schedule.yaml")
+    progress("regenerating")
+    render.apply(render.plan(sched, scratch))
+    if snapshots and plan.changes:
+        update_snapshots(scratch, progress)
+
+
+def update_snapshots(tree: Path, progress: Callable[[str], None]) -> None:
+    """Re-record the snapshot tests of generated files, so the refresh's pull request passes as it stands."""
+    tests = sorted(p.relative_to(tree).as_posix() for p in (tree / "tests").glob("test_*.py") if "snapshot" in p.read_text(encoding="utf-8"))
+    if not tests:
+        return
+    progress(f"updating snapshots ({', '.join(tests)})")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--snapshot-update", "-m", "not image and not registry"]
+    try:
+        proc = subprocess.run([*cmd, *tests], cwd=tree, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RefreshError(f"updating snapshots: {exc}") from None
+    if proc.returncode not in (0, 5):
+        tail = "\n  ".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise RefreshError(f"the snapshot tests fail on the refreshed tree (pytest exit {proc.returncode}):\n  {tail}")
+
+
+def _rebuilds(root: Path, scratch: Path, plan: Plan) -> dict[str, list[str]]:
+    """Runtime → why, for every runtime whose input hash moved (the build matrix of the pull request)."""
+    before = matrix.runtimes_at(root, None) if (root / render.RUNTIMES_JSON).exists() else {}
+    after = matrix.runtimes_at(scratch, None)
+    out = {}
+    for rid, entry in after.items():
+        if before.get(rid, {}).get("input_hash") != entry["input_hash"]:
+            out[rid] = [_why(c) for c in plan.changes if rid in c.runtimes or c.kind == "nix"] or ["generated inputs changed"]
+    return out
+
+
+def _differences(root: Path, scratch: Path) -> dict[str, bytes | None]:
+    """Files under the refresh's own areas that differ between the tree and the scratch copy."""
+    out: dict[str, bytes | None] = {}
+    for path in sorted(p for p in scratch.rglob("*") if p.is_file() and not fileset.is_scratch(p)):
+        rel = path.relative_to(scratch).as_posix()
+        if not rel.startswith(_OWNED):
+            continue
+        data = path.read_bytes()
+        target = root / rel
+        if not target.is_file() or target.read_bytes() != data:
+            out[rel] = data
+    for area in ("images", "tests/__snapshots__"):
+        for path in sorted((root / area).rglob("*")) if (root / area).is_dir() else []:
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and not (scratch / rel).exists() and not fileset.is_scratch(path):
+                out[rel] = None
+    return out
+
+
+def tool_relock(tree: Path, runtime_ids: list[str]) -> None:
+    """The relock step: remake the tool locks of runtimes whose Python moved (their target changed)."""
+    from . import locking
+
+    locking.relock_runtimes(tree, runtime_ids)

@@ -53,9 +53,13 @@ def split_reference(ref: str) -> tuple[str, str | None, str | None]:
     return name, tag, digest or None
 
 
-def fetch_manifest(ref: str, *, tls_verify: bool = True, timeout: float = 60) -> Manifest:
-    """The raw top-level manifest of `ref` (a tag or a digest reference) and its digest."""
-    cmd = [skopeo(), "inspect", "--raw", "--retry-times", "2", f"--tls-verify={str(tls_verify).lower()}", f"docker://{ref}"]
+def fetch_manifest(ref: str, *, tls_verify: bool | None = True, timeout: float = 60) -> Manifest:
+    """The raw top-level manifest of `ref` (a tag or a digest reference) and its digest.
+
+    tls_verify None leaves it to registries.conf (its mirrors and their `insecure` setting)."""
+    cmd = [skopeo(), "inspect", "--raw", "--retry-times", "2", f"docker://{ref}"]
+    if tls_verify is not None:
+        cmd.insert(-1, f"--tls-verify={str(tls_verify).lower()}")
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -78,5 +82,5 @@ def fetch_manifest(ref: str, *, tls_verify: bool = True, timeout: float = 60) ->
     return Manifest(ref, digest, media, raw)
 
 
-def current_digest(ref: str, *, tls_verify: bool = True) -> str:
+def current_digest(ref: str, *, tls_verify: bool | None = True) -> str:
     return fetch_manifest(ref, tls_verify=tls_verify).digest

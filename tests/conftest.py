@@ -28,8 +28,8 @@ def cli():
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A copy of the repository's inputs and generated files, to break and regenerate freely."""
-    shutil.copy(SCHEDULE, tmp_path / "schedule.yaml")
-    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):  # flake.*: part of every input_hash
+        shutil.copy(ROOT / name, tmp_path / name)
     for sub in ("images", "lockfiles", "nix"):  # nix/: its text is part of every input_hash
         if (ROOT / sub).is_dir():
             shutil.copytree(ROOT / sub, tmp_path / sub)

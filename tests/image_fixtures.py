@@ -21,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from generator import pins, schedule
+from generator.cache import cache_root
+
 from .conftest import ROOT, edit
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flex-python" / "test"
+CACHE = cache_root() / "test"
 BASE = "localhost/flex-test/debian12-base:latest"
 TARBALL_SHA256 = "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849"
 RUNTIME = "python311-ubuntu22"
@@ -104,22 +107,35 @@ def python_mirror():
 def test_tree(tmp_path_factory) -> Path:
     """The repository's inputs with python311-ubuntu22 pinned to 3.11.2 (its real sha256), regenerated."""
     tree = tmp_path_factory.mktemp("tree")
-    for name in ("schedule.yaml", "README.md"):
+    for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):
         shutil.copy(ROOT / name, tree / name)
     shutil.copytree(ROOT / "lockfiles", tree / "lockfiles")
-    schedule = tree / "schedule.yaml"
-    edit(
-        schedule,
-        "interpreters:\n",
-        "interpreters:\n"
-        '  "3.11.2":\n'
-        "    url: https://www.python.org/ftp/python/3.11.2/Python-3.11.2.tgz\n"
-        f"    sha256: {TARBALL_SHA256}\n"
-        "    end_of_support: 2027-10-31\n",
-    )
-    edit(schedule, '{id: python311-ubuntu22, os: ubuntu22, python: "3.11.15"}', '{id: python311-ubuntu22, os: ubuntu22, python: "3.11.2"}')
+    pin_release(tree, "3.11.2", TARBALL_SHA256, "Debian bookworm's python3.11_3.11.2.orig.tar.gz, byte-identical to python.org's")
     gen(tree, "generate")
     return tree
+
+
+def pin_release(tree: Path, version: str, sha256: str, evidence: str, *, runtime: str | None = None) -> None:
+    """Pin a runtime to a CPython release the archives carry, in the tree's lock (as `refresh` would write it).
+
+    New-style runtimes take their minor's release from `python_minors`; a legacy one (`runtime`) names
+    its release in schedule.yaml.
+    """
+    path = tree / pins.LOCK
+    data = json.loads(path.read_text())
+    data["cpython"][version] = {
+        "evidence": evidence,
+        "sha256": sha256,
+        "tar_xz_sha256": None,
+        "url": f"https://www.python.org/ftp/python/{version}/Python-{version}.tgz",
+    }
+    if runtime is None:
+        data["python_minors"][".".join(version.split(".")[:2])] = version
+    else:
+        sched = tree / "schedule.yaml"
+        old = schedule.load(sched).runtimes[runtime].version
+        edit(sched, f'{{id: {runtime}, os: ubuntu16, python: "{old}"', f'{{id: {runtime}, os: ubuntu16, python: "{version}"')
+    path.write_text(pins.loads(json.dumps(data)).dumps())
 
 
 def gen(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -136,7 +152,13 @@ def image(test_tree: Path, debian_base: str, python_mirror: str) -> dict:
     start = time.monotonic()
     proc = build(test_tree, debian_base, python_mirror, "localhost/flex-test/python311:a", "--no-cache", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"tag": "localhost/flex-test/python311:a", "stdout": proc.stdout, "stderr": proc.stderr, "seconds": time.monotonic() - start}
+    return {
+        "tag": "localhost/flex-test/python311:a",
+        "stdout": proc.stdout,
+        "stderr": proc.stderr,
+        "seconds": time.monotonic() - start,
+        "tree": test_tree,
+    }
 
 
 @pytest.fixture(scope="session")

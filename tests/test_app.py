@@ -541,8 +541,8 @@ def test_hermetic_fetches_exactly_the_locked_files(cli, tmp_path: Path) -> None:
     """A PEP 503 index on 127.0.0.1 serving PyPI's files (taken once, hash-checked): each pin's file lands in the context."""
     import hashlib
 
-    from generator import lock
-    from generator.build import fetch_verified
+    from generator import locking as lock
+    from generator.http import fetch_verified
 
     from .image_fixtures import serve
 

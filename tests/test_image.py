@@ -16,10 +16,25 @@ from pathlib import Path
 
 import pytest
 
-from generator.lock import parse_lock
+from generator import pins, schedule
+from generator.locking import parse_lock
 
 from .conftest import ROOT, edit
-from .image_fixtures import BASE, CACHE, RUNTIME, TARBALL_SHA256, build, container, free_port, gen, get, podman, run, serve  # noqa: F401 (shared)
+from .image_fixtures import (  # noqa: F401 (shared helpers; test_refresh imports free_port and serve from here)
+    BASE,
+    CACHE,
+    RUNTIME,
+    TARBALL_SHA256,
+    build,
+    container,
+    free_port,
+    gen,
+    get,
+    pin_release,
+    podman,
+    run,
+    serve,
+)
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("need_podman")]
 
@@ -88,6 +103,12 @@ def test_image_snapshot(image: dict, snapshot) -> None:
         " sysconfig.get_config_var('prefix'))",
     )
     paths = inside(image, "sh", "-c", "ls -1A / | sort")
+    # pins a refresh moves are checked against the lock here, and kept out of the snapshot
+    locked_base = schedule.load(image["tree"] / "schedule.yaml").runtimes[RUNTIME].base.digest
+    assert labels.pop("org.opencontainers.image.base.digest") == locked_base
+    frozen = inside(image, "pip", "freeze", "--all").split()
+    locked = locked_versions(image["tree"] / "lockfiles" / f"{RUNTIME}.txt")
+    assert {line.split("==")[0].lower(): line.split("==")[1] for line in frozen} == locked
     assert {
         "Cmd": cfg.get("Cmd"),
         "Env": sorted(cfg.get("Env", [])),
@@ -97,7 +118,7 @@ def test_image_snapshot(image: dict, snapshot) -> None:
         "WorkingDir": cfg.get("WorkingDir"),
         "created": data.get("Created"),
         "interpreter": facts.strip(),
-        "pip_freeze": inside(image, "pip", "freeze", "--all").split(),
+        "pip_freeze": sorted(line.split("==")[0].lower() for line in frozen),
         "top_level_paths": paths.split(),
     } == snapshot
 
@@ -116,7 +137,7 @@ def test_wrong_sha256_fails_with_both_hashes(test_tree: Path, debian_base: str, 
     bad = tmp_path / "bad"
     shutil.copytree(test_tree, bad)
     wrong = "deadbeef" * 8
-    edit(bad / "schedule.yaml", f"sha256: {TARBALL_SHA256}", f"sha256: {wrong}")
+    edit(bad / pins.LOCK, f'"sha256": "{TARBALL_SHA256}"', f'"sha256": "{wrong}"')
     gen(bad, "generate")
     proc = build(bad, debian_base, python_mirror, "localhost/flex-test/python311:bad", check=False)
     assert proc.returncode == 1
@@ -238,19 +259,10 @@ def legacy_image(tmp_path_factory, debian_base: str) -> dict:
         os.replace(tgz.with_suffix(".partial"), tgz)
     assert run("sha256sum", str(tgz)).stdout.split()[0] == PY27_SHA256
     tree = tmp_path_factory.mktemp("legacy")
-    for name in ("schedule.yaml", "README.md"):
+    for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):
         shutil.copy(ROOT / name, tree / name)
     shutil.copytree(ROOT / "lockfiles", tree / "lockfiles")
-    edit(
-        tree / "schedule.yaml",
-        "interpreters:\n",
-        "interpreters:\n"
-        '  "2.7.18":\n'
-        "    url: https://www.python.org/ftp/python/2.7.18/Python-2.7.18.tgz\n"
-        f"    sha256: {PY27_SHA256}\n"
-        "    end_of_support: 2020-01-01\n",
-    )
-    edit(tree / "schedule.yaml", '{id: python2, os: ubuntu16, python: "2.7.12"', '{id: python2, os: ubuntu16, python: "2.7.18"')
+    pin_release(tree, "2.7.18", PY27_SHA256, "Debian bullseye's python2.7_2.7.18.orig.tar.gz, python.org's 2.7.18", runtime="python2")
     gen(tree, "generate")
     tag = "localhost/flex-test/python2:a"
     with serve(mirror) as url:

@@ -33,8 +33,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from generator import lock, schedule
+from generator import locking, schedule
+from generator.cache import cache_root
 from generator.cli import main
+from generator.http import fetch_verified
+from generator.locking import resolvers
 
 from .conftest import ROOT, SCHEDULE, edit
 
@@ -71,44 +74,40 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def wheelhouse() -> Path:
-    d = Path(os.environ.get("FLEX_PYTHON_TEST_WHEELHOUSE") or lock.cache_root() / "test-wheelhouse")
+    d = Path(os.environ.get("FLEX_PYTHON_TEST_WHEELHOUSE") or cache_root() / "test-wheelhouse")
     d.mkdir(parents=True, exist_ok=True)
     sums_path = d / "SHA256SUMS.json"
     sums = json.loads(sums_path.read_text()) if sums_path.is_file() else {}
-    pypi = lock.Index(lock.DEFAULT_INDEX)
+    pypi = locking.Index(locking.DEFAULT_INDEX)
     for name, filename in WHEELHOUSE:
         path = d / filename
         if path.is_file() and sums.get(filename) == sha256(path):
             continue
         listed = {f.filename: f for f in pypi.files(name)}[filename]
-        with urllib.request.urlopen(listed.url, timeout=120) as resp:
-            data = resp.read()
-        assert hashlib.sha256(data).hexdigest() == listed.sha256, f"{filename}: sha256 differs from PyPI's listing"
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        assert listed.sha256, f"{filename}: PyPI lists no sha256"
+        fetch_verified(listed.url, listed.sha256, path)  # refused unless it matches PyPI's listing
         sums[filename] = listed.sha256
         sums_path.write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")
     return d
 
 
 @pytest.fixture(scope="session")
-def host_interpreter() -> lock.Interpreter:
-    interp = lock.probe(getattr(sys, "_base_executable", None) or sys.executable, "host")
+def host_interpreter() -> locking.Interpreter:
+    interp = locking.probe(getattr(sys, "_base_executable", None) or sys.executable, "host")
     assert interp is not None and interp.minor == sys.version_info[:2]
     return interp
 
 
 @pytest.fixture(scope="session")
-def tools(host_interpreter: lock.Interpreter) -> dict[str, lock.Interpreter | None]:
+def tools(host_interpreter: locking.Interpreter) -> dict[str, locking.Interpreter | None]:
     """Install the pinned lock tools once (from PyPI), for every interpreter the tests will use."""
-    lock.host_tools()
-    lock.pip_tools_env(host_interpreter)
+    locking.host_tools()
+    locking.pip_tools_env(host_interpreter)
     found = {}
     for minor in ((3, 8),):
-        interp, _ = lock.find_interpreter(minor)
+        interp, _ = locking.find_interpreter(minor)
         if interp:
-            lock.pip_tools_env(interp)
+            locking.pip_tools_env(interp)
         found[f"{minor[0]}.{minor[1]}"] = interp
     return found
 
@@ -168,7 +167,7 @@ def index(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory):
                 member = next(m for m in t.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"))
                 meta = t.extractfile(member).read().decode()  # type: ignore[union-attr]
         md = Parser().parsestr(meta)
-        projects.setdefault(lock.canonical(md["Name"]), []).append((path.name, sha256(path), md.get("Requires-Python")))
+        projects.setdefault(locking.canonical(md["Name"]), []).append((path.name, sha256(path), md.get("Requires-Python")))
     simple = root / "simple"
     for name, entries in projects.items():
         (simple / name).mkdir(parents=True)
@@ -232,11 +231,11 @@ def set_input(tree: Path, runtime_id: str, text: str) -> None:
 
 
 def pins(path: Path) -> dict[str, tuple[str, set[str]]]:
-    return lock.parse_lock(path.read_text())
+    return locking.parse_lock(path.read_text())
 
 
 def header(path: Path) -> dict[str, str]:
-    return lock.read_header(path)
+    return locking.read_header(path)
 
 
 # A tree with three runtimes locked against the local index, once per module, in parallel, with the
@@ -248,7 +247,7 @@ TRIO_INPUTS = {
 
 
 @pytest.fixture(scope="module")
-def locked(tmp_path_factory: pytest.TempPathFactory, index: Served, tools, lock_cache: Path, host_interpreter: lock.Interpreter):
+def locked(tmp_path_factory: pytest.TempPathFactory, index: Served, tools, lock_cache: Path, host_interpreter: locking.Interpreter):
     if HOST_RUNTIME is None:
         pytest.skip(f"no runtime in the schedule has the host's Python {HOST}")
     tree = make_tree(tmp_path_factory.mktemp("locked") / "tree")
@@ -301,10 +300,11 @@ def test_pip_compile_lock_has_pins_hashes_of_the_served_files_and_an_honest_head
     assert text.startswith(f"# lockfiles/{HOST_RUNTIME}.txt: hash-locked tools of runtime {HOST_RUNTIME} (CPython {rt.version}, Linux x86_64).\n")
     flags = "--generate-hashes --no-reuse-hashes --allow-unsafe --no-header --no-emit-index-url --no-emit-find-links"
     assert f"# command: pip-compile {flags} --index-url={index.url}" in text
-    t = lock.runtime_target(tree, rt)
-    assert h["inputs"] == lock.inputs_hash(t, t.src.read_text(), index.url)
+    t = locking.runtime_target(tree, rt)
+    assert h["inputs"] == locking.inputs_hash(t, t.src.read_text(), index.url)
     assert "--index-url" not in text.split("\n\n", 1)[1] and "--find-links" not in text and "127.0.0.1" not in text.split("\n\n", 1)[1]
     assert f"# via -r {HOST_RUNTIME}.in" in text and "/tmp" not in text
+    assert host_interpreter.path not in text and "/bin/python" not in text and "~/" not in text, "no host path in a lock"
 
 
 @needs_host_runtime
@@ -446,17 +446,20 @@ def test_failed_lock_keeps_the_previous_files_and_names_the_pin(locked, tmp_path
     assert not [p for p in d.iterdir() if p.name.startswith(".")], "no temporary files left behind"
 
 
-def test_refresh_relocks_through_the_lock_module(tmp_path, offline: Served) -> None:
+def test_refresh_relocks_through_the_locking_package(tmp_path, offline: Served) -> None:
+    """Locking raises its own LockError; refresh, which depends on locking (never the reverse), wraps it."""
     from generator import refresh
 
     tree = make_tree(tmp_path / "tree")
     set_input(tree, "python35", "pip\n")
-    assert refresh.default_relock() is lock.relock_for_refresh
-    lock.relock_for_refresh(tree, ["python35"], index=offline.url)
+    locking.relock_runtimes(tree, ["python35"], index=offline.url)
     assert {n: v for n, (v, _) in pins(tree / "lockfiles" / "python35.txt").items()} == {"pip": "19.1.1"}
     set_input(tree, "python35", "pip==999\n")
-    with pytest.raises(refresh.RefreshError, match=r"relock failed: python35: unresolvable: pip==999"):
-        lock.relock_for_refresh(tree, ["python35"], index=offline.url)
+    with pytest.raises(locking.LockError, match=r"relock failed: python35: unresolvable: pip==999"):
+        locking.relock_runtimes(tree, ["python35"], index=offline.url)
+    set_input(tree, "python35", "pip @@ not a requirement\n")  # refused by pip before it asks any index
+    with pytest.raises(locking.LockError, match=r"relock failed: python35: .*pip 26\.3 \(--dry-run --report"):
+        refresh.tool_relock(tree, ["python35"])
 
 
 def test_unknown_runtime_is_bad_input(tmp_path) -> None:
@@ -472,38 +475,38 @@ def test_a_new_runtime_gets_the_default_input(tmp_path, offline: Served) -> None
     assert res.exit_code == 1 and "missing: lockfiles/python35.in" in res.stderr
     invoke(tree, "lock", "python35", "--index-url", offline.url)  # resolves against the small index: may fail, the .in is written first
     text = (tree / "lockfiles" / "python35.in").read_text()
-    assert lock.requirement_lines(text) == ["pip<21", "setuptools<51", "wheel<0.38"]
+    assert locking.requirement_lines(text) == ["pip<21", "setuptools<51", "wheel<0.38"]
 
 
 # --- tool choice ------------------------------------------------------------------------------
 
 
-def _target(version: str) -> lock.Target:
+def _target(version: str) -> locking.Target:
     p = Path("/nonexistent")
-    return lock.Target("runtime", "x", "x", version, "ubuntu16", (2, 23), p, p, None, "relock")
+    return locking.Target("runtime", "x", "x", version, "ubuntu16", (2, 23), p, p, None, "relock")
 
 
 def test_tool_choice_without_interpreters(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lock, "find_interpreter", lambda minor, given=None: (None, ["(nowhere)"]))
-    assert lock.choose(_target("3.12.1")).tool == "uv"
-    assert lock.choose(_target("3.6.10")).tool == "uv"
-    assert lock.choose(_target("3.5.9")).tool == "pip-report"
-    assert lock.choose(_target("3.4.8")).tool == "pip-report"
-    with pytest.raises(lock.LockError, match=r"no correct way to lock for Python 2\.7.*pyenv install 2\.7"):
-        lock.choose(_target("2.7.12"))
-    with pytest.raises(lock.LockError, match=r"uv resolves for Python 3\.6 and newer only"):
-        lock.choose(_target("3.4.8"), "uv")
-    with pytest.raises(lock.LockError, match=r"needs a CPython 3\.8 interpreter.*--interpreter 3\.8=PATH"):
-        lock.choose(_target("3.8.20"), "pip-compile")
+    monkeypatch.setattr(resolvers, "find_interpreter", lambda minor, given=None: (None, ["(nowhere)"]))
+    assert locking.choose(_target("3.12.1")).tool == "uv"
+    assert locking.choose(_target("3.6.10")).tool == "uv"
+    assert locking.choose(_target("3.5.9")).tool == "pip-report"
+    assert locking.choose(_target("3.4.8")).tool == "pip-report"
+    with pytest.raises(locking.LockError, match=r"no correct way to lock for Python 2\.7.*pyenv install 2\.7"):
+        locking.choose(_target("2.7.12"))
+    with pytest.raises(locking.LockError, match=r"uv resolves for Python 3\.6 and newer only"):
+        locking.choose(_target("3.4.8"), "uv")
+    with pytest.raises(locking.LockError, match=r"needs a CPython 3\.8 interpreter.*--interpreter 3\.8=PATH"):
+        locking.choose(_target("3.8.20"), "pip-compile")
 
 
 def test_tool_choice_prefers_a_real_interpreter(host_interpreter) -> None:
-    m = lock.choose(_target(f"{HOST}.99"), "auto", {HOST: host_interpreter.path})
+    m = locking.choose(_target(f"{HOST}.99"), "auto", {HOST: host_interpreter.path})
     assert m.tool == "pip-compile" and m.interpreter == host_interpreter
 
 
 def test_file_choice_for_wheels_json() -> None:
-    rank = lock.file_rank
+    rank = locking.file_rank
     assert rank("scandir-1.10.0-cp27-cp27m-win32.whl", "2.7.12", (2, 23)) is None
     assert rank("scandir-1.10.0.tar.gz", "2.7.12", (2, 23)) == 2
     assert rank("typing-3.10.0.0-py2-none-any.whl", "2.7.12", (2, 23)) == 0
@@ -525,6 +528,8 @@ def test_every_runtime_has_a_current_lock_made_by_the_right_kind_of_tool(cli) ->
     for r in SCHED.runtimes.values():
         path = ROOT / "lockfiles" / f"{r.id}.txt"
         made_by = header(path)["made by"]
+        head = path.read_text().split("\n\n", 1)[0]
+        assert "/bin/python" not in head and "~/" not in head and str(Path.home()) not in head, f"{path.name}: a host path in the header"
         if r.minor in ("3.4", "3.5"):
             assert made_by.startswith("pip 26.3's resolver") and "not pip-compile" in made_by
         elif r.minor == "2.7":

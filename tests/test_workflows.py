@@ -75,7 +75,10 @@ def test_workflows_pin_actions_by_commit() -> None:
 def test_refresh_opens_one_pull_request_only_when_something_moved() -> None:
     text = (ROOT / "ci" / "workflows" / "refresh.yml").read_text()
     assert "cron:" in text and "BRANCH: automation/refresh-pins" in text
-    assert "if git diff --quiet; then" in text and "gh pr edit" in text and "gh pr create" in text
+    assert 'if [ -z "$(git status --porcelain)" ]; then' in text and "gh pr edit" in text and "gh pr create" in text
+    assert "git add -A" in text and "lock --check" in text  # new snapshot files are part of the pull request
     build = (ROOT / "ci" / "workflows" / "build.yml").read_text()
     assert "matrix --changed-since" in build and "nix --extra-experimental-features 'nix-command flakes' build" in build
-    assert "already in the registry: not pushed" in build and "--digestfile" in build
+    # skip by input hash: the matrix gives each job its input tag, checked with skopeo before building
+    assert 'skopeo inspect --raw "docker://${IMAGE%:*}:$INPUT_TAG"' in build and "INPUT_TAG: ${{ matrix.input_tag }}" in build
+    assert "if: steps.published.outputs.skip != 'true'" in build and 'podman push "$IMAGE" "docker://${IMAGE%:*}:$INPUT_TAG"' in build

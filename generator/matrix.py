@@ -1,0 +1,74 @@
+"""Which runtimes to (re)build: a comparison of two generated files, no guessing.
+
+Each runtime's `input_hash` in lockfiles/runtimes.json covers everything its image depends on
+(render.input_hash), so "what must be rebuilt since REF" is "whose input hash differs from REF's".
+The build workflow publishes each image with a tag named after its input hash as well, so a
+runtime whose input hash is already in the registry is skipped without comparing digests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .errors import GeneratorError, InputError
+from .render import RUNTIMES_JSON
+
+# A git revision as people write one (sha, branch, tag, HEAD~2, main@{1}); never an option.
+_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./~^@{}-]{0,199}", re.ASCII)
+
+
+class MatrixError(GeneratorError):
+    """git could not read the generated runtime data at a revision."""
+
+
+def input_tag(input_hash: str) -> str:
+    """The registry tag that marks an image built from exactly these inputs."""
+    return "inputs-" + input_hash.removeprefix("sha256:")
+
+
+def runtimes_at(root: Path, ref: str | None) -> dict[str, Any]:
+    """The `runtimes` of lockfiles/runtimes.json in the work tree (ref None) or at a git revision."""
+    if ref is None:
+        text = (root / RUNTIMES_JSON).read_text(encoding="utf-8")
+    else:
+        if not _REF.fullmatch(ref) or ".." in ref:
+            raise InputError(f"--changed-since: {ref!r} is not a git revision (a commit, branch or tag name such as HEAD~1 or main)")
+        proc = subprocess.run(["git", "-C", str(root), "show", "--end-of-options", f"{ref}:{RUNTIMES_JSON}"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            if "exists on disk, but not in" in proc.stderr or "does not exist in" in proc.stderr:
+                return {}  # the file is new since that revision: every runtime counts as changed
+            raise MatrixError(f"git cannot read {RUNTIMES_JSON} at {ref!r}: {proc.stderr.strip()}")
+        text = proc.stdout
+    try:
+        return json.loads(text)["runtimes"]
+    except (ValueError, KeyError, TypeError):
+        raise MatrixError(f"{RUNTIMES_JSON} at {ref or 'the work tree'} is not the generator's runtime data") from None
+
+
+def changed_runtimes(root: Path, since: str | None) -> list[dict[str, Any]]:
+    """Runtime entries whose input hash differs from `since` (all of them when since is None)."""
+    now = runtimes_at(root, None)
+    before = runtimes_at(root, since) if since else {}
+    return [entry for rid, entry in now.items() if since is None or before.get(rid, {}).get("input_hash") != entry["input_hash"]]
+
+
+def github_matrix(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A GitHub Actions `strategy.matrix` value: one job per runtime to (re)build."""
+    return {
+        "include": [
+            {
+                "runtime": e["id"],
+                "python": e["python"]["version"],
+                "os": e["operating_system"],
+                "image": e["image"],
+                "nix": e["base"]["nix_sha256"] is not None,
+                "input_hash": e["input_hash"],
+                "input_tag": input_tag(e["input_hash"]),
+            }
+            for e in sorted(entries, key=lambda e: e["id"])
+        ]
+    }

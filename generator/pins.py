@@ -1,0 +1,116 @@
+"""The lock of the schedule: every fact a machine fetched, with its evidence.
+
+`schedule.yaml` says what people decide (which Ubuntu tags, which Python minors); this file,
+`lockfiles/schedule.lock.json`, says what those resolved to: the base image digests (the index
+digest a `FROM` pins, per architecture the manifest digest and the Nix pullImage hash where known),
+the current patch release of each Python minor, each CPython tarball's sha256, and (room for) the
+OS package locks. Like Cargo.lock or apko's lock: `refresh` writes it whole as sorted JSON, nothing
+else writes it, and rendering reads it without ever fetching.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from .errors import InputError
+from .model import Digest, ImageRef, Minor, NixSha256, Pattern, Problem, Sha256, TarballUrl, Version, convert
+from .yamlsrc import dotted
+
+LOCK = "lockfiles/schedule.lock.json"
+FORMAT = 1
+ABOUT = "Written by `python -m generator refresh`: every fetched pin of schedule.yaml, with its evidence. Do not edit by hand."
+
+Arch = Annotated[str, Pattern(r"amd64|arm64", "an architecture: amd64 or arm64")]
+OsId = Annotated[str, Pattern(r"[a-z][a-z0-9]{0,31}", "an OS id such as ubuntu22")]
+Evidence = Annotated[str, Pattern(r"[\x20-\x7e]{1,500}", "one line of printable ASCII saying where the value was read")]
+
+
+class PinsError(InputError):
+    """The lock file is missing, unreadable or malformed; the message says how to remake it."""
+
+
+@dataclass(frozen=True)
+class Platform:
+    """One architecture of a base image: its own manifest, and the hash Nix's pullImage checks."""
+
+    manifest_digest: Digest | None
+    nix_sha256: NixSha256 | None
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    image: ImageRef  # the tag this digest was read from: it must still be the schedule's
+    digest: Digest  # the index digest (or the single manifest's): what `FROM name@digest` pins
+    platforms: dict[Arch, Platform]
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class CPythonRelease:
+    url: TarballUrl
+    sha256: Sha256  # of the .tgz at url
+    tar_xz_sha256: Sha256 | None
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class Pins:
+    about: str
+    format: Literal[1]
+    base_images: dict[OsId, BaseImage]
+    python_minors: dict[Minor, Version]  # the current patch release of every minor the schedule offers
+    cpython: dict[Version, CPythonRelease]
+    os_packages: dict[OsId, Any] = field(default_factory=dict)
+
+    def dumps(self) -> str:
+        """The file's bytes: sorted keys, two-space indent, one newline at the end."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=True) + "\n"
+
+
+def empty() -> Pins:
+    return Pins(about=ABOUT, format=FORMAT, base_images={}, python_minors={}, cpython={})
+
+
+def path_for(schedule_path: Path) -> Path:
+    return schedule_path.resolve().parent / LOCK
+
+
+def loads(text: str, name: str = LOCK) -> Pins:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        where = f"{name}:{line}" if line else name
+        raise PinsError([f"{where}: not valid JSON ({getattr(exc, 'msg', exc)}); restore it with `git checkout -- {LOCK}`"]) from None
+    if not isinstance(data, dict):
+        raise PinsError([f"{name}: must be a JSON object; restore it with `git checkout -- {LOCK}`"])
+    found: list[Problem] = []
+    pins = convert(data, Pins, (), found)
+    if found:
+        raise PinsError([f"{name}: {dotted(path) or '(top level)'}: {message}" for path, message in found])
+    problems = [
+        f"{name}: cpython.{v}.url: {rel.url!r} is not the tarball of {v}; it must end in /Python-{v}.tgz"
+        for v, rel in pins.cpython.items()
+        if not rel.url.endswith(f"/Python-{v}.tgz")
+    ]
+    problems += [
+        f"{name}: python_minors.{minor}: {v!r} is not a release of Python {minor}"
+        for minor, v in pins.python_minors.items()
+        if not v.startswith(minor + ".")
+    ]
+    if problems:
+        raise PinsError(problems)
+    return pins
+
+
+def load(path: Path, name: str = LOCK) -> Pins:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PinsError([f"{name} is missing: run `python -m generator refresh` (it asks the registries and python.org)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PinsError([f"{name}: cannot read: {exc}"]) from None
+    return loads(text, name)

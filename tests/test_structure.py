@@ -1,0 +1,119 @@
+"""The package along its seams: every module imports on its own, and no module imports back into one that imports it.
+
+The import graph is read from the source with `ast`, counting every import, also those inside
+functions (a lazy import hides a cycle from the interpreter, not from the design). Importing
+`generator.a.b` runs `generator/a/__init__.py` too, so the package's own imports count for it.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "generator"
+
+
+def modules(package: Path) -> dict[str, Path]:
+    """Dotted name → source file of every module of the package."""
+    out = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _ancestors(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """Module → the package's modules it imports (anywhere in its source), with their parent packages."""
+    mods = modules(package)
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        is_pkg = path.name == "__init__.py"
+        here = name if is_pkg else name.rpartition(".")[0]  # what `from . import` means in this file
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = here.rsplit(".", node.level - 1)[0] if node.level else ""
+                base = ".".join(p for p in (base, node.module or "") if p)
+                targets.add(base)
+                targets.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in mods)
+        edges = set()
+        for t in targets:
+            if t not in mods:
+                continue
+            # an import also runs the target's parent packages, unless this module is inside them already
+            for m in [*_ancestors(t), t]:
+                if m != name and m not in _ancestors(name):
+                    edges.add(m)
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (as a path a → … → a), or None."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = import_graph(PACKAGE)
+    assert {"generator.cli", "generator.locking", "generator.locking.resolvers", "generator.http"} <= set(graph)
+    assert "generator.locking" in graph["generator.cli"], "the graph must see imports inside functions (cli's are all there)"
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_a_lazy_import_cycle(tmp_path: Path) -> None:
+    """As on the code before the split: lock imported refresh inside a function, and refresh imported lock."""
+    pkg = tmp_path / "generator"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "lock.py").write_text("def relock():\n    from .refresh import RefreshError\n")
+    (pkg / "refresh.py").write_text("def default_relock():\n    from . import lock\n")
+    (pkg / "sub" / "__init__.py").write_text("from .a import x\n")
+    (pkg / "sub" / "a.py").write_text("from ..errors import E\nx = 1\n")  # inside its own package: no cycle
+    (pkg / "errors.py").write_text("E = 1\n")
+    graph = import_graph(pkg)
+    assert graph["generator.sub.a"] == {"generator.errors"}
+    assert find_cycle(graph) == ["generator.lock", "generator.refresh", "generator.lock"]
+
+
+@pytest.mark.parametrize("name", sorted(set(modules(PACKAGE)) - {"generator.__main__"}))  # __main__ runs the CLI
+def test_every_module_imports_on_its_own(name: str) -> None:
+    importlib.import_module(name)
+
+
+MAX_LINES = 500  # split a module past this along its seams
+
+
+@pytest.mark.parametrize("name", sorted(modules(PACKAGE)))
+def test_no_module_is_past_the_size_where_it_should_be_split(name: str) -> None:
+    lines = len(modules(PACKAGE)[name].read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines; split it along its seams"
