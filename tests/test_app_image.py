@@ -1,8 +1,8 @@
 """Sample apps built by `generator app` on the session's runtime image, started, asked over HTTP.
 
-The runtime image is the one test_image.py's fixtures build (CPython 3.11.2 on Debian 12, tagged
-localhost/flex-test/python311:a); every app is generated with `--runtime-image
-containers-storage:…` (its digest read from podman's storage) and built with the network off:
+The runtime image is the one the session's fixtures build for test_image.py (CPython 3.11.2 on
+Debian 12); every app is generated with `--runtime-image containers-storage:…` (its digest read
+from podman's storage) and built with the network off:
 pip in a container cannot pass the TLS-intercepting proxy here, so the wheels come from the host,
 either fetched by `--hermetic` (hash-checked) or vendored in the app (`--find-links ./wheels`) or
 from a mounted wheel directory (pip.conf), the three ways an app builds behind such a proxy.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -77,10 +78,15 @@ def serves(tag: str, app: str, path: str = "/") -> dict:
 
 
 @pytest.fixture(scope="module")
-def runtime(image: dict) -> dict:
-    """The runtime image as a local reference, and the FROM that reference must give."""
-    digest = json.loads(podman("image", "inspect", image["tag"]).stdout)[0]["Digest"]
-    return {"ref": f"containers-storage:{image['tag']}", "from": f"FROM {image['tag'].rsplit(':', 1)[0]}@{digest}\n"}
+def runtime(image: dict):
+    """The session's runtime image under a name of this process (a shared tag can be moved by another
+    build on the same machine), as a local reference, and the FROM that reference must give."""
+    image_id = re.search(r"^image id: (\S+)$", image["stdout"], re.M).group(1)
+    name = f"localhost/flex-test/app-runtime-{os.getpid()}"
+    podman("tag", image_id, f"{name}:session")
+    digest = json.loads(podman("image", "inspect", f"{name}:session").stdout)[0]["Digest"]
+    yield {"ref": f"containers-storage:{name}:session", "from": f"FROM {name}@{digest}\n"}
+    podman("untag", image_id, f"{name}:session", check=False)
 
 
 def test_flask_via_gunicorn(runtime: dict, tmp_path: Path) -> None:
