@@ -18,6 +18,7 @@ from . import yamlsrc
 from .errors import InputError
 from .schedule import END_OF_SUPPORT, Runtime, Schedule
 
+FLEX_ENV = ("flex", "flexible", "2")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # a newline in a value would inject Dockerfile lines
 # One Dockerfile line each: podman drops lines of 64 KiB without a word, and shlex is slow on huge text.
 MAX_VALUE = 4096
@@ -78,12 +79,14 @@ def resolve(doc: yamlsrc.Document, schedule: Schedule, on: dt.date) -> Resolutio
     if runtime != "python":
         raise fail(("runtime",), _is(runtime, "not this runtime") + "; valid choices: python")
     env = app.get("env")
-    if env not in ("flex", "flexible"):
-        raise fail(("env",), _is(env, "not the flexible environment") + "; valid choices: flex, flexible")
+    written_env = doc.written_number(("env",))
+    if env not in FLEX_ENV and written_env != "2":  # gcloud: 2, flex and flexible all mean the flexible environment
+        raise fail(("env",), _is(env, "not the flexible environment") + "; valid choices: flex, flexible, 2")
     if "entrypoint" in app:
         ep = app["entrypoint"]
         if not isinstance(ep, str):
             raise fail(("entrypoint",), _is(ep, "not a string") + "; write the command line as a string")
+        ep = app["entrypoint"] = ep.strip()  # a folded `entrypoint: >` ends with a newline; gcloud strips it
         if len(ep) > MAX_VALUE:
             raise fail(("entrypoint",), f"{len(ep)} characters; at most {MAX_VALUE} (put a long command in a script)")
         bad = CONTROL_CHARS.search(ep)

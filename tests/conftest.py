@@ -41,3 +41,7 @@ def edit(path: Path, old: str, new: str, count: int = 1) -> None:
     text = path.read_text()
     assert text.count(old) >= count, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, count))
+
+
+# The image tests' session fixtures (one runtime image build per session, shared by every module).
+from .image_fixtures import debian_base, image, need_podman, python_mirror, test_tree  # noqa: E402, F401

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from generator import app as app_mod
-from generator import escape, render
+from generator import app_image, escape, render
 from generator import pins as pins_mod
 from generator import schedule as schedule_mod
 from generator.errors import GeneratorError
@@ -303,7 +303,7 @@ def plan(app_dir: Path, body: str, family: str) -> app_mod.AppPlan | None:
 
 def app_instructions(p: app_mod.AppPlan) -> tuple[list[str], dict[str, str], list[str]]:
     steps = dsx.instructions(p.files["Dockerfile"])
-    assert steps[0] == dsx.Instruction("FROM", IMAGE)
+    assert steps[0] == dsx.Instruction("FROM", app_image.pin(IMAGE)[0])  # NAME@sha256:…, the digest given
     env: dict[str, str] = {}
     for s in steps:
         if s.keyword == "ENV":

@@ -37,7 +37,6 @@ import pytest
 from generator import imagecheck
 
 from .conftest import ROOT
-from .test_image import debian_base, image, python_mirror, test_tree  # noqa: F401 (fixtures, for the Dockerfile-path image)
 
 pytestmark = pytest.mark.nix
 

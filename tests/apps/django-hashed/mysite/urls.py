@@ -1,0 +1,11 @@
+import os
+
+from django.http import JsonResponse
+from django.urls import path
+
+
+def index(request):
+    return JsonResponse({"app": "django-hashed", "port": os.environ.get("PORT"), "service": os.environ.get("GAE_SERVICE")})
+
+
+urlpatterns = [path("", index)]

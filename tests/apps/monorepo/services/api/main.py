@@ -1,0 +1,4 @@
+from common.util import name
+from flask import Flask
+
+app = Flask(name())

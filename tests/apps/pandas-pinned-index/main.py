@@ -1,0 +1,10 @@
+import os
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return {"app": "pandas-pinned-index", "port": os.environ.get("PORT"), "service": os.environ.get("GAE_SERVICE")}
