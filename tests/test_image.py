@@ -417,3 +417,51 @@ def test_legacy_python2_image(legacy_image: dict) -> None:
     frozen = dict(line.lower().split("==") for line in inside(legacy_image, "pip", "freeze", "--all").split())
     assert frozen == locked  # scandir (an sdist) built in the builder, every other file a wheel
     assert inside(legacy_image, "id", "-u").strip() == "1000"
+
+
+# --- bytecode: compiled in the build, used (never rewritten) by the app user ---------------------
+
+STARTUP_IMPORTS = "json, ssl, email.parser, http.server, decimal, asyncio, logging.handlers, urllib.request"
+
+# For every .py under the prefix and /env: its pyc's flags word (PEP 552: 1 = unchecked hash,
+# 3 = checked hash), or "missing".
+PYC_FLAGS = r"""
+import collections, importlib.util, os, sys
+seen = collections.Counter()
+for top in sys.argv[1:]:
+    for d, dirs, files in os.walk(top):
+        for f in files:
+            if f.endswith(".py"):
+                pyc = importlib.util.cache_from_source(os.path.join(d, f))
+                if not os.path.exists(pyc):
+                    seen[top, "missing", os.path.join(d, f)] += 1
+                else:
+                    with open(pyc, "rb") as fh:
+                        seen[top, int.from_bytes(fh.read(8)[4:], "little")] += 1
+for key, n in sorted(seen.items(), key=str):
+    print(*key, n)
+"""
+
+
+def test_bytecode_for_every_module_hash_based(image: dict) -> None:
+    """Every source of the standard library and /env has its pyc: unchecked-hash in the read-only prefix,
+    checked-hash in /env (which the app user can change); tests stay out."""
+    out = inside(image, "python", "-c", PYC_FLAGS, "/opt/python3.11", "/env")
+    counts = {tuple(line.split()[:-1]): int(line.split()[-1]) for line in out.splitlines()}
+    assert not [k for k in counts if "missing" in k], out
+    assert set(counts) == {("/opt/python3.11", "1"), ("/env", "3")}, out
+    assert counts["/opt/python3.11", "1"] > 500 and counts["/env", "3"] > 100
+    assert inside(image, "sh", "-c", "find /opt/python3.11 /env -path '*/test*/*.pyc' | head -1") == ""
+    print(f"\npycs: {counts}")
+
+
+def test_app_user_imports_from_bytecode_and_writes_none(image: dict) -> None:
+    """As uid 1000 in a fresh container, each module of the import set (and what site imports) comes
+    from a pyc: no source compiled, nothing stale, no attempt to write."""
+    proc = podman("run", "--rm", "--network=none", image["tag"], "python", "-v", "-c", f"import {STARTUP_IMPORTS}")
+    loaded = [line.split("'")[1] for line in proc.stderr.splitlines() if line.startswith("# code object from ")]
+    assert len(loaded) > 80 and all(path.endswith(".pyc") for path in loaded), [p for p in loaded if not p.endswith(".pyc")]
+    assert "stale" not in proc.stderr and "could not create" not in proc.stderr and "# created" not in proc.stderr
+    # and no pyc newer than the container (its /etc/hostname) after a run that would have written them
+    script = f"python -c 'import {STARTUP_IMPORTS}' && find /opt /env -name '*.pyc' -newer /etc/hostname"
+    assert podman("run", "--rm", "--network=none", image["tag"], "sh", "-c", script).stdout == ""
