@@ -459,7 +459,7 @@ def test_app_user_imports_from_bytecode_and_writes_none(image: dict) -> None:
     """As uid 1000 in a fresh container, each module of the import set (and what site imports) comes
     from a pyc: no source compiled, nothing stale, no attempt to write."""
     proc = podman("run", "--rm", "--network=none", image["tag"], "python", "-v", "-c", f"import {STARTUP_IMPORTS}")
-    loaded = [line.split("'")[1] for line in proc.stderr.splitlines() if line.startswith("# code object from ")]
+    loaded = [line.removeprefix("# code object from ").strip("'") for line in proc.stderr.splitlines() if line.startswith("# code object from ")]
     assert len(loaded) > 80 and all(path.endswith(".pyc") for path in loaded), [p for p in loaded if not p.endswith(".pyc")]
     assert "stale" not in proc.stderr and "could not create" not in proc.stderr and "# created" not in proc.stderr
     # and no pyc newer than the container (its /etc/hostname) after a run that would have written them
