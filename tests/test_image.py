@@ -465,3 +465,16 @@ def test_app_user_imports_from_bytecode_and_writes_none(image: dict) -> None:
     # and no pyc newer than the container (its /etc/hostname) after a run that would have written them
     script = f"python -c 'import {STARTUP_IMPORTS}' && find /opt /env -name '*.pyc' -newer /etc/hostname"
     assert podman("run", "--rm", "--network=none", image["tag"], "sh", "-c", script).stdout == ""
+
+
+def test_legacy_python2_imports_from_its_timestamp_bytecode(legacy_image: dict) -> None:
+    """2.7 has only timestamp pycs: the build gave every source SOURCE_DATE_EPOCH as its mtime, the mtime
+    the image gives every file, so uid 1000 imports from them: none stale, none compiled or written."""
+    modules = "json, email.parser, decimal, logging.handlers, urllib2, BaseHTTPServer"
+    proc = podman("run", "--rm", "--network=none", legacy_image["tag"], "python", "-v", "-c", f"import {modules}")
+    precompiled = [line for line in proc.stderr.splitlines() if line.startswith("import ") and " # precompiled from " in line]
+    from_source = [line for line in proc.stderr.splitlines() if line.startswith("import ") and line.endswith(".py")]
+    assert len(precompiled) > 50 and from_source == [], from_source
+    assert "bad mtime" not in proc.stderr and "can't create" not in proc.stderr and "# wrote " not in proc.stderr
+    script = 'find /opt/python2.7/lib/python2.7 /env/lib -name \'*.py\' | while read -r f; do [ -e "${f}c" ] || echo "$f"; done'
+    assert inside(legacy_image, "sh", "-c", script) == ""  # every source has its pyc, in the prefix and in /env
