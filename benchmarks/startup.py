@@ -162,6 +162,7 @@ def main() -> None:
         ("Flask/gunicorn: first HTTP 200", flask, TIME_FIRST_RESPONSE, ()),
     ]
     print(f"{args.image}: CPython {version}; a fresh container per run, uid 1000, median of {args.runs} (min-max)")
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     print(f"{'':<32} {'with bytecode':>24} {'without':>24} {'change':>8}")
     for name, variants, script, cmd in cases:
         samples: dict[str, list[float]] = {"with": [], "without": []}
@@ -174,6 +175,7 @@ def main() -> None:
         cells = [f"{med[k]:7.1f} ms ({min(v):.0f}-{max(v):.0f})" for k, v in samples.items()]
         print(f"{name:<32} {cells[0]:>24} {cells[1]:>24} {(med['with'] / med['without'] - 1) * 100:+7.0f}%")
 
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     cost = layer_cost(args.image)
     n_prefix, n_env = cost["files"]
     rows = [
