@@ -468,9 +468,9 @@ def pyc_check(image: dict, *trees: str) -> dict[tuple[str, str], int]:
 def test_bytecode_for_every_module_hash_based(image: dict) -> None:
     """Every source of the standard library and /env has its pyc: unchecked-hash in the read-only prefix,
     checked-hash in /env (which the app user can change); none for tests."""
-    counts = pyc_check(image, "/opt/python3.11", "/env")
-    assert set(counts) == {("/opt/python3.11", "flags 1"), ("/env", "flags 3")}, counts
-    assert counts["/opt/python3.11", "flags 1"] > 500 and counts["/env", "flags 3"] > 100
+    counts = pyc_check(image, "/opt/python3.11/lib/python3.11", "/env/lib")
+    assert set(counts) == {("/opt/python3.11/lib/python3.11", "flags 1"), ("/env/lib", "flags 3")}, counts
+    assert counts["/opt/python3.11/lib/python3.11", "flags 1"] > 500 and counts["/env/lib", "flags 3"] > 100
     print(f"\npycs: {counts}")
 
 
@@ -495,7 +495,7 @@ def test_legacy_python2_imports_from_its_timestamp_bytecode(legacy_image: dict) 
     from_source = [line for line in proc.stderr.splitlines() if line.startswith("import ") and line.endswith(".py")]
     assert len(precompiled) > 50 and from_source == [], from_source
     assert "bad mtime" not in proc.stderr and "can't create" not in proc.stderr and "# wrote " not in proc.stderr
-    counts = pyc_check(legacy_image, "/opt/python2.7", "/env")
+    counts = pyc_check(legacy_image, "/opt/python2.7/lib/python2.7", "/env/lib")  # the modules, not bin/'s scripts
     # every source has its pyc, but a package's Python 3 module (importlib_resources' _py3.py), as pip leaves it
-    assert set(counts) == {("/opt/python2.7", "timestamp"), ("/env", "timestamp"), ("/env", "not valid Python")}, counts
-    assert counts["/env", "not valid Python"] < 5
+    assert set(counts) == {("/opt/python2.7/lib/python2.7", "timestamp"), ("/env/lib", "timestamp"), ("/env/lib", "not valid Python")}, counts
+    assert counts["/env/lib", "not valid Python"] < 5
