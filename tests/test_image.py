@@ -279,3 +279,85 @@ def test_legacy_python2_image(legacy_image: dict) -> None:
     frozen = dict(line.lower().split("==") for line in inside(legacy_image, "pip", "freeze", "--all").split())
     assert frozen == locked  # scandir (an sdist) built in the builder, every other file a wheel
     assert inside(legacy_image, "id", "-u").strip() == "1000"
+
+
+# --- bytecode: compiled in the build, used (never rewritten) by the app user ---------------------
+
+STARTUP_IMPORTS = "json, ssl, email.parser, http.server, decimal, asyncio, logging.handlers, urllib.request"
+
+# Every .py under the trees given, by what its bytecode is (Python 2.7 and 3.x): "flags N" (the pyc's
+# PEP 552 flags: 1 unchecked hash, 3 checked hash), "timestamp" (before 3.7), "not valid Python"
+# (no pyc: the interpreter cannot compile it), or "MISSING path"; and "TEST path" for a pyc in a
+# test directory.
+PYC_CHECK = r"""
+import os, struct, sys
+try:
+    from importlib.util import cache_from_source
+except ImportError:
+    cache_from_source = lambda path: path + "c"
+TESTS = ("test", "tests", "idle_test")
+seen = {}
+for top in sys.argv[1:]:
+    for d, dirs, files in os.walk(top):
+        in_tests = any(part in TESTS for part in d.split(os.sep))
+        for f in files:
+            path = os.path.join(d, f)
+            if in_tests and f.endswith(".pyc"):
+                key = "TEST " + path
+            elif in_tests or not f.endswith(".py"):
+                continue
+            elif os.path.exists(cache_from_source(path)):
+                with open(cache_from_source(path), "rb") as fh:
+                    flags = struct.unpack("<I", fh.read(8)[4:])[0]
+                key = "flags %d" % flags if sys.version_info >= (3, 7) else "timestamp"
+            else:
+                try:
+                    compile(open(path, "rb").read(), path, "exec")
+                    key = "MISSING " + path
+                except SyntaxError:
+                    key = "not valid Python"
+            seen[top, key] = seen.get((top, key), 0) + 1
+for (top, key), n in sorted(seen.items()):
+    print("%s|%s|%d" % (top, key, n))
+"""
+
+
+def pyc_check(image: dict, *trees: str) -> dict[tuple[str, str], int]:
+    out = inside(image, "python", "-c", PYC_CHECK, *trees)
+    return {(top, key): int(n) for top, key, n in (line.split("|") for line in out.splitlines())}
+
+
+def test_bytecode_for_every_module_hash_based(image: dict) -> None:
+    """Every source of the standard library and /env has its pyc: unchecked-hash in the read-only prefix,
+    checked-hash in /env (which the app user can change); none for tests."""
+    counts = pyc_check(image, "/opt/python3.11/lib/python3.11", "/env/lib")
+    assert set(counts) == {("/opt/python3.11/lib/python3.11", "flags 1"), ("/env/lib", "flags 3")}, counts
+    assert counts["/opt/python3.11/lib/python3.11", "flags 1"] > 500 and counts["/env/lib", "flags 3"] > 100
+    print(f"\npycs: {counts}")
+
+
+def test_app_user_imports_from_bytecode_and_writes_none(image: dict) -> None:
+    """As uid 1000 in a fresh container, each module of the import set (and what site imports) comes
+    from a pyc: no source compiled, nothing stale, no attempt to write."""
+    proc = podman("run", "--rm", "--network=none", image["tag"], "python", "-v", "-c", f"import {STARTUP_IMPORTS}")
+    loaded = [line.removeprefix("# code object from ").strip("'") for line in proc.stderr.splitlines() if line.startswith("# code object from ")]
+    assert len(loaded) > 80 and all(path.endswith(".pyc") for path in loaded), [p for p in loaded if not p.endswith(".pyc")]
+    assert "stale" not in proc.stderr and "could not create" not in proc.stderr and "# created" not in proc.stderr
+    # and no pyc newer than the container (its /etc/hostname) after a run that would have written them
+    script = f"python -c 'import {STARTUP_IMPORTS}' && find /opt /env -name '*.pyc' -newer /etc/hostname"
+    assert podman("run", "--rm", "--network=none", image["tag"], "sh", "-c", script).stdout == ""
+
+
+def test_legacy_python2_imports_from_its_timestamp_bytecode(legacy_image: dict) -> None:
+    """2.7 has only timestamp pycs: the build gave every source SOURCE_DATE_EPOCH as its mtime, the mtime
+    the image gives every file, so uid 1000 imports from them: none stale, none compiled or written."""
+    modules = "json, email.parser, decimal, logging.handlers, urllib2, BaseHTTPServer"
+    proc = podman("run", "--rm", "--network=none", legacy_image["tag"], "python", "-v", "-c", f"import {modules}")
+    precompiled = [line for line in proc.stderr.splitlines() if line.startswith("import ") and " # precompiled from " in line]
+    from_source = [line for line in proc.stderr.splitlines() if line.startswith("import ") and line.endswith(".py")]
+    assert len(precompiled) > 50 and from_source == [], from_source
+    assert "bad mtime" not in proc.stderr and "can't create" not in proc.stderr and "# wrote " not in proc.stderr
+    counts = pyc_check(legacy_image, "/opt/python2.7/lib/python2.7", "/env/lib")  # the modules, not bin/'s scripts
+    # every source has its pyc, but a package's Python 3 module (importlib_resources' _py3.py), as pip leaves it
+    assert set(counts) == {("/opt/python2.7/lib/python2.7", "timestamp"), ("/env/lib", "timestamp"), ("/env/lib", "not valid Python")}, counts
+    assert counts["/env/lib", "not valid Python"] < 5
