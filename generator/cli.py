@@ -401,8 +401,6 @@ def refresh(schedule_path, subjects, dry_run, only, python_source, changelog_pat
         changelog_path=changelog_path,
     )
     click.echo(result.log, nl=False)
-    if changelog_path and dry_run:
-        changelog_path.write_text(result.log, encoding="utf-8")
     for rel in result.written:
         click.echo(f"wrote {rel}", err=True)
     if not dry_run:

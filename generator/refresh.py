@@ -238,7 +238,10 @@ def refresh(
     except GeneratorError as exc:
         raise RefreshError(f"{exc}\nthe work tree is unchanged") from None
     if dry_run:
-        return Result(plan, changelog(plan), [])
+        log = changelog(plan)
+        if changelog_path is not None:
+            write_changelog(changelog_path, log)
+        return Result(plan, log, [])
     with fileset.exclusive(root), tempfile.TemporaryDirectory(prefix="refresh-") as tmp:
         scratch = Path(tmp) / "tree"
         shutil.copytree(root, scratch, ignore=_SKIP, symlinks=True)
@@ -254,15 +257,20 @@ def refresh(
         log = changelog(plan, rebuild)
         changes = _differences(root, scratch)
         if changelog_path is not None:
-            try:
-                fileset.apply(changelog_path.resolve().parent, {changelog_path.name: log})
-            except GeneratorError as exc:
-                raise RefreshError(f"changelog: {exc}\nthe work tree is unchanged") from None
+            write_changelog(changelog_path, log)
         try:
             fileset.apply(root, changes)
         except GeneratorError as exc:
             raise RefreshError(f"{exc}\nthe work tree is unchanged (every file swapped in so far was put back)") from None
     return Result(plan, log, sorted(f"{rel} (removed)" if data is None else rel for rel, data in changes.items()), sorted(rebuild))
+
+
+def write_changelog(path: Path, log: str) -> None:
+    """The pull request body, atomically; before the swap, so a bad path changes nothing in the tree."""
+    try:
+        fileset.apply(path.resolve().parent, {path.name: log})
+    except GeneratorError as exc:
+        raise RefreshError(f"changelog: {exc}\nthe work tree is unchanged") from None
 
 
 def _apply_in(scratch: Path, plan: Plan, *, relock: Relock | None, snapshots: bool, nix: bool, progress: Callable[[str], None]) -> None:
