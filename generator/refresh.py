@@ -106,11 +106,13 @@ def ask_packages(
         if ospkgs.same_files(old, new):
             continue  # nothing moved: keep the archive state it was locked at
         out[os_id] = new
+        if old is None:
+            what = f"|{len(new.build)} build + {len(new.runtime)} runtime .debs, locked for the first time"
+            changes.append(Change("packages", os_id, None, f"archive state {new.snapshot}", what, _users(model, os_id=os_id)))
+            continue
         for name, was, now, suite in ospkgs.moves(old, new):
             note = f"{suite}, security" if suite.endswith("-security") else suite
             changes.append(Change("packages", os_id, was, now or "removed", f"{name}|{note}", _users(model, os_id=os_id)))
-        if old is None:
-            changes.append(Change("packages", os_id, None, new.snapshot, "|locked for the first time", _users(model, os_id=os_id)))
     return out, changes
 
 

@@ -187,7 +187,7 @@ def images(test_tree: Path, roots: dict[str, str], python_mirror: str):
         if runtime not in built:
             tag = f"localhost/flex-test/{runtime}:a"
             start = time.monotonic()
-            proc = build(test_tree, runtime, roots[os_id], python_mirror, tag, "--no-cache")
+            proc = build(test_tree, runtime, roots[os_id], python_mirror, tag)  # layer cache: reruns reuse it
             assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:]
             seconds = time.monotonic() - start
             TIMES[f"build {runtime}"] = seconds
@@ -201,12 +201,9 @@ def inside(image: dict, *cmd: str) -> str:
     return podman("run", "--rm", "--network=none", image["tag"], *cmd).stdout
 
 
-def layers(tag: str) -> list[tuple[str, int, str]]:
-    """(diff id, compressed size, created by) per layer, as `podman save` would ship them (gzip of each layer tar)."""
-    data = json.loads(podman("image", "inspect", tag).stdout)[0]
-    history = [h for h in json.loads(podman("history", "--no-trunc", "--format", "json", tag).stdout)]
-    sizes = [h.get("size", 0) for h in history][::-1]
-    return [(d, s, "") for d, s in zip(data["RootFS"]["Layers"], sizes)]
+def layers(tag: str) -> str:
+    """Each layer's size, uncompressed and gzipped (what a registry stores), by benchmarks/image_size.py."""
+    return run(str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "benchmarks" / "image_size.py"), tag).stdout
 
 
 # --- the lock and the Dockerfiles -------------------------------------------------------------------
@@ -252,7 +249,7 @@ def test_current_runtime(images, os_id: str, test_tree: Path) -> None:
     runtime = tree_lock(test_tree)["os_packages"][os_id]["runtime"]
     query = inside(image, "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *[d["name"] for d in runtime])
     assert dict(line.split() for line in query.splitlines()) == {d["name"]: d["version"] for d in runtime}
-    print(f"\n{CURRENT[os_id]} built in {image['seconds']:.0f}s; layers (diff id, size): {layers(image['tag'])}")
+    print(f"\n{CURRENT[os_id]} built in {image['seconds']:.0f}s\n{layers(image['tag'])}")
 
 
 def test_no_apt_lists_caches_or_logs(images) -> None:
@@ -341,7 +338,7 @@ def test_legacy_python2_on_xenial(images, test_tree: Path, legacy_python: tuple[
     with container(image["tag"], port, "python", "-c", WSGI):
         status, body = get(f"http://127.0.0.1:{port}/")
     assert status == 200 and body == {"python": legacy_python[0], "prefix": "/env", "port": "8080"}
-    print(f"\npython2 ({legacy_python[0]}) on xenial built in {image['seconds']:.0f}s; the app answered {body}; layers: {layers(image['tag'])}")
+    print(f"\npython2 ({legacy_python[0]}) on xenial built in {image['seconds']:.0f}s; the app answered {body}\n{layers(image['tag'])}")
 
 
 # --- a moved archive: a newer tzdata in jammy-security, on 127.0.0.1 --------------------------------

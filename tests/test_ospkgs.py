@@ -124,7 +124,7 @@ def test_index_hash_chain_and_signature(tmp_path: Path) -> None:
         rel = apt.release(url, "jammy-security", key)
         assert "main/binary-amd64/Packages" in rel.sha256
         packages = tmp_path / "repo" / "dists" / "jammy-security" / "main" / "binary-amd64" / "Packages"
-        packages.write_text(packages.read_text().replace("Package: delta", "Package: delta2"))
+        packages.write_text(packages.read_text() + "\nPackage: smuggled\nVersion: 9\n")
         with pytest.raises(apt.AptError, match=r"is not the .* its signed Release file lists"):
             apt.packages_index(url, rel, "main", "amd64")
         other = tmp_path / "other.gpg"
