@@ -19,7 +19,6 @@ import datetime as dt
 import hashlib
 import os
 import re
-import shlex
 import subprocess
 import tempfile
 import urllib.parse
@@ -229,11 +228,6 @@ def fetch(debs: list[Deb], dest: Path, sources: list[str], *, jobs: int = 4) -> 
     dest.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(one, debs))
-
-
-def install_list(debs: list[Deb]) -> list[str]:
-    """The file names a Dockerfile installs, in the lock's order."""
-    return [shlex.quote(Path(d.filename).name) for d in debs]
 
 
 # --- refresh: the OS package step ---------------------------------------------------------------
