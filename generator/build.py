@@ -119,7 +119,7 @@ def build(
 ) -> BuildResult:
     exe = engine(engine_name)
     tag = tag or f"localhost/{r.id}:{r.version}"
-    log_path = cache_root() / "logs" / f"{r.id}.log"
+    log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"  # one per tag: parallel builds of a runtime
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp:
         ctx = prepare_context(schedule, r, Path(tmp), python_mirror=python_mirror, apt_mirrors=apt_mirrors)
