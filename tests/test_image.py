@@ -27,8 +27,10 @@ from pathlib import Path
 
 import pytest
 
+from generator import ospkgs
 from generator.cache import cache_root
 from generator.locking import parse_lock
+from generator.pins import load as load_pins
 
 from . import ubuntu
 from .conftest import ROOT, edit
@@ -345,15 +347,13 @@ def test_legacy_python2_on_xenial(images, test_tree: Path, legacy_python: tuple[
 
 
 @pytest.fixture(scope="session")
-def moved_archive(images, test_tree: Path, tmp_path_factory):
+def moved_archive(test_tree: Path, tmp_path_factory):
     """mirror/: every locked .deb of ubuntu22 plus a newer tzdata; sim/: a signed jammy-security suite with that tzdata."""
-    images(CURRENT["ubuntu22"], "ubuntu22")  # its build put the locked files in the cache
     root = tmp_path_factory.mktemp("archive")
+    lock = load_pins(test_tree / "lockfiles" / "schedule.lock.json").os_packages["ubuntu22"]
     entry = tree_lock(test_tree)["os_packages"]["ubuntu22"]
-    for deb in entry["build"] + entry["runtime"]:
-        src = cache_root() / "files" / deb["sha256"] / Path(deb["filename"]).name
-        (root / "mirror" / deb["filename"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, root / "mirror" / deb["filename"])
+    for deb in lock.build + lock.runtime:  # the locked files, fetched and hash-checked as `build` does
+        ospkgs.fetch([deb], (root / "mirror" / deb.filename).parent, [lock.archive])
     tz = next(d for d in entry["runtime"] if d["name"] == "tzdata")
     newer = tz["version"] + "+sim1"
     new_file = f"pool/main/t/tzdata/tzdata_{newer}_all.deb"
