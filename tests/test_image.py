@@ -228,6 +228,87 @@ def test_dockerfiles_fetch_nothing(test_tree: Path) -> None:
         assert "apt-get update" not in text and "wget" not in text and "curl" not in text, path
 
 
+# --- a moved archive: a newer tzdata in jammy-security, on 127.0.0.1 --------------------------------
+
+
+@pytest.fixture(scope="session")
+def moved_archive(test_tree: Path, tmp_path_factory):
+    """mirror/: every locked .deb of ubuntu22 plus a newer tzdata; sim/: a signed jammy-security suite with that tzdata."""
+    root = tmp_path_factory.mktemp("archive")
+    lock = load_pins(test_tree / "lockfiles" / "schedule.lock.json").os_packages["ubuntu22"]
+    entry = tree_lock(test_tree)["os_packages"]["ubuntu22"]
+    for deb in lock.build + lock.runtime:  # the locked files, fetched and hash-checked as `build` does
+        ospkgs.fetch([deb], (root / "mirror" / deb.filename).parent, [lock.archive])
+    tz = next(d for d in entry["runtime"] if d["name"] == "tzdata")
+    newer = tz["version"] + "+sim1"
+    new_file = f"pool/main/t/tzdata/tzdata_{newer}_all.deb"
+    ubuntu.reversion_deb(root / "mirror" / tz["filename"], newer, root / "sim" / new_file)
+    shutil.copyfile(root / "sim" / new_file, root / "mirror" / new_file)
+    keyring = ubuntu.signed_suite(root / "sim", "jammy-security", root / "gnupg")
+    with serve(root) as url:
+        yield {"url": url, "keyring": keyring, "tzdata": (tz["version"], newer), "root": root}
+
+
+def test_rebuild_after_the_archive_moved_gives_the_same_digest(images, test_tree, roots, python_mirror, moved_archive, tmp_path) -> None:
+    """A second clean build (no layer cache, an empty download cache) from the same lock, fetching
+    from the moved mirror after the snapshot service fails: the same image."""
+    first = images(CURRENT["ubuntu22"], "ubuntu22")
+    dead = f"http://127.0.0.1:{free_port()}/snapshot"  # nothing listens: the fallback is real
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FLEX_PYTHON_APT_SNAPSHOT": dead}
+    tag = "localhost/flex-test/python311-ubuntu22:b"
+    start = time.monotonic()
+    proc = build(
+        test_tree, CURRENT["ubuntu22"], roots["ubuntu22"], python_mirror, tag, "--no-cache", "--apt-mirror", moved_archive["url"] + "/mirror", env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    TIMES["second clean build"] = time.monotonic() - start
+    a = json.loads(podman("image", "inspect", first["tag"]).stdout)[0]
+    b = json.loads(podman("image", "inspect", tag).stdout)[0]
+    assert a["RootFS"]["Layers"] == b["RootFS"]["Layers"]
+    assert a["Id"] == b["Id"] and a["Digest"] == b["Digest"]
+    print(f"\ndigests: {a['Digest']} and {b['Digest']} (image id {a['Id'][:19]}); second build {TIMES['second clean build']:.0f}s")
+
+
+def test_tampered_deb_is_refused_before_the_build(test_tree, roots, python_mirror, moved_archive, tmp_path) -> None:
+    entry = tree_lock(test_tree)["os_packages"]["ubuntu22"]
+    victim = entry["runtime"][0]
+    bad = tmp_path / "tampered"
+    shutil.copytree(moved_archive["root"] / "mirror", bad)
+    data = bytearray((bad / victim["filename"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / victim["filename"]).write_bytes(bytes(data))
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FLEX_PYTHON_APT_SNAPSHOT": ""}
+    tag = "localhost/flex-test/python311-ubuntu22:tampered"
+    with serve(bad) as url:
+        proc = build(test_tree, CURRENT["ubuntu22"], roots["ubuntu22"], python_mirror, tag, "--apt-mirror", url, env=env)
+    assert proc.returncode == 1
+    assert "checksum mismatch" in proc.stderr and f"expected {victim['sha256']}" in proc.stderr and "actual " in proc.stderr
+    assert "step 1/" not in proc.stderr  # refused before the build started
+    assert podman("image", "exists", tag, check=False).returncode != 0
+
+
+def test_refresh_moves_the_archive_state(test_tree: Path, roots, moved_archive, tmp_path: Path) -> None:
+    """`refresh --only packages` with the moved archive as an extra signed source: the changelog lists
+    tzdata old → new from -security, and exactly ubuntu22's runtimes move their input hash."""
+    tree = copy_tree(tmp_path / "tree", test_tree)
+    before = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    source = f"deb {moved_archive['url']}/sim jammy-security main"
+    proc = gen(
+        tree, "refresh", "--only", "packages", "ubuntu22", "--os-base", f"ubuntu22={roots['ubuntu22']}", "--apt-source", source,
+        "--apt-keyring", str(moved_archive["keyring"]), "--no-snapshots", "--changelog", str(tmp_path / "changes.md"), check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    log = (tmp_path / "changes.md").read_text()
+    old, new = moved_archive["tzdata"]
+    assert f"- `ubuntu22`: tzdata {old} → {new} (jammy-security, security) **security**" in log, log
+    after = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    moved = sorted(rid for rid in after if before[rid]["input_hash"] != after[rid]["input_hash"])
+    assert moved == sorted(rid for rid, r in after.items() if r["operating_system"] == "ubuntu22")
+    section = log.split("### Runtimes to rebuild", 1)[1]
+    assert sorted(line.split("`")[1] for line in section.splitlines() if line.startswith("- `")) == moved
+    print("\n" + log)
+
+
 # --- current runtimes on Ubuntu 22.04 and 24.04 -------------------------------------------------------
 
 
@@ -341,87 +422,6 @@ def test_legacy_python2_on_xenial(images, test_tree: Path, legacy_python: tuple[
         status, body = get(f"http://127.0.0.1:{port}/")
     assert status == 200 and body == {"python": legacy_python[0], "prefix": "/env", "port": "8080"}
     print(f"\npython2 ({legacy_python[0]}) on xenial built in {image['seconds']:.0f}s; the app answered {body}\n{layers(image['tag'])}")
-
-
-# --- a moved archive: a newer tzdata in jammy-security, on 127.0.0.1 --------------------------------
-
-
-@pytest.fixture(scope="session")
-def moved_archive(test_tree: Path, tmp_path_factory):
-    """mirror/: every locked .deb of ubuntu22 plus a newer tzdata; sim/: a signed jammy-security suite with that tzdata."""
-    root = tmp_path_factory.mktemp("archive")
-    lock = load_pins(test_tree / "lockfiles" / "schedule.lock.json").os_packages["ubuntu22"]
-    entry = tree_lock(test_tree)["os_packages"]["ubuntu22"]
-    for deb in lock.build + lock.runtime:  # the locked files, fetched and hash-checked as `build` does
-        ospkgs.fetch([deb], (root / "mirror" / deb.filename).parent, [lock.archive])
-    tz = next(d for d in entry["runtime"] if d["name"] == "tzdata")
-    newer = tz["version"] + "+sim1"
-    new_file = f"pool/main/t/tzdata/tzdata_{newer}_all.deb"
-    ubuntu.reversion_deb(root / "mirror" / tz["filename"], newer, root / "sim" / new_file)
-    shutil.copyfile(root / "sim" / new_file, root / "mirror" / new_file)
-    keyring = ubuntu.signed_suite(root / "sim", "jammy-security", root / "gnupg")
-    with serve(root) as url:
-        yield {"url": url, "keyring": keyring, "tzdata": (tz["version"], newer), "root": root}
-
-
-def test_rebuild_after_the_archive_moved_gives_the_same_digest(images, test_tree, roots, python_mirror, moved_archive, tmp_path) -> None:
-    """A second clean build (no layer cache, an empty download cache) from the same lock, fetching
-    from the moved mirror after the snapshot service fails: the same image."""
-    first = images(CURRENT["ubuntu22"], "ubuntu22")
-    dead = f"http://127.0.0.1:{free_port()}/snapshot"  # nothing listens: the fallback is real
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FLEX_PYTHON_APT_SNAPSHOT": dead}
-    tag = "localhost/flex-test/python311-ubuntu22:b"
-    start = time.monotonic()
-    proc = build(
-        test_tree, CURRENT["ubuntu22"], roots["ubuntu22"], python_mirror, tag, "--no-cache", "--apt-mirror", moved_archive["url"] + "/mirror", env=env
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    TIMES["second clean build"] = time.monotonic() - start
-    a = json.loads(podman("image", "inspect", first["tag"]).stdout)[0]
-    b = json.loads(podman("image", "inspect", tag).stdout)[0]
-    assert a["RootFS"]["Layers"] == b["RootFS"]["Layers"]
-    assert a["Id"] == b["Id"] and a["Digest"] == b["Digest"]
-    print(f"\ndigests: {a['Digest']} and {b['Digest']} (image id {a['Id'][:19]}); second build {TIMES['second clean build']:.0f}s")
-
-
-def test_tampered_deb_is_refused_before_the_build(test_tree, roots, python_mirror, moved_archive, tmp_path) -> None:
-    entry = tree_lock(test_tree)["os_packages"]["ubuntu22"]
-    victim = entry["runtime"][0]
-    bad = tmp_path / "tampered"
-    shutil.copytree(moved_archive["root"] / "mirror", bad)
-    data = bytearray((bad / victim["filename"]).read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (bad / victim["filename"]).write_bytes(bytes(data))
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FLEX_PYTHON_APT_SNAPSHOT": ""}
-    tag = "localhost/flex-test/python311-ubuntu22:tampered"
-    with serve(bad) as url:
-        proc = build(test_tree, CURRENT["ubuntu22"], roots["ubuntu22"], python_mirror, tag, "--apt-mirror", url, env=env)
-    assert proc.returncode == 1
-    assert "checksum mismatch" in proc.stderr and f"expected {victim['sha256']}" in proc.stderr and "actual " in proc.stderr
-    assert "step 1/" not in proc.stderr  # refused before the build started
-    assert podman("image", "exists", tag, check=False).returncode != 0
-
-
-def test_refresh_moves_the_archive_state(test_tree: Path, roots, moved_archive, tmp_path: Path) -> None:
-    """`refresh --only packages` with the moved archive as an extra signed source: the changelog lists
-    tzdata old → new from -security, and exactly ubuntu22's runtimes move their input hash."""
-    tree = copy_tree(tmp_path / "tree", test_tree)
-    before = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
-    source = f"deb {moved_archive['url']}/sim jammy-security main"
-    proc = gen(
-        tree, "refresh", "--only", "packages", "ubuntu22", "--os-base", f"ubuntu22={roots['ubuntu22']}", "--apt-source", source,
-        "--apt-keyring", str(moved_archive["keyring"]), "--no-snapshots", "--changelog", str(tmp_path / "changes.md"), check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    log = (tmp_path / "changes.md").read_text()
-    old, new = moved_archive["tzdata"]
-    assert f"- `ubuntu22`: tzdata {old} → {new} (jammy-security, security) **security**" in log, log
-    after = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
-    moved = sorted(rid for rid in after if before[rid]["input_hash"] != after[rid]["input_hash"])
-    assert moved == sorted(rid for rid, r in after.items() if r["operating_system"] == "ubuntu22")
-    section = log.split("### Runtimes to rebuild", 1)[1]
-    assert sorted(line.split("`")[1] for line in section.splitlines() if line.startswith("- `")) == moved
-    print("\n" + log)
 
 
 def test_report_times() -> None:
