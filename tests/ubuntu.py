@@ -59,10 +59,10 @@ def sources(os_id: str) -> list[str]:
 
 def root_image(os_id: str, podman) -> str:
     """localhost/flex-test/<os>-root: a real Ubuntu root with apt, built once and cached as a tarball."""
-    tag = f"localhost/flex-test/{os_id}-root:latest"
+    tag = f"localhost/flex-test/{os_id}-root:2"  # bump when the recipe changes
     if podman("image", "exists", tag, check=False).returncode == 0:
         return tag
-    tar = CACHE / "roots" / f"{os_id}.tar"
+    tar = CACHE / "roots" / f"{os_id}-2.tar"
     if not tar.exists():
         build_root(os_id, tar)
     podman("import", "--change", "CMD=/bin/bash", str(tar), tag)
@@ -113,6 +113,7 @@ def _build_root(os_id: str, tar: Path, ring: Path) -> None:
         cmd = [
             "mmdebstrap",
             "--variant=apt",
+            "--include=passwd",  # useradd, as in Docker Hub's ubuntu images (--variant=apt leaves it out on 24.04)
             "--quiet",
             f"--keyring={ring.parent}",
             "--components=main,universe",
