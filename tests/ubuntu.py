@@ -23,6 +23,7 @@ CACHE = cache_root() / "test"
 UBUNTU = "http://archive.ubuntu.com/ubuntu"
 DEBIAN = "http://deb.debian.org/debian"
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+RECIPE = {"ubuntu24": "2"}  # bumped when a root's recipe changes (24.04: passwd added), so a cached one is not reused
 SUITES = {"ubuntu16": "xenial", "ubuntu18": "bionic", "ubuntu22": "jammy", "ubuntu24": "noble"}
 
 
@@ -59,10 +60,10 @@ def sources(os_id: str) -> list[str]:
 
 def root_image(os_id: str, podman) -> str:
     """localhost/flex-test/<os>-root: a real Ubuntu root with apt, built once and cached as a tarball."""
-    tag = f"localhost/flex-test/{os_id}-root:2"  # bump when the recipe changes
+    tag = f"localhost/flex-test/{os_id}-root:{RECIPE.get(os_id, 'latest')}"
     if podman("image", "exists", tag, check=False).returncode == 0:
         return tag
-    tar = CACHE / "roots" / f"{os_id}-2.tar"
+    tar = CACHE / "roots" / f"{os_id}-{RECIPE.get(os_id, 'latest')}.tar"
     if not tar.exists():
         build_root(os_id, tar)
     podman("import", "--change", "CMD=/bin/bash", str(tar), tag)
