@@ -13,17 +13,19 @@ setup_system() {
   # real base without a registry, nix-bin to evaluate the flake, docker-registry + skopeo for a real
   # registry on 127.0.0.1. Skipped when everything is already there.
   local need=()
-  for cmd in podman runc mmdebstrap nix skopeo curl node npm; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
+  # debootstrap (xenial and bionic roots), apt-ftparchive (apt-utils) and gpg (gnupg): the OS package
+  # tests build real Ubuntu roots and a signed local archive.
+  for cmd in podman runc mmdebstrap debootstrap apt-ftparchive gpg gpgv nix skopeo curl node npm; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
   [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing system packages (missing: ${need[*]})"
     local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-      podman runc buildah uidmap slirp4netns fuse-overlayfs mmdebstrap nix-bin docker-registry skopeo \
-      ca-certificates curl git python3-venv dpkg-dev >/dev/null
-    command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+    $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+      podman runc buildah uidmap slirp4netns fuse-overlayfs mmdebstrap debootstrap apt-utils gnupg gpgv nix-bin docker-registry skopeo \
+      ca-certificates curl git python3-venv dpkg-dev xz-utils >/dev/null
+    command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs npm >/dev/null
   fi
   # deb-src: the image tests take CPython 3.11.2's tarball from Debian's source package
   # (byte-identical to python.org's), since python.org is out of reach on these machines.
@@ -33,7 +35,7 @@ setup_system() {
     local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
       | $sudo tee "$src" >/dev/null
-    $sudo apt-get update -qq
+    $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
   fi
   bash ci/configure-containers.sh
 }

@@ -1,9 +1,11 @@
-"""Build one runtime's generated Dockerfile with podman (or docker), reproducibly.
+"""Build one runtime's generated Dockerfile with podman (or docker), reproducibly and offline.
 
-The build context is prepared on the host: the Dockerfile, the runtime's tool lock and the locked
-files themselves, each downloaded once and checked against its sha256 (so the build needs no PyPI
-access and works behind a TLS-intercepting proxy). The image's timestamps come from
-SOURCE_DATE_EPOCH, so two clean builds give the same digest.
+The build context is prepared on the host: the Dockerfile, the CPython tarball, the OS package
+lock's .debs (builder and final stage), the runtime's tool lock and the locked files, each
+downloaded once into a content-addressed cache and checked against its sha256 (a tampered or
+missing file stops here, before the build, with both hashes). The build itself runs with the
+network off. The image's timestamps come from SOURCE_DATE_EPOCH, so two clean builds give the
+same digest.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import render
+from . import ospkgs, render
 from .cache import cache_root
 from .errors import GeneratorError
-from .http import fetch_verified
+from .http import HttpError, fetch_verified
 from .schedule import Runtime, Schedule
 
 _STEP = re.compile(r"^\[?(?:\d+/\d+\] )?STEP (\d+)/(\d+): (.*)$")
@@ -51,8 +53,28 @@ def engine(name: str | None) -> str:
     raise BuildError(f"no container engine found ({name or 'podman or docker'}); install podman (apt-get install podman runc)")
 
 
-def prepare_context(schedule: Schedule, r: Runtime, dest: Path) -> Path:
-    """Dockerfile + tools-requirements.txt + wheels/ for runtime `r`, checked against the generated files."""
+PYTHON_ORG = "https://www.python.org/ftp/python"
+
+
+def fetch_cpython(r: Runtime, dest: Path, mirror: str | None) -> Path:
+    """Python-X.Y.Z.tar.xz (if its sha256 is pinned), else .tgz, from `mirror`/X.Y.Z/, hash-checked."""
+    base = (mirror or PYTHON_ORG).rstrip("/")
+    tried = []
+    candidates = [("tar.xz", r.interpreter.tar_xz_sha256), ("tgz", r.interpreter.sha256)]
+    for ext, sha in candidates:
+        if not sha:
+            continue
+        try:
+            return fetch_verified(f"{base}/{r.version}/Python-{r.version}.{ext}", sha, dest / f"Python-{r.version}.{ext}")
+        except HttpError as exc:
+            if "checksum mismatch" in str(exc):
+                raise BuildError(f"CPython {r.version}: {exc}") from None
+            tried.append(str(exc))
+    raise BuildError(f"CPython {r.version}: no tarball could be fetched ({'; '.join(tried)})")
+
+
+def prepare_context(schedule: Schedule, r: Runtime, dest: Path, *, python_mirror: str | None = None, apt_mirrors: tuple[str, ...] = ()) -> Path:
+    """Dockerfile, cpython/, debs/, tools-requirements.txt and wheels/ for runtime `r`, every file hash-checked."""
     root = schedule.path.resolve().parent
     files = render.render_all(schedule, root)
     rel = f"{render.IMAGES_DIR}/{r.id}/Dockerfile"
@@ -65,8 +87,18 @@ def prepare_context(schedule: Schedule, r: Runtime, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(on_disk, dest / "Dockerfile")
     (dest / "tools-requirements.txt").write_text(lock_text, encoding="utf-8")
+    if r.packages is None:
+        raise BuildError(f"{r.os_id} has no package lock: run `python -m generator refresh --only packages {r.os_id}`")
     for tool in tools:
         fetch_verified(tool["url"], tool["sha256"], dest / "wheels" / tool["filename"])
+    fetch_cpython(r, dest / "cpython", python_mirror)
+    sources = ospkgs.mirrors(r.packages, apt_mirrors)
+    try:
+        for name in ("build", "runtime"):
+            (dest / "debs" / name).mkdir(parents=True, exist_ok=True)
+            ospkgs.fetch(getattr(r.packages, name), dest / "debs" / name, sources)
+    except ospkgs.OsPackagesError as exc:
+        raise BuildError(f"{r.os_id}'s package lock: {exc}") from None
     return dest
 
 
@@ -77,6 +109,7 @@ def build(
     engine_name: str | None = None,
     base_image: str | None = None,
     python_mirror: str | None = None,
+    apt_mirrors: tuple[str, ...] = (),
     tag: str | None = None,
     optimize: bool = True,
     no_cache: bool = False,
@@ -86,20 +119,20 @@ def build(
 ) -> BuildResult:
     exe = engine(engine_name)
     tag = tag or f"localhost/{r.id}:{r.version}"
-    log_path = cache_root() / "logs" / f"{r.id}.log"
+    log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"  # one per tag: parallel builds of a runtime
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp:
-        ctx = prepare_context(schedule, r, Path(tmp))
-        progress(f"build context ready: Dockerfile, tools-requirements.txt, {len(list((ctx / 'wheels').iterdir()))} hash-checked files")
-        cmd = [exe, "build", "--network=host", "-f", str(ctx / "Dockerfile"), "-t", tag]
+        ctx = prepare_context(schedule, r, Path(tmp), python_mirror=python_mirror, apt_mirrors=apt_mirrors)
+        count = sum(1 for p in ctx.rglob("*") if p.is_file()) - 2
+        progress(f"build context ready: {count} hash-checked files (CPython, .debs, wheels); building with the network off")
+        never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
+        cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), "-t", tag]
         cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={render.SOURCE_DATE_EPOCH}"]
         if Path(exe).name == "podman":
             # buildah: every timestamp in the image (config, history, files of new layers) = the epoch
             cmd += ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"]
         if base_image:
             cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
-        if python_mirror:
-            cmd += ["--build-arg", f"PYTHON_MIRROR={python_mirror}"]
         if not optimize:
             cmd += ["--build-arg", "PYTHON_OPTIMIZATIONS="]
         if no_cache:

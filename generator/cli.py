@@ -190,13 +190,20 @@ def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
 @click.argument("runtime_id")
 @click.option("--engine", "engine_name", type=click.Choice(["podman", "docker"]), help="Container engine (default: podman, else docker).")
 @click.option("--base-image", metavar="REF", help="Build on this base instead of the pinned one (tests, mirrors).")
-@click.option("--python-mirror", metavar="URL", help="Where Python-X.Y.Z.tgz is fetched from (default: python.org); its sha256 is checked.")
+@click.option("--python-mirror", metavar="URL", help="Where Python-X.Y.Z.tar.xz/.tgz is fetched from (default: python.org); its sha256 is checked.")
+@click.option(
+    "--apt-mirror",
+    "apt_mirrors",
+    metavar="URL",
+    multiple=True,
+    help="Archive mirror for the locked .debs, after the snapshot service (repeatable; or FLEX_PYTHON_APT_MIRRORS; default: the lock's archive).",
+)
 @click.option("--tag", metavar="T", help="Image tag (default: localhost/RUNTIME_ID:VERSION).")
 @click.option("--optimize/--no-optimize", default=True, show_default=True, help="PGO + LTO (slow); --no-optimize builds in minutes.")
 @click.option("--no-cache", is_flag=True, help="Build every step again.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the engine's whole output, not only its steps.")
 @click.pass_obj
-def build(schedule_path, runtime_id, engine_name, base_image, python_mirror, tag, optimize, no_cache, verbose) -> None:
+def build(schedule_path, runtime_id, engine_name, base_image, python_mirror, apt_mirrors, tag, optimize, no_cache, verbose) -> None:
     """Build a runtime's image from its generated Dockerfile; print its ID and digest."""
     from . import build as build_mod
 
@@ -210,6 +217,7 @@ def build(schedule_path, runtime_id, engine_name, base_image, python_mirror, tag
         engine_name=engine_name,
         base_image=base_image,
         python_mirror=python_mirror,
+        apt_mirrors=apt_mirrors,
         tag=tag,
         optimize=optimize,
         no_cache=no_cache,
@@ -376,23 +384,35 @@ def app(schedule_path, app_dir, config, out, runtime_image, gunicorn_config, her
 @click.option("--dry-run", is_flag=True, help="Only ask upstream and print the changelog; change nothing.")
 @click.option(
     "--only",
-    type=click.Choice(["os", "python", "nix"]),
+    type=click.Choice(["os", "python", "packages", "nix"]),
     multiple=True,
-    help="What to refresh (repeatable; default: os and python). nix updates the flake inputs (needs GitHub and Nix).",
+    help="What to refresh (repeatable; default: os, python and packages). packages re-resolves the OS package locks"
+    " in each base at today's archive state; nix updates the flake inputs (needs GitHub and Nix).",
 )
+@click.option("--os-base", "os_bases", metavar="OS=IMAGE", multiple=True, help="Resolve OS's packages in this image, not the pinned base.")
+@click.option("--apt-archive", metavar="URL", help="The archive to read (default: each OS's apt_archive, or FLEX_PYTHON_APT_ARCHIVE).")
+@click.option("--apt-source", "apt_sources", metavar="LINE", multiple=True, help="An extra `deb URL SUITE COMPONENT` line, signed by --apt-keyring.")
+@click.option("--apt-keyring", "apt_keyrings", type=click.Path(path_type=Path, dir_okay=False, exists=True), multiple=True)
 @click.option("--python-source", default=None, metavar="URL", help="CPython release directory (default: python.org's /ftp/python/).")
 @click.option("--changelog", "changelog_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write the Markdown changelog here.")
 @click.option("--no-snapshots", is_flag=True, help="Do not re-record the snapshot tests (they need the test extras: pip install -e .[test]).")
 @click.pass_obj
-def refresh(schedule_path, subjects, dry_run, only, python_source, changelog_path, no_snapshots) -> None:
+def refresh(
+    schedule_path, subjects, dry_run, only, os_bases, apt_archive, apt_sources, apt_keyrings, python_source, changelog_path, no_snapshots
+) -> None:
     """Pin what moved upstream into the lock, relock, regenerate, update snapshots; print a changelog. All or nothing."""
     from . import refresh as refresh_mod
     from . import upstream
 
     path = schedule_path or schedule_mod.default_path()
+    bases = dict(b.partition("=")[::2] for b in os_bases)
+    if any(not k or not v for k, v in bases.items()) or len(bases) != len(os_bases):
+        raise click.BadParameter("each --os-base is OS=IMAGE, once per OS", param_hint="--os-base")
+    apt = refresh_mod.AptSettings(bases=bases, archive=apt_archive, extra_sources=apt_sources, keyrings=apt_keyrings)
     result = refresh_mod.refresh(
         path,
-        only=set(only) or {"os", "python"},
+        only=set(only) or {"os", "python", "packages"},
+        apt=apt,
         subjects=subjects,
         dry_run=dry_run,
         python_source=python_source or upstream.PYTHON_SOURCE,

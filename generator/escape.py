@@ -21,6 +21,7 @@ MAX_LINE = 16 * 1024
 _PRINTABLE = re.compile(r"[\x20-\x7e]*", re.ASCII)
 # Line and paragraph separators and every control character: no target keeps them on one line.
 _BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # a lone surrogate cannot even be written
+_DEB_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.~%_-]*\.deb", re.ASCII)
 _BARE = re.compile(r"[A-Za-z0-9._:/@+,=%-]+", re.ASCII)  # needs no quoting in a Dockerfile word
 
 
@@ -53,6 +54,15 @@ def docker_word(value: Any) -> str:
     if not _BARE.fullmatch(text):
         raise RenderError(f"{text[:60]!r} cannot go into a Dockerfile unquoted: only letters, digits and . _ : / @ + , = % -")
     return text
+
+
+def deb_filename(pool_path: Any) -> str:
+    """The file name of an archive path (pool/…/NAME_VERSION_ARCH.deb) as a shell word: `~` and `%` occur
+    in Debian versions and are inert in mid-word, anything else a shell would read is refused."""
+    name = _one_line(pool_path, "a .deb file name").rsplit("/", 1)[-1]
+    if not _DEB_FILE.fullmatch(name):
+        raise RenderError(f"{name[:60]!r} is not a .deb file name (letters, digits and + . ~ % _ -, ending in .deb)")
+    return name
 
 
 def docker_quoted(value: Any) -> str:
@@ -104,6 +114,7 @@ def md_code(value: Any) -> str:
 FILTERS = {
     "dockerfile_comment": dockerfile_comment,
     "docker_word": docker_word,
+    "deb_filename": deb_filename,
     "docker_quoted": docker_quoted,
     "docker_env": docker_env,
     "json_value": json_value,

@@ -137,6 +137,19 @@ def fetch_verified(url: str, sha256: str, dest: Path, cache: Path | None = None)
             os.unlink(tmp.name)
             raise HttpError(f"checksum mismatch for {public_url(url)}: expected {sha256}, actual {digest.hexdigest()}")
         os.replace(tmp.name, cached)
+    else:
+        actual = _sha256_of(cached)
+        if actual != sha256:  # the cache is content-addressed: a file that no longer hashes right was altered
+            what = f"the cached copy {cached} was altered"
+            raise HttpError(f"checksum mismatch for {public_url(url)}: {what}: expected {sha256}, actual {actual}; delete it")
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cached, dest)
     return dest
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

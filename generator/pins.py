@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from .errors import InputError
 from .model import Digest, ImageRef, Minor, NixSha256, Pattern, Problem, Sha256, TarballUrl, Version, convert
@@ -56,6 +56,39 @@ class CPythonRelease:
     evidence: Evidence
 
 
+DebVersion = Annotated[str, Pattern(r"([0-9]{1,9}:)?[0-9][A-Za-z0-9.+~-]{0,126}", "a Debian package version")]
+_POOL = r"pool/[a-z0-9-]{1,40}/[a-z0-9+.-]{1,60}/[A-Za-z0-9+.-]{1,100}/[A-Za-z0-9+.~%_-]{1,200}\.deb"
+PoolPath = Annotated[str, Pattern(_POOL, "an archive path pool/COMPONENT/…/NAME.deb")]
+Suite = Annotated[str, Pattern(r"[a-z]{2,20}(-[a-z]{2,20})?", "an archive suite such as jammy-security")]
+Snapshot = Annotated[str, Pattern(r"\d{8}T\d{6}Z", "a snapshot timestamp YYYYMMDDTHHMMSSZ")]
+
+
+@dataclass(frozen=True)
+class Deb:
+    """One .deb of a closure: what apt chose, where the archive keeps it, and its hash from the signed index."""
+
+    name: Annotated[str, Pattern(r"[a-z0-9][a-z0-9+.-]{0,100}", "an apt package name")]
+    version: DebVersion
+    architecture: Annotated[str, Pattern(r"amd64|arm64|all", "a Debian architecture")]
+    filename: PoolPath
+    size: int
+    sha256: Sha256
+    suite: Suite  # the pocket it was read from (the -security one when it is there)
+
+
+@dataclass(frozen=True)
+class OsPackages:
+    """An operating system's package lock: the closures apt resolved inside a base, at one archive state."""
+
+    archive: Annotated[str, Pattern(r"https?://[A-Za-z0-9._~:/%-]{1,300}", "the archive URL the indices were read from")]
+    snapshot: Snapshot  # when the indices were read, as the snapshot service names that state
+    suites: dict[Suite, Evidence]  # each suite read → its signed Release file's Date
+    resolved_in: Evidence  # the base image the closure was resolved in (reference and image id)
+    evidence: Evidence
+    build: list[Deb]  # the builder stage's closure of build_packages
+    runtime: list[Deb]  # the final stage's closure of runtime_packages
+
+
 @dataclass(frozen=True)
 class Pins:
     about: str
@@ -63,7 +96,7 @@ class Pins:
     base_images: dict[OsId, BaseImage]
     python_minors: dict[Minor, Version]  # the current patch release of every minor the schedule offers
     cpython: dict[Version, CPythonRelease]
-    os_packages: dict[OsId, Any] = field(default_factory=dict)
+    os_packages: dict[OsId, OsPackages] = field(default_factory=dict)
 
     def dumps(self) -> str:
         """The file's bytes: sorted keys, two-space indent, one newline at the end."""

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import fileset, matrix, nixlock, pins, render, upstream
+from . import fileset, matrix, nixlock, ospkgs, pins, render, upstream
 from .errors import GeneratorError, InputError
-from .pins import BaseImage, CPythonRelease, Pins, Platform
+from .pins import BaseImage, CPythonRelease, OsPackages, Pins, Platform
 from .schedule import ScheduleModel, load_policy, version_key, wanted_minors, wanted_releases
 from .schedule import load as load_schedule
 
@@ -42,8 +42,8 @@ class RefreshError(GeneratorError):
 
 @dataclass(frozen=True)
 class Change:
-    kind: Literal["base", "python", "cpython", "nix"]
-    subject: str  # ubuntu22 | 3.12 | 2.7.12 | nixpkgs
+    kind: Literal["base", "python", "cpython", "nix", "packages"]
+    subject: str  # ubuntu22 | 3.12 | 2.7.12 | nixpkgs | ubuntu22 (its package lock)
     old: str | None
     new: str
     note: str = ""
@@ -74,7 +74,58 @@ def select(model: ScheduleModel, subjects: tuple[str, ...]) -> set[str]:
     return set(subjects) or valid
 
 
-def ask_upstream(model: ScheduleModel, lock: Pins, *, only: set[str], subjects: set[str], python_source: str) -> Plan:
+@dataclass(frozen=True)
+class AptSettings:
+    """Where the package step resolves: a base per OS (default: the pinned one), the archive, extra sources."""
+
+    bases: dict[str, str] = field(default_factory=dict)
+    archive: str | None = None
+    extra_sources: tuple[str, ...] = ()
+    keyrings: tuple[Path, ...] = ()
+    engine: str = "podman"
+
+
+def ask_packages(
+    model: ScheduleModel, lock: Pins, subjects: set[str], apt: AptSettings, progress: Callable[[str], None]
+) -> tuple[dict[str, OsPackages], list[Change]]:
+    """Re-resolve each OS's package closures in its base at today's archive state; what moved."""
+    out, changes = dict(lock.os_packages), []
+    for os_id, os_ in model.operating_systems.items():
+        if os_id not in subjects:
+            continue
+        base = apt.bases.get(os_id) or f"{os_.image}@{lock.base_images[os_id].digest}"
+        sets = {"build": os_.build_packages, "runtime": os_.runtime_packages}
+        try:
+            new = ospkgs.resolve(
+                base, ospkgs.sources_for(os_, apt.archive), sets, engine=apt.engine, extra_sources=apt.extra_sources, keyrings=apt.keyrings,
+                progress=progress,
+            )  # fmt: skip
+        except ospkgs.OsPackagesError as exc:
+            raise RefreshError(f"operating system {os_id}: {exc}") from None
+        old = lock.os_packages.get(os_id)
+        if ospkgs.same_files(old, new):
+            continue  # nothing moved: keep the archive state it was locked at
+        out[os_id] = new
+        if old is None:
+            what = f"|{len(new.build)} build + {len(new.runtime)} runtime .debs, locked for the first time"
+            changes.append(Change("packages", os_id, None, f"archive state {new.snapshot}", what, _users(model, os_id=os_id)))
+            continue
+        for name, was, now, suite in ospkgs.moves(old, new):
+            note = f"{suite}, security" if suite.endswith("-security") else suite
+            changes.append(Change("packages", os_id, was, now or "removed", f"{name}|{note}", _users(model, os_id=os_id)))
+    return out, changes
+
+
+def ask_upstream(
+    model: ScheduleModel,
+    lock: Pins,
+    *,
+    only: set[str],
+    subjects: set[str],
+    python_source: str,
+    apt: AptSettings | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Plan:
     """Ask every upstream what the schedule's tags and minors point at; build the new lock."""
     changes: list[Change] = []
     notes: list[str] = []
@@ -139,6 +190,10 @@ def ask_upstream(model: ScheduleModel, lock: Pins, *, only: set[str], subjects: 
                 pin_release(r.python)
                 changes.append(Change("cpython", r.python, None, r.python, releases[r.python].sha256, _users(model, version=r.python)))
     new = dataclasses.replace(lock, base_images=bases, python_minors=minors, cpython=releases)
+    if "packages" in only:
+        packages, moved = ask_packages(model, new, subjects, apt or AptSettings(), progress)
+        new = dataclasses.replace(new, os_packages=packages)
+        changes += moved
     return Plan(changes, prune(model, new), notes)
 
 
@@ -150,6 +205,7 @@ def prune(model: ScheduleModel, lock: Pins) -> Pins:
     return dataclasses.replace(
         kept,
         base_images={k: v for k, v in lock.base_images.items() if k in model.operating_systems},
+        os_packages={k: v for k, v in lock.os_packages.items() if k in model.operating_systems},
         cpython={v: rel for v, rel in lock.cpython.items() if v in used},
     )
 
@@ -164,6 +220,7 @@ def changelog(plan: Plan, rebuild: dict[str, list[str]] | None = None) -> str:
         "python": "### CPython",
         "cpython": "### CPython (legacy releases pinned for the first time)",
         "nix": "### Nix flake inputs",
+        "packages": "### OS packages",
     }
     for kind, title in sections.items():
         items = [c for c in plan.changes if c.kind == kind]
@@ -177,6 +234,10 @@ def changelog(plan: Plan, rebuild: dict[str, list[str]] | None = None) -> str:
                 out.append(f"- Python {c.subject}: {c.old or 'none'} → {c.new} ({c.note})")
             elif kind == "cpython":
                 out.append(f"- CPython {c.subject}: sha256 `{c.note}`")
+            elif kind == "packages":
+                name, _, where = c.note.partition("|")
+                mark = " **security**" if where.endswith("security") else ""
+                out.append(f"- `{c.subject}`: {name or 'package lock'} {c.old or 'none'} → {c.new} ({where}){mark}")
             else:
                 out.append(f"- `{c.subject}`: `{c.old or 'none'}` → `{c.new}`{': ' + c.note if c.note else ''}")
         out.append("")
@@ -199,6 +260,8 @@ def _why(c: Change) -> str:
         return f"Python {c.old} → {c.new}"
     if c.kind == "nix":
         return f"{c.subject} {str(c.old)[:12]} → {c.new[:12]}"
+    if c.kind == "packages":
+        return f"{c.subject} {c.note.split('|')[0] or 'packages'} {c.old or 'none'} → {c.new}"
     return f"CPython {c.subject} pinned"
 
 
@@ -221,6 +284,7 @@ def refresh(
     subjects: tuple[str, ...] = (),
     dry_run: bool = False,
     python_source: str = upstream.PYTHON_SOURCE,
+    apt: AptSettings | None = None,
     relock: Relock | None = None,
     snapshots: bool = True,
     changelog_path: Path | None = None,
@@ -234,7 +298,7 @@ def refresh(
     chosen = select(model, subjects)
     progress("asking upstream: " + ", ".join(sorted(only)))
     try:
-        plan = ask_upstream(model, lock, only=only - {"nix"}, subjects=chosen, python_source=python_source)
+        plan = ask_upstream(model, lock, only=only - {"nix"}, subjects=chosen, python_source=python_source, apt=apt, progress=progress)
     except GeneratorError as exc:
         raise RefreshError(f"{exc}\nthe work tree is unchanged") from None
     if dry_run:

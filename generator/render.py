@@ -135,11 +135,22 @@ def input_hash(
         "generator": __version__,
         "image": r.image,
         "nix": nix if any(p.nix_sha256 for p in r.base.platforms.values()) else None,  # only images Nix can build
-        "os_packages": schedule.pins.os_packages.get(r.os_id),
+        "os_packages": _debs(r),
         "tools": {"lock": lock_text, "wheels": tools},
     }
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
     return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def _debs(r: Runtime) -> dict[str, list[list[str]]] | None:
+    """The locked .debs of the runtime's OS (not the archive state or evidence: a refresh that moves
+    no package moves no input hash)."""
+    if r.packages is None:
+        return None
+    return {
+        name: [[d.name, d.version, d.architecture, d.filename, d.sha256] for d in debs]
+        for name, debs in (("build", r.packages.build), ("runtime", r.packages.runtime))
+    }
 
 
 def runtime_data(r: Runtime, schedule: Schedule, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:

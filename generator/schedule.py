@@ -19,7 +19,7 @@ from . import pins as pins_mod
 from . import yamlsrc
 from .errors import InputError
 from .model import FLATTEN, ImageRef, Minor, PackageName, Pattern, Problem, Range, Repository, Url, Version, convert
-from .pins import BaseImage, CPythonRelease, Pins
+from .pins import BaseImage, CPythonRelease, OsPackages, Pins
 
 SUPPORTED = "supported"
 DEPRECATED = "deprecated"
@@ -48,7 +48,13 @@ class OperatingSystem:
     image: ImageRef  # a tag: the lock pins the digest it points at
     end_of_support: dt.date
     glibc: Annotated[str, Pattern(r"2\.\d{1,3}", 'the glibc version of the OS, quoted, e.g. "2.35"')]
-    build_packages: Annotated[list[PackageName], FLATTEN]
+    build_packages: Annotated[list[PackageName], FLATTEN]  # the builder stage's (CPython's build dependencies)
+    runtime_packages: Annotated[list[PackageName], FLATTEN]  # the final stage's: all the interpreter may link to
+    apt_suites: list[Annotated[str, Pattern(r"[a-z]{2,20}(-[a-z]{2,20})?", "an archive suite such as jammy-security")]]
+    apt_archive: Url = "http://archive.ubuntu.com/ubuntu"
+    apt_components: list[Annotated[str, Pattern(r"[a-z-]{1,20}", "an archive component such as main")]] = dataclasses.field(
+        default_factory=lambda: ["main", "universe"]
+    )
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class Runtime:
     base: BaseImage  # from the lock
     version: str  # the full release: the lock's current patch of the minor, or the legacy fixed one
     interpreter: CPythonRelease  # from the lock
+    packages: OsPackages | None  # the OS's package lock (the closures of build_ and runtime_packages)
     python_end_of_support: dt.date
     python_version_settings: tuple[str, ...]
     legacy_default: bool
@@ -166,6 +173,7 @@ class Schedule:
                 base=lock.base_images[r.os],
                 version=version,
                 interpreter=lock.cpython[version],
+                packages=lock.os_packages.get(r.os),
                 python_end_of_support=m.python_releases[minor].end_of_support,
                 python_version_settings=tuple(r.python_version) if legacy else (),
                 legacy_default=legacy and r.default,
@@ -264,6 +272,11 @@ def missing_pins(doc: yamlsrc.Document, model: ScheduleModel, lock: Pins) -> lis
             out.append(f"{doc.file}:{line}: operating_systems.{os_id}: {pins_mod.LOCK} pins no digest for {os_.image}; {fix}")
         elif base.image != os_.image:
             out.append(f"{doc.file}:{line}: operating_systems.{os_id}.image: {os_.image} is new; {pins_mod.LOCK} pins {base.image}; {fix}")
+        if os_id not in lock.os_packages:
+            out.append(
+                f"{doc.file}:{line}: operating_systems.{os_id}: {pins_mod.LOCK} has no package lock for it; "
+                f"run `python -m generator refresh --only packages {os_id}` (with --os-base {os_id}=IMAGE where the pinned base cannot be pulled)"
+            )
     for minor in wanted_minors(model):
         if minor not in lock.python_minors:
             line = doc.line(("python_releases", minor)) or 1

@@ -44,4 +44,13 @@ def edit(path: Path, old: str, new: str, count: int = 1) -> None:
 
 
 # The image tests' session fixtures (one runtime image build per session, shared by every module).
-from .image_fixtures import debian_base, image, need_podman, python_mirror, test_tree  # noqa: E402, F401
+from .image_fixtures import (  # noqa: E402, F401
+    image,
+    images,
+    legacy_image,
+    legacy_python,
+    need_podman,
+    python_mirror,
+    roots,
+    test_tree,
+)

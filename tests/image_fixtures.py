@@ -1,7 +1,14 @@
 """Session fixtures and helpers shared by the image tests (test_image.py, test_app_image.py).
 
-The runtime image is built once per session (a CPython build takes minutes): the fixtures live
-here and are registered by conftest.py, so every image test module shares one build.
+No registry or python.org is reachable here, so each base is a genuine Ubuntu root built from
+Ubuntu's archive (tests/ubuntu.py: noble and jammy with mmdebstrap, xenial with debootstrap), and
+the CPython tarballs come from source packages that ship python.org's file unchanged. The test tree
+is the repository with python311 pinned to 3.11.2 (whose tarball the archives carry) and a
+python311-ubuntu24 runtime; its OS package locks are made by the real command (`refresh --only
+packages --os-base OS=ROOT`) in those roots, so the lock and the base always match. Every build runs
+`generator build`: .debs, tarball and wheels fetched and hash-checked on the host, `podman build
+--network=none`. Each runtime image is built once per session (a CPython build takes minutes) and
+shared by every module: conftest.py registers these fixtures.
 """
 
 from __future__ import annotations
@@ -21,15 +28,25 @@ from pathlib import Path
 
 import pytest
 
-from generator import pins, schedule
 from generator.cache import cache_root
 
+from . import ubuntu
 from .conftest import ROOT, edit
 
 CACHE = cache_root() / "test"
-BASE = "localhost/flex-test/debian12-base:latest"
-TARBALL_SHA256 = "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849"
+OSES = ("ubuntu16", "ubuntu22", "ubuntu24")
+# python.org's published sha256 of each tarball (shared/pins/cpython-sources.tsv); each is checked
+# against the archive's file before use.
+PY311 = (
+    "3.11.2",
+    "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849",
+    "29e4b8f5f1658542a8c13e2dd277358c9c48f2b2f7318652ef1675e402b9d2af",
+)
+TARBALL_SHA256 = PY311[1]
+PY2718 = ("2.7.18", "da3080e3b488f648a3d7a4560ddee895284c3380b11d6de75edb986526b9a814")
 RUNTIME = "python311-ubuntu22"
+CURRENT = {"ubuntu22": RUNTIME, "ubuntu24": "python311-ubuntu24"}
+TIMES: dict[str, float] = {}  # what the session's slow steps took (test_image.py prints them)
 
 
 def run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -48,16 +65,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(directory: Path):
-    """A plain http server on 127.0.0.1 for a directory (a python.org-shaped mirror)."""
+    """A plain http server on 127.0.0.1 for a directory (a python.org- or archive-shaped mirror)."""
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass
 
-    handler = functools.partial(Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
@@ -65,114 +80,133 @@ def serve(directory: Path):
 
 
 @pytest.fixture(scope="session")
-def debian_base() -> str:
-    """Debian 12 made with mmdebstrap (cached as a tarball between runs), imported into podman."""
-    if podman("image", "exists", BASE, check=False).returncode == 0:
-        return BASE
-    tar = CACHE / "debian12-base.tar"
-    if not tar.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "SOURCE_DATE_EPOCH": "1"}
-        partial = tar.with_suffix(".partial.tar")  # mmdebstrap picks the format from the extension
-        # Like Ubuntu's (minimized) container images: no docs, man pages or translations.
-        excludes = [f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "info", "locale")]
-        excludes.append("--dpkgopt=path-include=/usr/share/doc/*/copyright")
-        # merged /usr from the start (usr-is-merged), not the usrmerge package, which drags in perl
-        hooks = ["--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"]
-        run("mmdebstrap", "--variant=apt", "--quiet", *excludes, *hooks, "bookworm", str(partial), "http://deb.debian.org/debian", env=env)
-        os.utime(partial, (1, 1))  # podman import dates the image by the tarball's mtime
-        os.replace(partial, tar)
-    podman("import", "--change", "CMD=/bin/bash", str(tar), BASE)
-    return BASE
+def need_podman():
+    missing = [t for t in ("podman", "mmdebstrap", "debootstrap", "apt-ftparchive", "gpg") if shutil.which(t) is None]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{', '.join(missing)} not installed; ci/dev.sh installs them")
+        pytest.skip(f"{', '.join(missing)} not installed (bash ci/dev.sh setup)")
 
 
 @pytest.fixture(scope="session")
-def python_mirror():
-    """CPython 3.11.2's tarball from Debian's source package, at …/3.11.2/Python-3.11.2.tgz."""
-    mirror = CACHE / "mirror"
-    tgz = mirror / "3.11.2" / "Python-3.11.2.tgz"
-    if not tgz.exists():
-        work = CACHE / "apt-source"
-        work.mkdir(parents=True, exist_ok=True)
-        run("apt-get", "source", "--download-only", "python3.11", cwd=work)
-        orig = work / "python3.11_3.11.2.orig.tar.gz"
-        tgz.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(orig, tgz)
-    assert run("sha256sum", str(tgz)).stdout.split()[0] == TARBALL_SHA256
-    with serve(mirror) as url:
+def roots(need_podman) -> dict[str, str]:
+    """os id → a real Ubuntu root imported into podman (built once, cached as a tarball)."""
+    start = time.monotonic()
+    out = {os_id: ubuntu.root_image(os_id, podman) for os_id in OSES}
+    TIMES["roots"] = time.monotonic() - start
+    return out
+
+
+@pytest.fixture(scope="session")
+def legacy_python() -> tuple[str, str]:
+    """python2's pinned 2.7.12 from xenial's source package when the archive serves it, else 2.7.18 (Debian bullseye's)."""
+    lock = json.loads((ROOT / "lockfiles" / "schedule.lock.json").read_text())
+    pinned = lock["cpython"]["2.7.12"]["sha256"]
+    try:
+        ubuntu.python_tarball("2.7.12", pinned, CACHE / "mirror")
+        return "2.7.12", pinned
+    except Exception as exc:  # the archive dropped the file (HTTP 404 here on 2026-11-24)
+        print(f"\nPython-2.7.12.tgz unavailable ({exc}); python2 is built with 2.7.18 on the xenial root")
+        ubuntu.python_tarball(*PY2718, CACHE / "mirror")
+        return PY2718
+
+
+@pytest.fixture(scope="session")
+def python_mirror(legacy_python):
+    """…/X.Y.Z/Python-X.Y.Z.tgz for 3.11.2 and the legacy interpreter, each checked against its pinned sha256."""
+    ubuntu.python_tarball(PY311[0], PY311[1], CACHE / "mirror")
+    with serve(CACHE / "mirror") as url:
         yield url
 
 
-@pytest.fixture(scope="session")
-def test_tree(tmp_path_factory) -> Path:
-    """The repository's inputs with python311-ubuntu22 pinned to 3.11.2 (its real sha256), regenerated."""
-    tree = tmp_path_factory.mktemp("tree")
+def gen(tree: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    py = str(ROOT / ".venv" / "bin" / "python")
+    return run(py, "-m", "generator", "--schedule", str(tree / "schedule.yaml"), *args, check=check, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+def copy_tree(dest: Path, src: Path = ROOT) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
     for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):
-        shutil.copy(ROOT / name, tree / name)
-    shutil.copytree(ROOT / "lockfiles", tree / "lockfiles")
-    pin_release(tree, "3.11.2", TARBALL_SHA256, "Debian bookworm's python3.11_3.11.2.orig.tar.gz, byte-identical to python.org's")
-    gen(tree, "generate")
+        shutil.copy(src / name, dest / name)
+    for sub in ("images", "lockfiles", "nix"):
+        shutil.copytree(src / sub, dest / sub, dirs_exist_ok=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def test_tree(tmp_path_factory, roots: dict[str, str], legacy_python: tuple[str, str]) -> Path:
+    """The repository with 3.11.2 and python311-ubuntu24, its package locks made in the roots by `refresh`."""
+    tree = copy_tree(tmp_path_factory.mktemp("tree"))
+    lock_path = tree / "lockfiles" / "schedule.lock.json"
+    lock = json.loads(lock_path.read_text())
+    v, sha, xz = PY311
+    lock["python_minors"]["3.11"] = v
+    evidence = "python.org's published sha256; the file is Debian's python3.11_3.11.2.orig.tar.gz (tests)"
+    lock["cpython"][v] = {"url": f"https://www.python.org/ftp/python/{v}/Python-{v}.tgz", "sha256": sha, "tar_xz_sha256": xz, "evidence": evidence}
+    lv, lsha = legacy_python
+    if lv != "2.7.12":
+        edit(tree / "schedule.yaml", '{id: python2, os: ubuntu16, python: "2.7.12"', f'{{id: python2, os: ubuntu16, python: "{lv}"')
+        evidence = "python.org's published sha256; the file is Debian bullseye's python2.7_2.7.18.orig.tar.gz (tests)"
+        url = f"https://www.python.org/ftp/python/{lv}/Python-{lv}.tgz"
+        lock["cpython"][lv] = {"url": url, "sha256": lsha, "tar_xz_sha256": None, "evidence": evidence}
+    lock_path.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    edit(
+        tree / "schedule.yaml",
+        "  - {id: python312-ubuntu24,",
+        '  - {id: python311-ubuntu24, os: ubuntu24, python: "3.11"}\n  - {id: python312-ubuntu24,',
+    )
+    for ext in (".in", ".txt", ".wheels.json"):  # same minor, same pure-Python tools
+        shutil.copy(tree / "lockfiles" / f"python311-ubuntu22{ext}", tree / "lockfiles" / f"python311-ubuntu24{ext}")
+    start = time.monotonic()
+    bases = [a for os_id in OSES for a in ("--os-base", f"{os_id}={roots[os_id]}")]
+    proc = gen(tree, "refresh", "--only", "packages", *OSES, *bases, "--no-snapshots", "--changelog", str(tree / "packages.md"), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    TIMES["package locks"] = time.monotonic() - start
     return tree
 
 
-def pin_release(tree: Path, version: str, sha256: str, evidence: str, *, runtime: str | None = None) -> None:
-    """Pin a runtime to a CPython release the archives carry, in the tree's lock (as `refresh` would write it).
-
-    New-style runtimes take their minor's release from `python_minors`; a legacy one (`runtime`) names
-    its release in schedule.yaml.
-    """
-    path = tree / pins.LOCK
-    data = json.loads(path.read_text())
-    data["cpython"][version] = {
-        "evidence": evidence,
-        "sha256": sha256,
-        "tar_xz_sha256": None,
-        "url": f"https://www.python.org/ftp/python/{version}/Python-{version}.tgz",
-    }
-    if runtime is None:
-        data["python_minors"][".".join(version.split(".")[:2])] = version
-    else:
-        sched = tree / "schedule.yaml"
-        old = schedule.load(sched).runtimes[runtime].version
-        edit(sched, f'{{id: {runtime}, os: ubuntu16, python: "{old}"', f'{{id: {runtime}, os: ubuntu16, python: "{version}"')
-    path.write_text(pins.loads(json.dumps(data)).dumps())
-
-
-def gen(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(str(ROOT / ".venv" / "bin" / "python"), "-m", "generator", "--schedule", str(tree / "schedule.yaml"), *args, check=check, cwd=ROOT)
-
-
-def build(tree: Path, base: str, mirror: str, tag: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    return gen(tree, "build", RUNTIME, "--base-image", base, "--python-mirror", mirror, "--no-optimize", "--tag", tag, *extra, check=check)
+def build(tree: Path, runtime: str, base: str, mirror: str, tag: str, *extra: str, env: dict | None = None, check: bool = False):
+    args = ["build", runtime, "--base-image", base, "--python-mirror", mirror, "--no-optimize", "--tag", tag, *extra]
+    return gen(tree, *args, check=check, env=env)
 
 
 @pytest.fixture(scope="session")
-def image(test_tree: Path, debian_base: str, python_mirror: str) -> dict:
-    """The python311 runtime image, built once from scratch; its build output and timing."""
-    start = time.monotonic()
-    proc = build(test_tree, debian_base, python_mirror, "localhost/flex-test/python311:a", "--no-cache", check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {
-        "tag": "localhost/flex-test/python311:a",
-        "stdout": proc.stdout,
-        "stderr": proc.stderr,
-        "seconds": time.monotonic() - start,
-        "tree": test_tree,
-    }
+def images(test_tree: Path, roots: dict[str, str], python_mirror: str):
+    """runtime → its image, built once per session (on demand) and reused by every test."""
+    built: dict[str, dict] = {}
+    os_of = {rid: r["operating_system"] for rid, r in json.loads((test_tree / "lockfiles" / "runtimes.json").read_text())["runtimes"].items()}
+
+    def get(runtime: str) -> dict:
+        if runtime not in built:
+            tag = f"localhost/flex-test/{runtime}:a"
+            start = time.monotonic()
+            proc = build(test_tree, runtime, roots[os_of[runtime]], python_mirror, tag)  # layer cache: reruns reuse it
+            assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:]
+            seconds = time.monotonic() - start
+            TIMES[f"build {runtime}"] = seconds
+            built[runtime] = {"tag": tag, "stdout": proc.stdout, "stderr": proc.stderr, "seconds": seconds, "os": os_of[runtime], "tree": test_tree}
+        return built[runtime]
+
+    return get
 
 
 @pytest.fixture(scope="session")
-def need_podman():
-    if shutil.which("podman") is None:
-        if os.environ.get("CI"):
-            pytest.fail("podman is not installed; ci/dev.sh installs it")
-        pytest.skip("podman is not installed (bash ci/dev.sh setup)")
+def image(images) -> dict:
+    """python311-ubuntu22 on the real Ubuntu 22.04 root: its build output and timing."""
+    return images(RUNTIME)
+
+
+@pytest.fixture(scope="session")
+def legacy_image(images) -> dict:
+    """The legacy python2 runtime on the real Ubuntu 16.04 root."""
+    return images("python2")
 
 
 @contextlib.contextmanager
-def container(tag: str, port: int, *args: str):
+def container(tag: str, port: int, *args: str, cmd: tuple[str, ...] = ()):
+    """A detached container of tag serving on 127.0.0.1:port; args are podman options (-e PORT=… maps port to itself)."""
     name = f"flex-test-{port}"
-    podman("run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:{port if args else 8080}", *args, tag)
+    podman("run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:{port if args else 8080}", *args, tag, *cmd)
     try:
         yield name
     finally:

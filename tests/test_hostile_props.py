@@ -110,12 +110,16 @@ operating_systems:
     end_of_support: 2021-04-30
     glibc: "2.23"
     build_packages: [gcc, make]
+    runtime_packages: [libc6]
+    apt_suites: [xenial]
   ubuntu22:
     name: {name}
     image: {image}
     end_of_support: 2027-06-01
     glibc: {glibc}
     build_packages: [gcc, {package}]
+    runtime_packages: [libc6]
+    apt_suites: [jammy]
 python_releases:
   "2.7": {{end_of_support: 2020-01-01}}
   "3.12": {{end_of_support: 2028-10-31}}
@@ -265,7 +269,10 @@ def test_templates_alone_refuse_or_render_faithfully(root: Path) -> None:
         m = base.model
         os_ = m.operating_systems["ubuntu22"]
         if field in ("name", "image", "package"):
-            changes: dict[str, dict[str, Any]] = {"package": {"build_packages": ["gcc", value]}, "name": {"name": value}}
+            changes: dict[str, dict[str, Any]] = {
+                "package": {"build_packages": ["gcc", value], "runtime_packages": ["libc6", value]},
+                "name": {"name": value},
+            }
             change = changes.get(field, {"image": f"{value}:22.04"})
             m = dataclasses.replace(m, operating_systems={**m.operating_systems, "ubuntu22": dataclasses.replace(os_, **change)})
         else:

@@ -1,36 +1,38 @@
-"""Real images: CPython 3.11.2 built from its checksummed tarball on a real Debian 12 base, with podman.
+"""Real images on real Ubuntu 16.04, 22.04 and 24.04 roots, built with the network off from the lock.
 
-No registry or python.org is reachable here, so the base is made with mmdebstrap and imported, and
-the tarball comes from Debian's source package (byte-identical to python.org's) served on
-127.0.0.1. The runtime is the schedule's python311-ubuntu22 with its interpreter pinned to 3.11.2
-by its real sha256; everything else is the generated Dockerfile as users get it.
+The fixtures (image_fixtures.py) build the roots from Ubuntu's archive, lock their packages with the
+real `refresh --only packages`, and build each runtime once per session with `generator build`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import urllib.request
+import time
 from pathlib import Path
 
 import pytest
 
-from generator import pins, schedule
+from generator import ospkgs, pins, schedule
 from generator.locking import parse_lock
+from generator.pins import load as load_pins
 
+from . import ubuntu
 from .conftest import ROOT, edit
-from .image_fixtures import (  # noqa: F401 (shared helpers; test_refresh imports free_port and serve from here)
-    BASE,
+from .image_fixtures import (
     CACHE,
+    CURRENT,
+    OSES,
+    PY311,
     RUNTIME,
     TARBALL_SHA256,
+    TIMES,
     build,
     container,
+    copy_tree,
     free_port,
     gen,
     get,
-    pin_release,
     podman,
     run,
     serve,
@@ -51,31 +53,153 @@ def inside(image: dict, *cmd: str, env: tuple[str, ...] = ()) -> str:
     return podman("run", "--rm", "--network=none", *args, image["tag"], *cmd).stdout
 
 
+def tree_lock(tree: Path) -> dict:
+    return json.loads((tree / "lockfiles" / "schedule.lock.json").read_text())
+
+
+def layers(tag: str) -> str:
+    """Each layer's size, uncompressed and gzipped (what a registry stores), by benchmarks/image_size.py."""
+    return run(str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "benchmarks" / "image_size.py"), tag).stdout
+
+
+# --- the lock and the Dockerfiles -------------------------------------------------------------------
+
+
+def test_package_locks_made_in_the_roots(test_tree: Path, roots: dict[str, str]) -> None:
+    lock = tree_lock(test_tree)
+    for os_id in OSES:
+        entry = lock["os_packages"][os_id]
+        # resolved in a root of this OS (refresh keeps an entry whose files did not change, and its provenance)
+        assert entry["resolved_in"].startswith(roots[os_id].rsplit(":", 1)[0] + ":")
+        debs = entry["build"] + entry["runtime"]
+        assert debs and all(len(d["sha256"]) == 64 and d["filename"].startswith("pool/") for d in debs)
+        print(f"\n{os_id}: archive state {entry['snapshot']}, {len(entry['build'])} build + {len(entry['runtime'])} runtime .debs")
+    print((test_tree / "packages.md").read_text())
+
+
+def test_dockerfiles_fetch_nothing(test_tree: Path) -> None:
+    for path in sorted((test_tree / "images").glob("*/Dockerfile")):
+        text = path.read_text()
+        assert "apt-get update" not in text and "wget" not in text and "curl" not in text, path
+
+
+# --- a moved archive: a newer tzdata in jammy-security, on 127.0.0.1 --------------------------------
+
+
+@pytest.fixture(scope="session")
+def moved_archive(test_tree: Path, tmp_path_factory):
+    """mirror/: every locked .deb of ubuntu22 plus a newer tzdata; sim/: a signed jammy-security suite with that tzdata."""
+    root = tmp_path_factory.mktemp("archive")
+    lock = load_pins(test_tree / "lockfiles" / "schedule.lock.json").os_packages["ubuntu22"]
+    entry = tree_lock(test_tree)["os_packages"]["ubuntu22"]
+    for deb in lock.build + lock.runtime:  # the locked files, fetched and hash-checked as `build` does
+        ospkgs.fetch([deb], (root / "mirror" / deb.filename).parent, [lock.archive])
+    tz = next(d for d in entry["runtime"] if d["name"] == "tzdata")
+    newer = tz["version"] + "+sim1"
+    new_file = f"pool/main/t/tzdata/tzdata_{newer}_all.deb"
+    ubuntu.reversion_deb(root / "mirror" / tz["filename"], newer, root / "sim" / new_file)
+    shutil.copyfile(root / "sim" / new_file, root / "mirror" / new_file)
+    keyring = ubuntu.signed_suite(root / "sim", "jammy-security", root / "gnupg")
+    with serve(root) as url:
+        yield {"url": url, "keyring": keyring, "tzdata": (tz["version"], newer), "root": root}
+
+
+def test_rebuild_after_the_archive_moved_gives_the_same_digest(images, test_tree, roots, python_mirror, moved_archive, tmp_path) -> None:
+    """A second clean build (no layer cache, an empty download cache) from the same lock, fetching
+    from the moved mirror after the snapshot service fails: the same image."""
+    first = images(CURRENT["ubuntu22"])
+    dead = f"http://127.0.0.1:{free_port()}/snapshot"  # nothing listens: the fallback is real
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FLEX_PYTHON_APT_SNAPSHOT": dead}
+    tag = "localhost/flex-test/python311-ubuntu22:b"
+    start = time.monotonic()
+    proc = build(
+        test_tree, CURRENT["ubuntu22"], roots["ubuntu22"], python_mirror, tag, "--no-cache", "--apt-mirror", moved_archive["url"] + "/mirror", env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    TIMES["second clean build"] = time.monotonic() - start
+    a = json.loads(podman("image", "inspect", first["tag"]).stdout)[0]
+    b = json.loads(podman("image", "inspect", tag).stdout)[0]
+    assert a["RootFS"]["Layers"] == b["RootFS"]["Layers"]
+    assert a["Id"] == b["Id"] and a["Digest"] == b["Digest"]
+    print(f"\ndigests: {a['Digest']} and {b['Digest']} (image id {a['Id'][:19]}); second build {TIMES['second clean build']:.0f}s")
+
+
+def test_tampered_deb_is_refused_before_the_build(test_tree, roots, python_mirror, moved_archive, tmp_path) -> None:
+    entry = tree_lock(test_tree)["os_packages"]["ubuntu22"]
+    victim = entry["runtime"][0]
+    bad = tmp_path / "tampered"
+    shutil.copytree(moved_archive["root"] / "mirror", bad)
+    data = bytearray((bad / victim["filename"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / victim["filename"]).write_bytes(bytes(data))
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FLEX_PYTHON_APT_SNAPSHOT": ""}
+    tag = "localhost/flex-test/python311-ubuntu22:tampered"
+    with serve(bad) as url:
+        proc = build(test_tree, CURRENT["ubuntu22"], roots["ubuntu22"], python_mirror, tag, "--apt-mirror", url, env=env)
+    assert proc.returncode == 1
+    assert "checksum mismatch" in proc.stderr and f"expected {victim['sha256']}" in proc.stderr and "actual " in proc.stderr
+    assert "step 1/" not in proc.stderr  # refused before the build started
+    assert podman("image", "exists", tag, check=False).returncode != 0
+
+
+def test_refresh_moves_the_archive_state(test_tree: Path, roots, moved_archive, tmp_path: Path) -> None:
+    """`refresh --only packages` with the moved archive as an extra signed source: the changelog lists
+    tzdata old → new from -security, and exactly ubuntu22's runtimes move their input hash."""
+    tree = copy_tree(tmp_path / "tree", test_tree)
+    before = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    source = f"deb {moved_archive['url']}/sim jammy-security main"
+    proc = gen(
+        tree, "refresh", "--only", "packages", "ubuntu22", "--os-base", f"ubuntu22={roots['ubuntu22']}", "--apt-source", source,
+        "--apt-keyring", str(moved_archive["keyring"]), "--no-snapshots", "--changelog", str(tmp_path / "changes.md"), check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    log = (tmp_path / "changes.md").read_text()
+    old, new = moved_archive["tzdata"]
+    assert f"- `ubuntu22`: tzdata {old} → {new} (jammy-security, security) **security**" in log, log
+    after = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    moved = sorted(rid for rid in after if before[rid]["input_hash"] != after[rid]["input_hash"])
+    assert moved == sorted(rid for rid, r in after.items() if r["operating_system"] == "ubuntu22")
+    section = log.split("### Runtimes to rebuild", 1)[1]
+    assert sorted(line.split("`")[1] for line in section.splitlines() if line.startswith("- `")) == moved
+    print("\n" + log)
+
+
+# --- current runtimes on Ubuntu 22.04 and 24.04 -------------------------------------------------------
+
+
+@pytest.mark.parametrize("os_id", ["ubuntu22", "ubuntu24"])
+def test_current_runtime(images, os_id: str, test_tree: Path) -> None:
+    image = images(CURRENT[os_id])
+    out = image["stdout"]
+    assert "image id: " in out and "digest:   sha256:" in out
+    assert "network off" in image["stderr"]
+    assert inside(image, "python", "--version").strip() == f"Python {PY311[0]}"
+    facts = json.loads(inside(image, "/env/bin/python", "-c", "import sys, json; print(json.dumps([sys.executable, sys.prefix, sys.base_prefix]))"))
+    assert facts == ["/env/bin/python", "/env", "/opt/python3.11"]
+    mods = "ssl, sqlite3, ctypes, zlib, bz2, lzma, readline, uuid, decimal, dbm.gnu, curses, venv"
+    assert inside(image, "python", "-c", f"import {mods}; print(ssl.OPENSSL_VERSION)").startswith("OpenSSL ")
+    release = inside(image, "sh", "-c", ". /etc/os-release; echo $VERSION_ID").strip()
+    assert release == {"ubuntu22": "22.04", "ubuntu24": "24.04"}[os_id]
+    locked = locked_versions(test_tree / "lockfiles" / f"{CURRENT[os_id]}.txt")
+    assert dict(line.lower().split("==") for line in inside(image, "pip", "freeze", "--all").split()) == locked
+    assert inside(image, "id", "-u").strip() == "1000"
+    # every locked runtime package is installed at its locked version
+    runtime = tree_lock(test_tree)["os_packages"][os_id]["runtime"]
+    query = inside(image, "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *[d["name"] for d in runtime])
+    assert dict(line.split() for line in query.splitlines()) == {d["name"]: d["version"] for d in runtime}
+    print(f"\n{CURRENT[os_id]} built in {image['seconds']:.0f}s\n{layers(image['tag'])}")
+
+
 def test_build_reports_id_and_digest(image: dict) -> None:
     out = image["stdout"]
-    assert "built localhost/flex-test/python311:a" in out
+    assert f"built {image['tag']}" in out
     assert "image id: " in out and "digest:   sha256:" in out
     assert "step 1/" in image["stderr"]  # progress was shown
     print(f"\nbuild time of the test image: {image['seconds']:.0f}s")
 
 
-def test_interpreter_is_the_pinned_release(image: dict) -> None:
-    assert inside(image, "python", "--version").strip() == "Python 3.11.2"
-    facts = json.loads(inside(image, "/env/bin/python", "-c", "import sys, json; print(json.dumps([sys.executable, sys.prefix, sys.base_prefix]))"))
-    assert facts == ["/env/bin/python", "/env", "/opt/python3.11"]
-
-
-def test_stdlib_modules_import(image: dict) -> None:
-    modules = "ssl, sqlite3, ctypes, zlib, bz2, lzma, readline, uuid, decimal, venv"
-    out = inside(image, "python", "-c", f"import {modules}; print(ssl.OPENSSL_VERSION)")
-    assert out.startswith("OpenSSL ")
-
-
-def test_tools_are_the_locked_versions(image: dict, test_tree: Path) -> None:
+def test_pip_is_the_locked_one_in_env(image: dict, test_tree: Path) -> None:
     locked = locked_versions(test_tree / "lockfiles" / f"{RUNTIME}.txt")
-    freeze = inside(image, "pip", "freeze", "--all")
-    frozen = dict(line.lower().split("==") for line in freeze.split())
-    assert frozen == locked
     assert inside(image, "pip", "--version").startswith(f"pip {locked['pip']} from /env/")
 
 
@@ -133,20 +257,22 @@ def test_config_matches_the_generated_data(image: dict, test_tree: Path) -> None
     assert set(cfg["ExposedPorts"]) == set(want["ExposedPorts"])
 
 
-def test_wrong_sha256_fails_with_both_hashes(test_tree: Path, debian_base: str, python_mirror: str, tmp_path: Path) -> None:
+def test_wrong_sha256_fails_with_both_hashes(test_tree: Path, roots: dict[str, str], python_mirror: str, tmp_path: Path) -> None:
+    """A tarball that is not the pinned one is refused on the host, before the build starts."""
     bad = tmp_path / "bad"
     shutil.copytree(test_tree, bad)
     wrong = "deadbeef" * 8
     edit(bad / pins.LOCK, f'"sha256": "{TARBALL_SHA256}"', f'"sha256": "{wrong}"')
     gen(bad, "generate")
-    proc = build(bad, debian_base, python_mirror, "localhost/flex-test/python311:bad", check=False)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = build(bad, RUNTIME, roots["ubuntu22"], python_mirror, "localhost/flex-test/python311:bad", env=env)
     assert proc.returncode == 1
-    assert "checksum mismatch" in proc.stderr
-    assert f"expected: {wrong}" in proc.stderr and f"actual:   {TARBALL_SHA256}" in proc.stderr
+    assert "checksum mismatch" in proc.stderr and "step 1/" not in proc.stderr
+    assert f"expected {wrong}" in proc.stderr and f"actual {TARBALL_SHA256}" in proc.stderr
     assert podman("image", "exists", "localhost/flex-test/python311:bad", check=False).returncode != 0
 
 
-def test_tampered_lock_fails_the_build(test_tree: Path, debian_base: str, python_mirror: str, tmp_path: Path) -> None:
+def test_tampered_lock_fails_the_build(image: dict, test_tree: Path, roots: dict[str, str], python_mirror: str, tmp_path: Path) -> None:
     """A lock whose hash does not match the file pip is given stops the build (--require-hashes)."""
     bad = tmp_path / "tampered"
     shutil.copytree(test_tree, bad)
@@ -155,20 +281,9 @@ def test_tampered_lock_fails_the_build(test_tree: Path, debian_base: str, python
     lock = bad / "lockfiles" / f"{RUNTIME}.txt"
     edit(lock, wheel["sha256"], "f" * 64)
     gen(bad, "generate")
-    proc = build(bad, debian_base, python_mirror, "localhost/flex-test/python311:tampered", check=False)
+    proc = build(bad, RUNTIME, roots["ubuntu22"], python_mirror, "localhost/flex-test/python311:tampered")  # the interpreter's layers cached
     assert proc.returncode == 1
     assert "THESE PACKAGES DO NOT MATCH THE HASHES" in proc.stderr or "hash" in proc.stderr.lower()
-
-
-def test_two_clean_builds_give_the_same_digest(image: dict, test_tree: Path, debian_base: str, python_mirror: str) -> None:
-    second = build(test_tree, debian_base, python_mirror, "localhost/flex-test/python311:b", "--no-cache", check=False)
-    assert second.returncode == 0, second.stderr
-    a = json.loads(podman("image", "inspect", image["tag"]).stdout)[0]
-    b = json.loads(podman("image", "inspect", "localhost/flex-test/python311:b").stdout)[0]
-    layers_a, layers_b = a["RootFS"]["Layers"], b["RootFS"]["Layers"]
-    differing = [i for i, (x, y) in enumerate(zip(layers_a, layers_b)) if x != y]
-    assert differing == [], f"layers {differing} differ (diff ids {[layers_a[i] for i in differing]} vs {[layers_b[i] for i in differing]})"
-    assert a["Id"] == b["Id"], "same layers but a different config"
 
 
 @pytest.fixture(scope="session")
@@ -184,9 +299,20 @@ def app_wheels() -> Path:
 
 
 @pytest.fixture(scope="session")
-def flask_image(image: dict, app_wheels: Path, tmp_path_factory) -> str:
-    """The Flask sample, Dockerfile written by `generator app`, built FROM the runtime image."""
-    app = tmp_path_factory.mktemp("flask")
+def flask_images(images, app_wheels: Path, tmp_path_factory):
+    """os id → the Flask sample built FROM that OS's python311 runtime image (built once each)."""
+    built: dict[str, str] = {}
+
+    def get_image(os_id: str) -> str:
+        if os_id not in built:
+            built[os_id] = flask_image(images(CURRENT[os_id]), app_wheels, tmp_path_factory.mktemp(f"flask-{os_id}"), os_id)
+        return built[os_id]
+
+    return get_image
+
+
+def flask_image(image: dict, app_wheels: Path, app: Path, os_id: str) -> str:
+    """The Flask sample, Dockerfile written by `generator app`, built FROM the runtime image (network off)."""
     shutil.copytree(ROOT / "tests" / "apps" / "flask", app, dirs_exist_ok=True)
     digest = json.loads(podman("image", "inspect", image["tag"]).stdout)[0]["Digest"]
     ref = f"{image['tag'].rsplit(':', 1)[0]}@{digest}"
@@ -194,7 +320,7 @@ def flask_image(image: dict, app_wheels: Path, tmp_path_factory) -> str:
         str(ROOT / ".venv" / "bin" / "python"), "-m", "generator", "app", str(app), "--runtime-image", ref, "--gunicorn-config", cwd=ROOT,
     )  # fmt: skip
     (app / "pip.conf").write_text("[global]\nno-index = true\nfind-links = /wheels\n")
-    tag = "localhost/flex-test/flask-app:latest"
+    tag = f"localhost/flex-test/flask-{os_id}:latest"
     podman(
         "build", "--network=none", "-v", f"{app_wheels}:/wheels:ro,Z", "-v", f"{app / 'pip.conf'}:/etc/pip.conf:ro,Z", "-t", tag, str(app)
     )  # fmt: skip
@@ -202,19 +328,20 @@ def flask_image(image: dict, app_wheels: Path, tmp_path_factory) -> str:
     return tag
 
 
-def test_flask_app_serves_on_8080(flask_image: str) -> None:
+@pytest.mark.parametrize("os_id", ["ubuntu22", "ubuntu24"])
+def test_flask_app_serves_on_8080(flask_images, os_id: str) -> None:
     port = free_port()
-    with container(flask_image, port):
+    with container(flask_images(os_id), port):
         status, body = get(f"http://127.0.0.1:{port}/")
     assert status == 200
     assert body["port"] == "8080" and body["service"] == "web"
     assert body["greeting"] == "hello from $GAE_SERVICE"
-    print(f"\nHTTP {status} on 8080: {body}")
+    print(f"\n{os_id}: HTTP {status} on 8080: {body}")
 
 
-def test_flask_app_serves_on_a_port_given_at_run_time(flask_image: str) -> None:
+def test_flask_app_serves_on_a_port_given_at_run_time(flask_images) -> None:
     port = free_port()
-    with container(flask_image, port, "-e", f"PORT={port}"):
+    with container(flask_images("ubuntu22"), port, "-e", f"PORT={port}"):
         status, body = get(f"http://127.0.0.1:{port}/")
         https = get(f"http://127.0.0.1:{port}/", headers={"X-Forwarded-Proto": "https"})
     assert status == 200 and body["port"] == str(port) and body["scheme"] == "http"
@@ -240,45 +367,33 @@ def test_lock_inside_the_runtime_image(image: dict, app_wheels: Path) -> None:
     assert "gunicorn==23.0.0" in out and "--hash=sha256:" in out
 
 
-# --- the legacy path: Python 2, virtualenv, an sdist in the lock ---------------------------------
+# --- the legacy python2 runtime on Ubuntu 16.04 ----------------------------------------------------
 
-PY27_SHA256 = "da3080e3b488f648a3d7a4560ddee895284c3380b11d6de75edb986526b9a814"  # Python-2.7.18.tgz
-PY27_ORIG = "http://deb.debian.org/debian/pool/main/p/python2.7/python2.7_2.7.18.orig.tar.gz"
-
-
-@pytest.fixture(scope="session")
-def legacy_image(tmp_path_factory, debian_base: str) -> dict:
-    """python2 built the way ubuntu16's legacy runtimes are, with 2.7.18 (Debian bullseye's source
-    package ships python.org's tarball unchanged) in place of 2.7.12, which no reachable archive has."""
-    mirror = CACHE / "mirror"
-    tgz = mirror / "2.7.18" / "Python-2.7.18.tgz"
-    if not tgz.exists():
-        tgz.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(PY27_ORIG, timeout=120) as resp:
-            tgz.with_suffix(".partial").write_bytes(resp.read())
-        os.replace(tgz.with_suffix(".partial"), tgz)
-    assert run("sha256sum", str(tgz)).stdout.split()[0] == PY27_SHA256
-    tree = tmp_path_factory.mktemp("legacy")
-    for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):
-        shutil.copy(ROOT / name, tree / name)
-    shutil.copytree(ROOT / "lockfiles", tree / "lockfiles")
-    pin_release(tree, "2.7.18", PY27_SHA256, "Debian bullseye's python2.7_2.7.18.orig.tar.gz, python.org's 2.7.18", runtime="python2")
-    gen(tree, "generate")
-    tag = "localhost/flex-test/python2:a"
-    with serve(mirror) as url:
-        proc = gen(tree, "build", "python2", "--base-image", debian_base, "--python-mirror", url, "--no-optimize", "--tag", tag, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"tag": tag, "tree": tree}
+WSGI = (
+    "import json, sys, os\n"
+    "from wsgiref.simple_server import make_server\n"
+    "def app(environ, start):\n"
+    "    start('200 OK', [('Content-Type', 'application/json')])\n"
+    "    return [json.dumps({'python': sys.version.split()[0], 'prefix': sys.prefix, 'port': os.environ['PORT']}).encode()]\n"
+    "make_server('0.0.0.0', int(os.environ['PORT']), app).serve_forever()\n"
+)
 
 
-def test_legacy_python2_image(legacy_image: dict) -> None:
-    assert inside(legacy_image, "python", "-c", "import platform; print(platform.python_version())").strip() == "2.7.18"
-    facts = inside(legacy_image, "python", "-c", "import sys, virtualenv, setuptools, sqlite3, zlib, bz2, ctypes; print(sys.prefix)")
+def test_legacy_python2_on_xenial(legacy_image: dict, test_tree: Path, legacy_python: tuple[str, str]) -> None:
+    image = legacy_image
+    assert inside(image, "sh", "-c", ". /etc/os-release; echo $VERSION_ID").strip() == "16.04"
+    assert inside(image, "python", "-c", "import platform; print(platform.python_version())").strip() == legacy_python[0]
+    facts = inside(image, "python", "-c", "import sys, virtualenv, setuptools, sqlite3, zlib, bz2, ctypes, ssl; print(sys.prefix)")
     assert facts.strip() == "/env"
-    locked = locked_versions(legacy_image["tree"] / "lockfiles" / "python2.txt")
-    frozen = dict(line.lower().split("==") for line in inside(legacy_image, "pip", "freeze", "--all").split())
-    assert frozen == locked  # scandir (an sdist) built in the builder, every other file a wheel
-    assert inside(legacy_image, "id", "-u").strip() == "1000"
+    locked = locked_versions(test_tree / "lockfiles" / "python2.txt")
+    # scandir (an sdist) built in the builder, every other file a wheel
+    assert dict(line.lower().split("==") for line in inside(image, "pip", "freeze", "--all").split()) == locked
+    assert inside(image, "id", "-u").strip() == "1000"
+    port = free_port()
+    with container(image["tag"], port, cmd=("python", "-c", WSGI)):
+        status, body = get(f"http://127.0.0.1:{port}/")
+    assert status == 200 and body == {"python": legacy_python[0], "prefix": "/env", "port": "8080"}
+    print(f"\npython2 ({legacy_python[0]}) on xenial built in {image['seconds']:.0f}s; the app answered {body}\n{layers(image['tag'])}")
 
 
 # --- bytecode: compiled in the build, used (never rewritten) by the app user ---------------------
@@ -361,3 +476,7 @@ def test_legacy_python2_imports_from_its_timestamp_bytecode(legacy_image: dict) 
     # every source has its pyc, but a package's Python 3 module (importlib_resources' _py3.py), as pip leaves it
     assert set(counts) == {("/opt/python2.7/lib/python2.7", "timestamp"), ("/env/lib", "timestamp"), ("/env/lib", "not valid Python")}, counts
     assert counts["/env/lib", "not valid Python"] < 5
+
+
+def test_report_times() -> None:
+    print("\n" + "\n".join(f"{k}: {v:.0f}s" for k, v in TIMES.items()))
