@@ -51,7 +51,7 @@ class BaseImage:
 @dataclass(frozen=True)
 class CPythonRelease:
     url: TarballUrl
-    sha256: Sha256  # of the .tgz at url
+    sha256: Sha256 | None  # of the .tgz at url (None: only the .tar.xz's is known, and builds use that)
     tar_xz_sha256: Sha256 | None
     evidence: Evidence
 
@@ -128,6 +128,11 @@ def loads(text: str, name: str = LOCK) -> Pins:
         f"{name}: cpython.{v}.url: {rel.url!r} is not the tarball of {v}; it must end in /Python-{v}.tgz"
         for v, rel in pins.cpython.items()
         if not rel.url.endswith(f"/Python-{v}.tgz")
+    ]
+    problems += [
+        f"{name}: cpython.{v}: neither sha256 (.tgz) nor tar_xz_sha256 (.tar.xz) is known: nothing could be checked"
+        for v, rel in pins.cpython.items()
+        if rel.sha256 is None and rel.tar_xz_sha256 is None
     ]
     problems += [
         f"{name}: python_minors.{minor}: {v!r} is not a release of Python {minor}"

@@ -43,9 +43,9 @@ PY311 = (
     "29e4b8f5f1658542a8c13e2dd277358c9c48f2b2f7318652ef1675e402b9d2af",
 )
 TARBALL_SHA256 = PY311[1]
+PY314 = ("3.14.8", None, "c2215904f02b175596dc49351585104f4bc20341e1c47378b26a2c274360ce73")  # only the .tar.xz's is known
 PY2718 = ("2.7.18", "da3080e3b488f648a3d7a4560ddee895284c3380b11d6de75edb986526b9a814")
 RUNTIME = "python311-ubuntu22"
-CURRENT = {"ubuntu22": RUNTIME, "ubuntu24": "python311-ubuntu24"}
 TIMES: dict[str, float] = {}  # what the session's slow steps took (test_image.py prints them)
 
 
@@ -112,9 +112,23 @@ def legacy_python() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def python_mirror(legacy_python):
-    """…/X.Y.Z/Python-X.Y.Z.tgz for 3.11.2 and the legacy interpreter, each checked against its pinned sha256."""
+def current() -> dict[str, tuple[str, tuple[str, str | None, str]]]:
+    """os id → (runtime, its CPython release) of the current runtimes built: python311-ubuntu22 with
+    3.11.2's .tgz, and the schedule's python314-ubuntu24 with 3.14.8's .tar.xz (Debian forky's file)
+    while Debian carries it, else a python311-ubuntu24 with 3.11.2."""
     ubuntu.python_tarball(PY311[0], PY311[1], CACHE / "mirror")
+    try:
+        ubuntu.python_tarball(PY314[0], PY314[2], CACHE / "mirror", ext="tar.xz")
+        newest = ("python314-ubuntu24", PY314)
+    except Exception as exc:  # Debian's testing moved on from 3.14.8
+        print(f"\nPython-3.14.8.tar.xz unavailable ({exc}); ubuntu24 is tested with python311-ubuntu24 and 3.11.2")
+        newest = ("python311-ubuntu24", PY311)
+    return {"ubuntu22": (RUNTIME, PY311), "ubuntu24": newest}
+
+
+@pytest.fixture(scope="session")
+def python_mirror(legacy_python, current):
+    """…/X.Y.Z/Python-X.Y.Z.{tgz,tar.xz} for the releases the session builds, each checked against its pinned sha256."""
     with serve(CACHE / "mirror") as url:
         yield url
 
@@ -134,15 +148,16 @@ def copy_tree(dest: Path, src: Path = ROOT) -> Path:
 
 
 @pytest.fixture(scope="session")
-def test_tree(tmp_path_factory, roots: dict[str, str], legacy_python: tuple[str, str]) -> Path:
-    """The repository with 3.11.2 and python311-ubuntu24, its package locks made in the roots by `refresh`."""
+def test_tree(tmp_path_factory, roots: dict[str, str], legacy_python: tuple[str, str], current) -> Path:
+    """The repository with the session's CPython releases pinned, its package locks made in the roots by `refresh`."""
     tree = copy_tree(tmp_path_factory.mktemp("tree"))
     lock_path = tree / "lockfiles" / "schedule.lock.json"
     lock = json.loads(lock_path.read_text())
-    v, sha, xz = PY311
-    lock["python_minors"]["3.11"] = v
-    evidence = "python.org's published sha256; the file is Debian's python3.11_3.11.2.orig.tar.gz (tests)"
-    lock["cpython"][v] = {"url": f"https://www.python.org/ftp/python/{v}/Python-{v}.tgz", "sha256": sha, "tar_xz_sha256": xz, "evidence": evidence}
+    for _runtime, (v, sha, xz) in current.values():
+        lock["python_minors"][v.rsplit(".", 1)[0]] = v
+        evidence = "python.org's published sha256; the file is a Debian source package's orig tarball (tests)"
+        url = f"https://www.python.org/ftp/python/{v}/Python-{v}.tgz"
+        lock["cpython"][v] = {"url": url, "sha256": sha, "tar_xz_sha256": xz, "evidence": evidence}
     lv, lsha = legacy_python
     if lv != "2.7.12":
         edit(tree / "schedule.yaml", '{id: python2, os: ubuntu16, python: "2.7.12"', f'{{id: python2, os: ubuntu16, python: "{lv}"')
@@ -150,13 +165,14 @@ def test_tree(tmp_path_factory, roots: dict[str, str], legacy_python: tuple[str,
         url = f"https://www.python.org/ftp/python/{lv}/Python-{lv}.tgz"
         lock["cpython"][lv] = {"url": url, "sha256": lsha, "tar_xz_sha256": None, "evidence": evidence}
     lock_path.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
-    edit(
-        tree / "schedule.yaml",
-        "  - {id: python312-ubuntu24,",
-        '  - {id: python311-ubuntu24, os: ubuntu24, python: "3.11"}\n  - {id: python312-ubuntu24,',
-    )
-    for ext in (".in", ".txt", ".wheels.json"):  # same minor, same pure-Python tools
-        shutil.copy(tree / "lockfiles" / f"python311-ubuntu22{ext}", tree / "lockfiles" / f"python311-ubuntu24{ext}")
+    if current["ubuntu24"][0] == "python311-ubuntu24":
+        edit(
+            tree / "schedule.yaml",
+            "  - {id: python312-ubuntu24,",
+            '  - {id: python311-ubuntu24, os: ubuntu24, python: "3.11"}\n  - {id: python312-ubuntu24,',
+        )
+        for ext in (".in", ".txt", ".wheels.json"):  # same minor, same pure-Python tools
+            shutil.copy(tree / "lockfiles" / f"python311-ubuntu22{ext}", tree / "lockfiles" / f"python311-ubuntu24{ext}")
     start = time.monotonic()
     bases = [a for os_id in OSES for a in ("--os-base", f"{os_id}={roots[os_id]}")]
     proc = gen(tree, "refresh", "--only", "packages", *OSES, *bases, "--no-snapshots", "--changelog", str(tree / "packages.md"), check=False)

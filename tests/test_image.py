@@ -21,9 +21,7 @@ from . import ubuntu
 from .conftest import ROOT, edit
 from .image_fixtures import (
     CACHE,
-    CURRENT,
     OSES,
-    PY311,
     RUNTIME,
     TARBALL_SHA256,
     TIMES,
@@ -107,14 +105,12 @@ def moved_archive(test_tree: Path, tmp_path_factory):
 def test_rebuild_after_the_archive_moved_gives_the_same_digest(images, test_tree, roots, python_mirror, moved_archive, tmp_path) -> None:
     """A second clean build (no layer cache, an empty download cache) from the same lock, fetching
     from the moved mirror after the snapshot service fails: the same image."""
-    first = images(CURRENT["ubuntu22"])
+    first = images(RUNTIME)
     dead = f"http://127.0.0.1:{free_port()}/snapshot"  # nothing listens: the fallback is real
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FLEX_PYTHON_APT_SNAPSHOT": dead}
     tag = "localhost/flex-test/python311-ubuntu22:b"
     start = time.monotonic()
-    proc = build(
-        test_tree, CURRENT["ubuntu22"], roots["ubuntu22"], python_mirror, tag, "--no-cache", "--apt-mirror", moved_archive["url"] + "/mirror", env=env
-    )
+    proc = build(test_tree, RUNTIME, roots["ubuntu22"], python_mirror, tag, "--no-cache", "--apt-mirror", moved_archive["url"] + "/mirror", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     TIMES["second clean build"] = time.monotonic() - start
     a = json.loads(podman("image", "inspect", first["tag"]).stdout)[0]
@@ -135,7 +131,7 @@ def test_tampered_deb_is_refused_before_the_build(test_tree, roots, python_mirro
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FLEX_PYTHON_APT_SNAPSHOT": ""}
     tag = "localhost/flex-test/python311-ubuntu22:tampered"
     with serve(bad) as url:
-        proc = build(test_tree, CURRENT["ubuntu22"], roots["ubuntu22"], python_mirror, tag, "--apt-mirror", url, env=env)
+        proc = build(test_tree, RUNTIME, roots["ubuntu22"], python_mirror, tag, "--apt-mirror", url, env=env)
     assert proc.returncode == 1
     assert "checksum mismatch" in proc.stderr and f"expected {victim['sha256']}" in proc.stderr and "actual " in proc.stderr
     assert "step 1/" not in proc.stderr  # refused before the build started
@@ -168,26 +164,27 @@ def test_refresh_moves_the_archive_state(test_tree: Path, roots, moved_archive, 
 
 
 @pytest.mark.parametrize("os_id", ["ubuntu22", "ubuntu24"])
-def test_current_runtime(images, os_id: str, test_tree: Path) -> None:
-    image = images(CURRENT[os_id])
+def test_current_runtime(images, current, os_id: str, test_tree: Path) -> None:
+    runtime, (version, _tgz, _xz) = current[os_id]
+    image = images(runtime)
     out = image["stdout"]
     assert "image id: " in out and "digest:   sha256:" in out
     assert "network off" in image["stderr"]
-    assert inside(image, "python", "--version").strip() == f"Python {PY311[0]}"
+    assert inside(image, "python", "--version").strip() == f"Python {version}"
     facts = json.loads(inside(image, "/env/bin/python", "-c", "import sys, json; print(json.dumps([sys.executable, sys.prefix, sys.base_prefix]))"))
-    assert facts == ["/env/bin/python", "/env", "/opt/python3.11"]
+    assert facts == ["/env/bin/python", "/env", f"/opt/python{version.rsplit('.', 1)[0]}"]
     mods = "ssl, sqlite3, ctypes, zlib, bz2, lzma, readline, uuid, decimal, dbm.gnu, curses, venv"
     assert inside(image, "python", "-c", f"import {mods}; print(ssl.OPENSSL_VERSION)").startswith("OpenSSL ")
     release = inside(image, "sh", "-c", ". /etc/os-release; echo $VERSION_ID").strip()
     assert release == {"ubuntu22": "22.04", "ubuntu24": "24.04"}[os_id]
-    locked = locked_versions(test_tree / "lockfiles" / f"{CURRENT[os_id]}.txt")
+    locked = locked_versions(test_tree / "lockfiles" / f"{runtime}.txt")
     assert dict(line.lower().split("==") for line in inside(image, "pip", "freeze", "--all").split()) == locked
     assert inside(image, "id", "-u").strip() == "1000"
     # every locked runtime package is installed at its locked version
     runtime = tree_lock(test_tree)["os_packages"][os_id]["runtime"]
     query = inside(image, "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *[d["name"] for d in runtime])
     assert dict(line.split() for line in query.splitlines()) == {d["name"]: d["version"] for d in runtime}
-    print(f"\n{CURRENT[os_id]} built in {image['seconds']:.0f}s\n{layers(image['tag'])}")
+    print(f"\n{runtime} ({version}) built in {image['seconds']:.0f}s\n{layers(image['tag'])}")
 
 
 def test_build_reports_id_and_digest(image: dict) -> None:
@@ -287,25 +284,28 @@ def test_tampered_lock_fails_the_build(image: dict, test_tree: Path, roots: dict
 
 
 @pytest.fixture(scope="session")
-def app_wheels() -> Path:
-    """Flask + gunicorn and their dependencies for Python 3.11, fetched once on the host (hash-recorded by pip)."""
+def app_wheels(current) -> Path:
+    """Flask + gunicorn and their dependencies for each Python built, fetched once on the host (hash-recorded by pip)."""
     wheels = CACHE / "app-wheels"
-    if not list(wheels.glob("gunicorn-*.whl")):
-        run(
-            str(ROOT / ".venv" / "bin" / "python"), "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11",
-            "-d", str(wheels), *FLASK_APP_WHEELS,
-        )  # fmt: skip
+    for minor in sorted({v.rsplit(".", 1)[0] for _runtime, (v, _tgz, _xz) in current.values()}):
+        stamp = wheels / f".done-{minor}"
+        if not stamp.exists():
+            run(
+                str(ROOT / ".venv" / "bin" / "python"), "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", minor,
+                "-d", str(wheels), *FLASK_APP_WHEELS,
+            )  # fmt: skip
+            stamp.touch()
     return wheels
 
 
 @pytest.fixture(scope="session")
-def flask_images(images, app_wheels: Path, tmp_path_factory):
+def flask_images(images, current, app_wheels: Path, tmp_path_factory):
     """os id → the Flask sample built FROM that OS's python311 runtime image (built once each)."""
     built: dict[str, str] = {}
 
     def get_image(os_id: str) -> str:
         if os_id not in built:
-            built[os_id] = flask_image(images(CURRENT[os_id]), app_wheels, tmp_path_factory.mktemp(f"flask-{os_id}"), os_id)
+            built[os_id] = flask_image(images(current[os_id][0]), app_wheels, tmp_path_factory.mktemp(f"flask-{os_id}"), os_id)
         return built[os_id]
 
     return get_image

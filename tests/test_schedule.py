@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import schedule
+from generator import render, schedule
 
 from .conftest import SCHEDULE, edit
 
@@ -235,6 +235,11 @@ BROKEN_LOCK = [
         lambda d: d["python_minors"].update({"3.9": "3.10.20"}),
         ["python_minors.3.9", "not a release of Python 3.9"],
     ),
+    (
+        "a release with neither tarball hash",
+        lambda d: d["cpython"]["3.9.25"].update(sha256=None, tar_xz_sha256=None),
+        ["cpython.3.9.25", "neither sha256 (.tgz) nor tar_xz_sha256 (.tar.xz) is known"],
+    ),
     ("a minor the lock does not pin", lambda d: d["python_minors"].pop("3.12"), ["Python 3.12", "pins no patch release", "refresh"]),
     ("a release without its tarball hash", lambda d: d["cpython"].pop("2.7.12"), ["CPython 2.7.12", "no tarball sha256", "refresh"]),
     ("an OS the lock does not pin", lambda d: d["base_images"].pop("ubuntu18"), ["operating_systems.ubuntu18", "pins no digest", "refresh"]),
@@ -272,3 +277,18 @@ def test_lock_file_is_canonical() -> None:
 
     text = (SCHEDULE.parent / pins.LOCK).read_text()
     assert pins.loads(text).dumps() == text
+
+
+def test_a_release_known_only_by_its_tar_xz_builds_from_that(tree: Path) -> None:
+    """Some releases' .tgz hash is unknown (3.14.8 in shared/pins): the lock takes the .tar.xz's alone,
+    and the Dockerfile checks the tarball against it (the .tgz ARG stays empty)."""
+    path = _lock(tree)
+    data = json.loads(path.read_text())
+    rel = data["cpython"][data["python_minors"]["3.14"]]
+    xz = "c2215904f02b175596dc49351585104f4bc20341e1c47378b26a2c274360ce73"
+    rel.update(sha256=None, tar_xz_sha256=xz)
+    path.write_text(json.dumps(data))
+    sched = schedule.load(tree / "schedule.yaml")
+    (r,) = [r for r in sched.runtimes.values() if r.id == "python314-ubuntu24"]
+    text = render.render_all(sched, tree)[f"{render.IMAGES_DIR}/{r.id}/Dockerfile"]
+    assert "ARG PYTHON_SHA256=\n" in text and f"ARG PYTHON_XZ_SHA256={xz}\n" in text

@@ -135,16 +135,18 @@ def sha256(path: Path) -> str:
 # --- a local archive on 127.0.0.1: the locked files, plus a newer version of one package ----------
 
 
-def python_tarball(version: str, sha: str, dest: Path) -> Path:
-    """Python-VERSION.tgz from a source package of Ubuntu (xenial's python2.7) or Debian (bookworm's
-    python3.11) that ships python.org's tarball unchanged, found through the signed Sources index."""
+def python_tarball(version: str, sha: str, dest: Path, ext: str = "tgz") -> Path:
+    """Python-VERSION.tgz (or .tar.xz) from a source package of Ubuntu (xenial's python2.7) or Debian
+    (bookworm's python3.11, forky's python3.14) that ships python.org's tarball unchanged, found
+    through the signed Sources index."""
     source, suites, mirror, ring = {
         "2.7.12": ("python2.7", ["xenial-updates", "xenial-security"], UBUNTU, keyring()),
         "2.7.18": ("python2.7", ["bullseye"], DEBIAN, DEBIAN_KEYRING),
         "3.11.2": ("python3.11", ["bookworm"], DEBIAN, DEBIAN_KEYRING),
+        "3.14.8": ("python3.14", ["forky", "sid"], DEBIAN, DEBIAN_KEYRING),
     }[version]
-    orig = f"{source}_{version}.orig.tar.gz"
-    target = dest / version / f"Python-{version}.tgz"
+    orig = f"{source}_{version}.orig.{'tar.gz' if ext == 'tgz' else ext}"
+    target = dest / version / f"Python-{version}.{ext}"
     if target.exists():
         return target
     for suite in suites:
