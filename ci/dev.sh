@@ -11,31 +11,23 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 setup_system() {
   # System packages the tests use: podman/runc/buildah for real image builds, mmdebstrap for a
   # real base without a registry, nix-bin to evaluate the flake, docker-registry + skopeo for a real
-  # registry on 127.0.0.1. Skipped when everything is already there.
+  # registry on 127.0.0.1, bubblewrap to run the tests' Nix root. Skipped when everything is already there.
   local need=()
   # debootstrap (xenial and bionic roots), apt-ftparchive (apt-utils) and gpg (gnupg): the OS package
   # tests build real Ubuntu roots and a signed local archive.
-  for cmd in podman runc mmdebstrap debootstrap apt-ftparchive gpg gpgv nix skopeo curl node npm; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
+  for cmd in podman runc mmdebstrap debootstrap apt-ftparchive gpg gpgv nix bwrap skopeo curl node npm; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
   [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+  # the root of the image tests' chain of trust to Ubuntu's archive keys (tests/ubuntu.py)
+  [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing system packages (missing: ${need[*]})"
     local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-      podman runc buildah uidmap slirp4netns fuse-overlayfs mmdebstrap debootstrap apt-utils gnupg gpgv nix-bin docker-registry skopeo \
+      podman runc buildah uidmap slirp4netns fuse-overlayfs mmdebstrap debootstrap apt-utils gnupg gpgv debian-archive-keyring nix-bin bubblewrap docker-registry skopeo \
       ca-certificates curl git python3-venv dpkg-dev xz-utils >/dev/null
     command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs npm >/dev/null
-  fi
-  # deb-src: the image tests take CPython 3.11.2's tarball from Debian's source package
-  # (byte-identical to python.org's), since python.org is out of reach on these machines.
-  local src=/etc/apt/sources.list.d/debian-src.sources
-  if [ ! -f "$src" ] && grep -qs bookworm /etc/os-release; then
-    log "adding a deb-src line for bookworm (image tests)"
-    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-      | $sudo tee "$src" >/dev/null
-    $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
   fi
   bash ci/configure-containers.sh
 }
@@ -46,10 +38,6 @@ setup_nix_root() {
   # cached; tests/nix/run-nix.sh runs it there (bubblewrap, nothing of the system is touched). python3 is in the root for the stand-in image builds of the Nix checks.
   local root="${FLEX_NIX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/flex-python/test/nix-trixie}"
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  if ! command -v bwrap >/dev/null; then
-    log "installing bubblewrap (runs the Nix root)"
-    $sudo apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null
-  fi
   if [ ! -x "$root/usr/bin/nix" ]; then
     log "building a Debian trixie root with nix-bin at $root"
     $sudo rm -rf "$root.tmp"
