@@ -1047,8 +1047,6 @@ def test_the_image_check_fails_on_a_wrong_image(tmp_path: Path) -> None:
 
 # ---- the checker over images podman made (no Nix involved; the same verification) --------------
 
-DOCKERFILE_IMAGE = "localhost/flex-test/python311:a"  # tests/test_image.py's image fixture builds it
-
 
 def podman(*args: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=600)
@@ -1093,25 +1091,22 @@ def test_imagecheck_over_a_podman_saved_image(tmp_path: Path) -> None:
 
 
 @pytest.mark.image
-@needs_podman
-def test_imagecheck_over_the_dockerfile_path_image(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    """The real Dockerfile-path image (python311-ubuntu22 on the Debian base, built by test_image.py):
-    saved with podman, then checked like the Nix images, against its runtimes.json entry."""
-    if subprocess.run(["podman", "image", "exists", DOCKERFILE_IMAGE]).returncode != 0:
-        request.getfixturevalue("image")  # builds it (CPython from source: minutes)
-    inspect = json.loads(podman("image", "inspect", DOCKERFILE_IMAGE).stdout)[0]
+@pytest.mark.usefixtures("need_podman")
+def test_imagecheck_over_the_dockerfile_path_image(tmp_path: Path, image: dict) -> None:
+    """The real Dockerfile-path image (python311-ubuntu22 on the real Ubuntu 22.04 root, the image
+    tests' session image): saved with podman, then checked like the Nix images, against its entry
+    in the runtimes.json it was built from."""
+    tag = image["tag"]
+    inspect = json.loads(podman("image", "inspect", tag).stdout)[0]
     rid = inspect["Config"]["Labels"]["flex-python.runtime-id"]
-    entry = RUNTIMES[rid]
+    entry = json.loads((image["tree"] / "lockfiles" / "runtimes.json").read_text())["runtimes"][rid]
     py = entry["python"]
     saved = tmp_path / "saved.tar"
-    podman("save", "--format", "docker-archive", "-o", str(saved), DOCKERFILE_IMAGE)
-    # the test image pins another patch release than the repository's lock: that one label is the
-    # image's own generated data; everything else must be runtimes.json's
-    labels = {**entry["config"]["Labels"], "org.opencontainers.image.version": inspect["Config"]["Labels"]["org.opencontainers.image.version"]}
+    podman("save", "--format", "docker-archive", "-o", str(saved), tag)
     expect = {
-        "repo_tag": DOCKERFILE_IMAGE,
+        "repo_tag": tag,
         "architecture": "amd64",
-        "config": {**entry["config"], "Labels": labels},
+        "config": entry["config"],
         "paths": [f"{py['prefix']}/bin/python", "/env/bin/python"],
         "bytecode": None,
         "max_layers": 127,
