@@ -55,3 +55,15 @@ from .image_fixtures import (  # noqa: E402, F401
     roots,
     test_tree,
 )
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The image tests' figures (build times, the two clean builds' digests, layer sizes) in every log."""
+    from .image_fixtures import FACTS, TIMES
+
+    if TIMES or FACTS:
+        terminalreporter.write_sep("-", "image test figures")
+        for name, seconds in TIMES.items():
+            terminalreporter.write_line(f"{name}: {seconds:.0f}s")
+        for name, text in FACTS.items():
+            terminalreporter.write_line(f"{name}: {text.rstrip()}")

@@ -46,7 +46,8 @@ TARBALL_SHA256 = PY311[1]
 PY314 = ("3.14.8", None, "c2215904f02b175596dc49351585104f4bc20341e1c47378b26a2c274360ce73")  # only the .tar.xz's is known
 PY2718 = ("2.7.18", "da3080e3b488f648a3d7a4560ddee895284c3380b11d6de75edb986526b9a814")
 RUNTIME = "python311-ubuntu22"
-TIMES: dict[str, float] = {}  # what the session's slow steps took (test_image.py prints them)
+TIMES: dict[str, float] = {}  # what the session's slow steps took (conftest prints them after the tests)
+FACTS: dict[str, str] = {}  # digests and sizes worth reading in a CI log (printed with TIMES)
 
 
 def run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -106,7 +107,7 @@ def legacy_python() -> tuple[str, str]:
         ubuntu.python_tarball("2.7.12", pinned, CACHE / "mirror")
         return "2.7.12", pinned
     except Exception as exc:  # the archive dropped the file (HTTP 404 here on 2026-11-24)
-        print(f"\nPython-2.7.12.tgz unavailable ({exc}); python2 is built with 2.7.18 on the xenial root")
+        FACTS["python2"] = f"Python-2.7.12.tgz unavailable ({exc}); built with 2.7.18 on the xenial root"
         ubuntu.python_tarball(*PY2718, CACHE / "mirror")
         return PY2718
 
@@ -121,7 +122,7 @@ def current() -> dict[str, tuple[str, tuple[str, str | None, str]]]:
         ubuntu.python_tarball(PY314[0], PY314[2], CACHE / "mirror", ext="tar.xz")
         newest = ("python314-ubuntu24", PY314)
     except Exception as exc:  # Debian's testing moved on from 3.14.8
-        print(f"\nPython-3.14.8.tar.xz unavailable ({exc}); ubuntu24 is tested with python311-ubuntu24 and 3.11.2")
+        FACTS["ubuntu24"] = f"Python-3.14.8.tar.xz unavailable ({exc}); tested with python311-ubuntu24 and 3.11.2"
         newest = ("python311-ubuntu24", PY311)
     return {"ubuntu22": (RUNTIME, PY311), "ubuntu24": newest}
 

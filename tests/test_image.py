@@ -21,6 +21,7 @@ from . import ubuntu
 from .conftest import ROOT, edit
 from .image_fixtures import (
     CACHE,
+    FACTS,
     OSES,
     RUNTIME,
     TARBALL_SHA256,
@@ -117,7 +118,7 @@ def test_rebuild_after_the_archive_moved_gives_the_same_digest(images, test_tree
     b = json.loads(podman("image", "inspect", tag).stdout)[0]
     assert a["RootFS"]["Layers"] == b["RootFS"]["Layers"]
     assert a["Id"] == b["Id"] and a["Digest"] == b["Digest"]
-    print(f"\ndigests: {a['Digest']} and {b['Digest']} (image id {a['Id'][:19]}); second build {TIMES['second clean build']:.0f}s")
+    FACTS["two clean builds of " + RUNTIME] = f"{a['Digest']} and {b['Digest']} (image id {a['Id'][:19]})"
 
 
 def test_tampered_deb_is_refused_before_the_build(test_tree, roots, python_mirror, moved_archive, tmp_path) -> None:
@@ -181,10 +182,10 @@ def test_current_runtime(images, current, os_id: str, test_tree: Path) -> None:
     assert dict(line.lower().split("==") for line in inside(image, "pip", "freeze", "--all").split()) == locked
     assert inside(image, "id", "-u").strip() == "1000"
     # every locked runtime package is installed at its locked version
-    runtime = tree_lock(test_tree)["os_packages"][os_id]["runtime"]
-    query = inside(image, "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *[d["name"] for d in runtime])
-    assert dict(line.split() for line in query.splitlines()) == {d["name"]: d["version"] for d in runtime}
-    print(f"\n{runtime} ({version}) built in {image['seconds']:.0f}s\n{layers(image['tag'])}")
+    debs = tree_lock(test_tree)["os_packages"][os_id]["runtime"]
+    query = inside(image, "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *[d["name"] for d in debs])
+    assert dict(line.split() for line in query.splitlines()) == {d["name"]: d["version"] for d in debs}
+    FACTS[f"layers of {runtime} ({version})"] = "\n" + layers(image["tag"])
 
 
 def test_build_reports_id_and_digest(image: dict) -> None:
@@ -393,7 +394,7 @@ def test_legacy_python2_on_xenial(legacy_image: dict, test_tree: Path, legacy_py
     with container(image["tag"], port, cmd=("python", "-c", WSGI)):
         status, body = get(f"http://127.0.0.1:{port}/")
     assert status == 200 and body == {"python": legacy_python[0], "prefix": "/env", "port": "8080"}
-    print(f"\npython2 ({legacy_python[0]}) on xenial built in {image['seconds']:.0f}s; the app answered {body}\n{layers(image['tag'])}")
+    FACTS[f"layers of python2 ({legacy_python[0]})"] = "\n" + layers(image["tag"])
 
 
 # --- bytecode: compiled in the build, used (never rewritten) by the app user ---------------------
@@ -476,7 +477,3 @@ def test_legacy_python2_imports_from_its_timestamp_bytecode(legacy_image: dict) 
     # every source has its pyc, but a package's Python 3 module (importlib_resources' _py3.py), as pip leaves it
     assert set(counts) == {("/opt/python2.7/lib/python2.7", "timestamp"), ("/env/lib", "timestamp"), ("/env/lib", "not valid Python")}, counts
     assert counts["/env/lib", "not valid Python"] < 5
-
-
-def test_report_times() -> None:
-    print("\n" + "\n".join(f"{k}: {v:.0f}s" for k, v in TIMES.items()))
