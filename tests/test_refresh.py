@@ -60,9 +60,10 @@ def registry_server(tmp_path_factory):
                 proc.kill()
                 raise
             time.sleep(0.2)
-    yield {"host": host, "proc": proc, "config": config, "exe": exe}
-    proc.terminate()
-    proc.wait(10)
+    server = {"host": host, "proc": proc, "config": config, "exe": exe}
+    yield server
+    server["proc"].terminate()  # the one running now: a test may have stopped and restarted it
+    server["proc"].wait(10)
 
 
 def oci_layout(path: Path, content: bytes) -> str:
