@@ -143,14 +143,16 @@ def input_hash(
 
 
 def _debs(r: Runtime) -> dict[str, list[list[str]]] | None:
-    """The locked .debs of the runtime's OS (not the archive state or evidence: a refresh that moves
-    no package moves no input hash)."""
+    """The locked .debs of the runtime's OS and the packages of its base (not the archive state or
+    evidence: a refresh that moves no package moves no input hash). The base's packages count because
+    the image's SBOM, which the image carries (build's label), lists them."""
     if r.packages is None:
         return None
-    return {
+    out = {
         name: [[d.name, d.version, d.architecture, d.filename, d.sha256] for d in debs]
         for name, debs in (("build", r.packages.build), ("runtime", r.packages.runtime))
     }
+    return {**out, "base": [[p.name, p.version, p.architecture, p.source, p.source_version] for p in r.packages.base]}
 
 
 def runtime_data(r: Runtime, schedule: Schedule, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
