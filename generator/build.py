@@ -5,7 +5,8 @@ lock's .debs (builder and final stage), the runtime's tool lock and the locked f
 downloaded once into a content-addressed cache and checked against its sha256 (a tampered or
 missing file stops here, before the build, with both hashes). The build itself runs with the
 network off. The image's timestamps come from SOURCE_DATE_EPOCH, so two clean builds give the
-same digest.
+same digest. The image's SBOMs (generator/sbom.py, made from the lock) are written beside it, and
+their sha256 are labels of the image (a pure function of the lock, so the digest stays stable).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import ospkgs, render
+from . import sbom as sbom_mod
 from .cache import cache_root
 from .errors import GeneratorError
 from .http import HttpError, fetch_verified
@@ -42,6 +44,7 @@ class BuildResult:
     tag: str
     seconds: float
     log: Path
+    sbom: list[Path]  # the image's SBOMs, whose sha256 its labels carry
 
 
 def engine(name: str | None) -> str:
@@ -60,12 +63,9 @@ def fetch_cpython(r: Runtime, dest: Path, mirror: str | None) -> Path:
     """Python-X.Y.Z.tar.xz (if its sha256 is pinned), else .tgz, from `mirror`/X.Y.Z/, hash-checked."""
     base = (mirror or PYTHON_ORG).rstrip("/")
     tried = []
-    candidates = [("tar.xz", r.interpreter.tar_xz_sha256), ("tgz", r.interpreter.sha256)]
-    for ext, sha in candidates:
-        if not sha:
-            continue
+    for name, sha in r.tarballs:
         try:
-            return fetch_verified(f"{base}/{r.version}/Python-{r.version}.{ext}", sha, dest / f"Python-{r.version}.{ext}")
+            return fetch_verified(f"{base}/{r.version}/{name}", sha, dest / name)
         except HttpError as exc:
             if "checksum mismatch" in str(exc):
                 raise BuildError(f"CPython {r.version}: {exc}") from None
@@ -116,8 +116,12 @@ def build(
     extra_args: tuple[str, ...] = (),
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     verbose: bool = False,
+    sbom_dir: Path | None = None,
 ) -> BuildResult:
     exe = engine(engine_name)
+    # The SBOM is a function of the lock (made before the build, so a lock it cannot describe stops
+    # here); the image carries each document's sha256 as a label, and the files go beside it.
+    docs = sbom_mod.documents(schedule, r)
     tag = tag or f"localhost/{r.id}:{r.version}"
     log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"  # one per tag: parallel builds of a runtime
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +135,8 @@ def build(
         if Path(exe).name == "podman":
             # buildah: every timestamp in the image (config, history, files of new layers) = the epoch
             cmd += ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"]
+        for key, value in sbom_mod.labels(docs).items():
+            cmd += ["--label", f"{key}={value}"]
         if base_image:
             cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
         if not optimize:
@@ -168,4 +174,5 @@ def build(
     data = data[0] if isinstance(data, list) else data
     image_id = data.get("Id", "")
     digest = data.get("Digest") or ""
-    return BuildResult(image_id=image_id, digest=digest, tag=tag, seconds=seconds, log=log_path)
+    written = sbom_mod.write(docs, r.id, sbom_dir or sbom_mod.default_dir(schedule))
+    return BuildResult(image_id=image_id, digest=digest, tag=tag, seconds=seconds, log=log_path, sbom=written)

@@ -193,13 +193,12 @@ def _dump_json(data: Any) -> str:
 def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
     """Relative path → content of every generated file (the README only if it exists)."""
     out: dict[str, str] = {}
-    dockerfile = template("Dockerfile.j2")
     nix = nix_sources(root)
     runtimes = {}
     for r in schedule.runtimes.values():
         lock_text, tools = lock_inputs(root, r)
         rel = f"{IMAGES_DIR}/{r.id}/Dockerfile"
-        text = dockerfile.render(r=r, config=image_config(r, schedule), epoch=SOURCE_DATE_EPOCH, locked=lock_text is not None)
+        text = _dockerfile(r, schedule, lock_text)
         out[rel] = escape.check_dockerfile(text, rel)
         data = runtime_data(r, schedule, tools)
         runtimes[r.id] = {**data, "input_hash": input_hash(r, schedule, text, lock_text, tools, nix)}
@@ -216,6 +215,16 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
     if readme.exists():
         out[README] = splice_matrix(readme.read_text(encoding="utf-8"), support_matrix(schedule))
     return {rel: escape.check_text(text, rel) for rel, text in out.items()}
+
+
+def _dockerfile(r: Runtime, schedule: Schedule, lock_text: str | None) -> str:
+    return template("Dockerfile.j2").render(r=r, config=image_config(r, schedule), epoch=SOURCE_DATE_EPOCH, locked=lock_text is not None)
+
+
+def runtime_input_hash(schedule: Schedule, root: Path, r: Runtime) -> str:
+    """Runtime `r`'s input hash as `generate` writes it into runtimes.json, computed for it alone."""
+    lock_text, tools = lock_inputs(root, r)
+    return input_hash(r, schedule, _dockerfile(r, schedule, lock_text), lock_text, tools, nix_sources(root))
 
 
 def support_matrix(schedule: Schedule) -> str:

@@ -145,6 +145,13 @@ class Runtime:
     def base_reference(self) -> str:
         return f"{self.os.image}@{self.base.digest}"
 
+    @property
+    def tarballs(self) -> list[tuple[str, str]]:
+        """(file name, sha256) of the CPython source tarballs a build takes, preferred first: the
+        .tar.xz where its sha256 is pinned, then the .tgz (both beside the lock's url)."""
+        xz = [(f"Python-{self.version}.tar.xz", self.interpreter.tar_xz_sha256)] if self.interpreter.tar_xz_sha256 else []
+        return [*xz, (f"Python-{self.version}.tgz", self.interpreter.sha256)]
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -356,6 +363,12 @@ def _cross_check(doc: yamlsrc.Document, m: ScheduleModel) -> list[str]:
             err(("runtimes", i, "python"), f"Python {minor} is offered twice on {r.os} ({per_os[(r.os, minor)]} and {r.id})")
         per_os.setdefault((r.os, minor), r.id)
     return out
+
+
+def load_given(path: Path | None) -> Schedule:
+    """The schedule a command was given (--schedule), else the default one, joined with its lock."""
+    path = path or default_path()
+    return load(path, display=str(path))
 
 
 def default_path() -> Path:
