@@ -162,7 +162,7 @@ def spdx_json(inv: Inventory) -> str:
     """The SPDX 2.3 JSON document, validated by spdx-tools (a failure here is a bug: exit 1)."""
     import io
 
-    from license_expression import get_spdx_licensing
+    from spdx_tools.common.spdx_licensing import spdx_licensing
     from spdx_tools.spdx.model import (
         Actor,
         ActorType,
@@ -181,7 +181,6 @@ def spdx_json(inv: Inventory) -> str:
     from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
     from spdx_tools.spdx.writer.json.json_writer import write_document_to_stream
 
-    licensing = get_spdx_licensing()
     purpose = {"oci": PackagePurpose.CONTAINER, "deb": PackagePurpose.LIBRARY, "cpython": PackagePurpose.APPLICATION, "pypi": PackagePurpose.LIBRARY}
     image = Package(
         spdx_id="SPDXRef-image",
@@ -196,7 +195,7 @@ def spdx_json(inv: Inventory) -> str:
     packages = [image]
     relationships = [Relationship("SPDXRef-DOCUMENT", RelationshipType.DESCRIBES, "SPDXRef-image")]
     for item in inv.items:
-        lic = licensing.parse(item.license) if item.license else SpdxNoAssertion()
+        lic = spdx_licensing.parse(item.license) if item.license else SpdxNoAssertion()
         packages.append(
             Package(
                 spdx_id=f"SPDXRef-{item.ref}",
