@@ -296,5 +296,5 @@ def apply(p: Plan) -> list[str]:
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:
-    """One file, atomically (a set of one)."""
-    fileset.apply(path.parent, {path.name: content})
+    """One file, atomically."""
+    fileset.write_one(path, content)
