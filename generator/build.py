@@ -6,7 +6,8 @@ downloaded once into a content-addressed cache and checked against its sha256 (a
 missing file stops here, before the build, with both hashes). The build itself runs with the
 network off. The image's timestamps come from SOURCE_DATE_EPOCH, so two clean builds give the
 same digest. The image's SBOMs (generator/sbom.py, made from the lock) are written beside it, and
-their sha256 are labels of the image (a pure function of the lock, so the digest stays stable).
+their sha256 are labels of the image, added by a last build step of their own (a pure function of
+the lock and the built image's id, so the digest stays stable).
 """
 
 from __future__ import annotations
@@ -102,6 +103,24 @@ def prepare_context(schedule: Schedule, r: Runtime, dest: Path, *, python_mirror
     return dest
 
 
+def _attach_sbom(exe: str, never: str, same: list[str], image_id: str, tag: str, labels: dict[str, str], ctx: Path, log_path: Path) -> int:
+    """`tag` = the built image plus one LABEL step carrying the SBOMs' sha256.
+
+    A build of its own, FROM the image just built (by id): with `--label` on the main build,
+    buildah writes the labels into every stage's intermediate images when it builds them, but not
+    into intermediates it takes from its layer cache, so a clean build and a cached one would
+    differ. This way the main image is what it was without SBOMs, and the label step is a
+    function of its id and the lock."""
+    ctx.mkdir()
+    lines = [f"FROM {image_id.removeprefix('sha256:')}", *(f'LABEL {key}="{value}"' for key, value in labels.items())]
+    (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
+    cmd = [exe, "build", "--network=none", never, *same, "-f", str(ctx / "Dockerfile"), "-t", tag, str(ctx)]
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
 def build(
     schedule: Schedule,
     r: Runtime,
@@ -125,18 +144,16 @@ def build(
     tag = tag or f"localhost/{r.id}:{r.version}"
     log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"  # one per tag: parallel builds of a runtime
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp, tempfile.TemporaryDirectory(prefix="build-meta-") as meta:
         ctx = prepare_context(schedule, r, Path(tmp), python_mirror=python_mirror, apt_mirrors=apt_mirrors)
         count = sum(1 for p in ctx.rglob("*") if p.is_file()) - 2
         progress(f"build context ready: {count} hash-checked files (CPython, .debs, wheels); building with the network off")
         never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
-        cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), "-t", tag]
+        # buildah: every timestamp in the image (config, history, files of new layers) = the epoch
+        same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if Path(exe).name == "podman" else []
+        iid = Path(meta) / "image-id"  # outside the context, which the engine reads
+        cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), "--iidfile", str(iid), *same]
         cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={render.SOURCE_DATE_EPOCH}"]
-        if Path(exe).name == "podman":
-            # buildah: every timestamp in the image (config, history, files of new layers) = the epoch
-            cmd += ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"]
-        for key, value in sbom_mod.labels(docs).items():
-            cmd += ["--label", f"{key}={value}"]
         if base_image:
             cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
         if not optimize:
@@ -163,6 +180,9 @@ def build(
                 if _MISMATCH.search(line) or (mismatch and line.lstrip().startswith(("expected:", "actual:"))):
                     mismatch.append(line.strip())
             code = proc.wait()
+        if code == 0:
+            code = _attach_sbom(exe, never, same, iid.read_text().strip(), tag, sbom_mod.labels(docs), Path(meta) / "sbom-label", log_path)
+            step = "(the SBOM label step)" if code else step
         seconds = time.monotonic() - start
     if code != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
