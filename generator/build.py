@@ -5,7 +5,9 @@ lock's .debs (builder and final stage), the runtime's tool lock and the locked f
 downloaded once into a content-addressed cache and checked against its sha256 (a tampered or
 missing file stops here, before the build, with both hashes). The build itself runs with the
 network off. The image's timestamps come from SOURCE_DATE_EPOCH, so two clean builds give the
-same digest.
+same digest. The image's SBOMs (generator/sbom.py, made from the lock) are written beside it, and
+their sha256 are labels of the image, added by a last build step of their own (a pure function of
+the lock and the built image's id, so the digest stays stable).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import ospkgs, render
+from . import sbom as sbom_mod
 from .cache import cache_root
 from .errors import GeneratorError
 from .http import HttpError, fetch_verified
@@ -42,6 +45,7 @@ class BuildResult:
     tag: str
     seconds: float
     log: Path
+    sbom: list[Path]  # the image's SBOMs, whose sha256 its labels carry
 
 
 def engine(name: str | None) -> str:
@@ -60,12 +64,9 @@ def fetch_cpython(r: Runtime, dest: Path, mirror: str | None) -> Path:
     """Python-X.Y.Z.tar.xz (if its sha256 is pinned), else .tgz, from `mirror`/X.Y.Z/, hash-checked."""
     base = (mirror or PYTHON_ORG).rstrip("/")
     tried = []
-    candidates = [("tar.xz", r.interpreter.tar_xz_sha256), ("tgz", r.interpreter.sha256)]
-    for ext, sha in candidates:
-        if not sha:
-            continue
+    for name, sha in r.tarballs:
         try:
-            return fetch_verified(f"{base}/{r.version}/Python-{r.version}.{ext}", sha, dest / f"Python-{r.version}.{ext}")
+            return fetch_verified(f"{base}/{r.version}/{name}", sha, dest / name)
         except HttpError as exc:
             if "checksum mismatch" in str(exc):
                 raise BuildError(f"CPython {r.version}: {exc}") from None
@@ -102,6 +103,24 @@ def prepare_context(schedule: Schedule, r: Runtime, dest: Path, *, python_mirror
     return dest
 
 
+def _attach_sbom(exe: str, never: str, same: list[str], image_id: str, tag: str, labels: dict[str, str], ctx: Path, log_path: Path) -> int:
+    """`tag` = the built image plus one LABEL step carrying the SBOMs' sha256.
+
+    A build of its own, FROM the image just built (by id): with `--label` on the main build,
+    buildah writes the labels into every stage's intermediate images when it builds them, but not
+    into intermediates it takes from its layer cache, so a clean build and a cached one would
+    differ. This way the main image is what it was without SBOMs, and the label step is a
+    function of its id and the lock."""
+    ctx.mkdir()
+    lines = [f"FROM {image_id.removeprefix('sha256:')}", *(f'LABEL {key}="{value}"' for key, value in labels.items())]
+    (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
+    cmd = [exe, "build", "--network=none", never, *same, "-f", str(ctx / "Dockerfile"), "-t", tag, str(ctx)]
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
 def build(
     schedule: Schedule,
     r: Runtime,
@@ -116,21 +135,25 @@ def build(
     extra_args: tuple[str, ...] = (),
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     verbose: bool = False,
+    sbom_dir: Path | None = None,
 ) -> BuildResult:
     exe = engine(engine_name)
+    # The SBOM is a function of the lock (made before the build, so a lock it cannot describe stops
+    # here); the image carries each document's sha256 as a label, and the files go beside it.
+    docs = sbom_mod.documents(schedule, r)
     tag = tag or f"localhost/{r.id}:{r.version}"
     log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"  # one per tag: parallel builds of a runtime
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp, tempfile.TemporaryDirectory(prefix="build-meta-") as meta:
         ctx = prepare_context(schedule, r, Path(tmp), python_mirror=python_mirror, apt_mirrors=apt_mirrors)
         count = sum(1 for p in ctx.rglob("*") if p.is_file()) - 2
         progress(f"build context ready: {count} hash-checked files (CPython, .debs, wheels); building with the network off")
         never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
-        cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), "-t", tag]
+        # buildah: every timestamp in the image (config, history, files of new layers) = the epoch
+        same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if Path(exe).name == "podman" else []
+        iid = Path(meta) / "image-id"  # outside the context, which the engine reads
+        cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), "--iidfile", str(iid), *same]
         cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={render.SOURCE_DATE_EPOCH}"]
-        if Path(exe).name == "podman":
-            # buildah: every timestamp in the image (config, history, files of new layers) = the epoch
-            cmd += ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"]
         if base_image:
             cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
         if not optimize:
@@ -157,6 +180,9 @@ def build(
                 if _MISMATCH.search(line) or (mismatch and line.lstrip().startswith(("expected:", "actual:"))):
                     mismatch.append(line.strip())
             code = proc.wait()
+        if code == 0:
+            code = _attach_sbom(exe, never, same, iid.read_text().strip(), tag, sbom_mod.labels(docs), Path(meta) / "sbom-label", log_path)
+            step = "(the SBOM label step)" if code else step
         seconds = time.monotonic() - start
     if code != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
@@ -168,4 +194,5 @@ def build(
     data = data[0] if isinstance(data, list) else data
     image_id = data.get("Id", "")
     digest = data.get("Digest") or ""
-    return BuildResult(image_id=image_id, digest=digest, tag=tag, seconds=seconds, log=log_path)
+    written = sbom_mod.write(docs, r.id, sbom_dir or sbom_mod.default_dir(schedule))
+    return BuildResult(image_id=image_id, digest=digest, tag=tag, seconds=seconds, log=log_path, sbom=written)

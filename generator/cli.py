@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, cli_sbom
 from . import schedule as schedule_mod
 from .errors import GeneratorError
 
@@ -75,8 +75,7 @@ date_option = click.option("--date", "on", callback=_date, metavar="YYYY-MM-DD",
 
 def load_schedule(path: Path | None) -> schedule_mod.Schedule:
     """The schedule joined with its lock (a problem in either exits 2 through `_Group`)."""
-    path = path or schedule_mod.default_path()
-    return schedule_mod.load(path, display=str(path))
+    return schedule_mod.load_given(path)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -202,18 +201,21 @@ def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
 @click.option("--optimize/--no-optimize", default=True, show_default=True, help="PGO + LTO (slow); --no-optimize builds in minutes.")
 @click.option("--no-cache", is_flag=True, help="Build every step again.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the engine's whole output, not only its steps.")
+@click.option(
+    "--sbom-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the image's SBOMs are written (default: build/sbom/ beside the schedule).",
+)
 @click.pass_obj
-def build(schedule_path, runtime_id, engine_name, base_image, python_mirror, apt_mirrors, tag, optimize, no_cache, verbose) -> None:
-    """Build a runtime's image from its generated Dockerfile; print its ID and digest."""
+def build(schedule_path, runtime_id, engine_name, base_image, python_mirror, apt_mirrors, tag, optimize, no_cache, verbose, sbom_dir) -> None:
+    """Build a runtime's image from its generated Dockerfile; print its ID, digest and SBOMs."""
     from . import build as build_mod
 
     sched = load_schedule(schedule_path)
-    if runtime_id not in sched.runtimes:
-        click.echo(f"error: unknown runtime {runtime_id!r}; valid choices: {', '.join(sched.runtimes)}", err=True)
-        sys.exit(2)
+    r = cli_sbom.runtime_of(sched, runtime_id)  # unknown: exit 2 naming the choices
     res = build_mod.build(  # BuildError: exit 1 through _Group
         sched,
-        sched.runtimes[runtime_id],
+        r,
         engine_name=engine_name,
         base_image=base_image,
         python_mirror=python_mirror,
@@ -222,10 +224,15 @@ def build(schedule_path, runtime_id, engine_name, base_image, python_mirror, apt
         optimize=optimize,
         no_cache=no_cache,
         verbose=verbose,
+        sbom_dir=sbom_dir,
     )
     click.echo(f"built {res.tag} in {res.seconds:.0f}s")
     click.echo(f"image id: {res.image_id}")
     click.echo(f"digest:   {res.digest}")
+    for path in res.sbom:
+        click.echo(f"sbom:     {path} (its sha256 is a label of the image)")
+    if base_image:
+        click.echo(f"note: the SBOM names the pinned base {r.base_reference}; this image was built on {base_image}", err=True)
 
 
 # --- lock ---
@@ -425,6 +432,11 @@ def refresh(
         click.echo(f"wrote {rel}", err=True)
     if not dry_run:
         click.echo(result.summary, err=True)
+
+
+# --- sbom, publish-sbom (generator/cli_sbom.py) ---
+main.add_command(cli_sbom.sbom)
+main.add_command(cli_sbom.publish_sbom)
 
 
 @main.command()

@@ -131,6 +131,23 @@ def apply(root: Path, changes: dict[str, bytes | str | None]) -> list[str]:
     return list(targets)
 
 
+def write_one(target: Path, content: bytes | str) -> None:
+    """One file, atomically: staged beside it, then renamed over it. No journal: one rename is
+    already all or nothing, and writers of different files in one directory (parallel `lock`
+    jobs) must not share one journal there."""
+    try:
+        staged = _stage(target, content.encode("utf-8") if isinstance(content, str) else content)
+    except OSError as exc:
+        raise WriteError(_describe(exc, target)) from None
+    try:
+        os.replace(staged, target)
+    except BaseException as exc:  # an interrupt too: no staged file is left behind
+        _discard([staged])
+        if isinstance(exc, OSError):
+            raise WriteError(_describe(exc, target)) from None
+        raise
+
+
 def _discard(paths) -> None:
     for tmp in paths:
         with contextlib.suppress(OSError):

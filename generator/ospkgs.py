@@ -6,7 +6,9 @@ keyring), then `apt-get install --print-uris` for the builder's build packages a
 stage's runtime packages: one line per .deb not yet in the base, the full closure as apt chooses
 it. On the host, each InRelease apt read is verified again with gpgv, each Packages index against
 its Release file's sha256, and every .deb is looked up there for its version, size, sha256 and
-pocket. Nothing is guessed: a file no verified index lists is an error.
+pocket. Nothing is guessed: a file no verified index lists is an error. The packages the base
+already holds are recorded too (dpkg-query in it: name, version, architecture, source package),
+so an image's SBOM can list everything installed in it.
 
 `fetch` downloads the locked .debs for a build: the snapshot service first (the archive state the
 lock names stays fetchable there after the archive drops a version), then the configured mirrors;
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from . import apt, http
 from .errors import GeneratorError
-from .pins import Deb, OsPackages
+from .pins import BasePackage, Deb, OsPackages
 from .schedule import OperatingSystem
 
 SNAPSHOT_SERVICE = "https://snapshot.ubuntu.com/ubuntu"
@@ -60,7 +62,7 @@ for set in build runtime; do
   apt-get $APT install --print-uris -qq -y --no-install-recommends $(cat /out/$set.in) >/out/$set.uris 2>/out/$set.err \
     || { echo "apt-get install ($set): $(cat /out/$set.err)" >&2; exit 4; }
 done
-dpkg-query -W -f '${Package}\n' >/out/installed.txt
+dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\t${db:Status-Abbrev}\n' >/out/base.txt
 i=0
 for k in /usr/share/keyrings/ubuntu-archive-keyring.gpg /etc/apt/trusted.gpg /etc/apt/trusted.gpg.d/*.gpg; do
   [ -f "$k" ] && cp "$k" /out/keys/base-$i.gpg && i=$((i+1))
@@ -102,7 +104,8 @@ def resolve(
             raise OsPackagesError(f"apt in {base} failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
         image_id = subprocess.run([engine, "image", "inspect", base, "--format", "{{.Id}}"], capture_output=True, text=True).stdout.strip()
         indices, dates = _verified_indices(out / "lists", sorted((out / "keys").glob("*.gpg")) + sorted(out.glob("extra.gpg")))
-        installed = set((out / "installed.txt").read_text().split())
+        base_packages = _base_packages((out / "base.txt").read_text())
+        installed = {p.name for p in base_packages}
         closures = {name: _closure(out / f"{name}.uris", indices) for name in ("build", "runtime")}
     archive = sources[0].split("]")[-1].split()[1] if "]" in sources[0] else sources[0].split()[1]
     for name, debs in closures.items():
@@ -118,9 +121,24 @@ def resolve(
             "apt-get install --print-uris in the base; sha256 from the Packages indices, each checked against its "
             "InRelease, which gpgv verified with the base's keyring"
         ),
+        base=base_packages,
         build=closures["build"],
         runtime=closures["runtime"],
     )
+
+
+def _base_packages(listing: str) -> list[BasePackage]:
+    """dpkg-query's lines (name, version, architecture, source, source version, status) → the installed packages, sorted."""
+    out = []
+    for line in listing.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 6:
+            raise OsPackagesError(f"dpkg-query in the base printed an unexpected line: {line[:200]!r}")
+        name, version, arch, source, source_version, status = fields
+        if status[1:2] != "i":  # only what is installed (not a package removed with its configuration kept)
+            continue
+        out.append(BasePackage(name=name, version=version, architecture=arch, source=source or name, source_version=source_version or version))
+    return sorted(out, key=lambda p: (p.name, p.architecture))
 
 
 def _verified_indices(lists: Path, keyrings: list[Path]) -> tuple[dict[str, list[tuple[str, dict[str, str]]]], dict[str, str]]:
@@ -253,6 +271,14 @@ def moves(old: OsPackages | None, new: OsPackages) -> list[tuple[str, str | None
     return out
 
 
+def base_moves(old: OsPackages | None, new: OsPackages) -> list[tuple[str, str | None, str | None]]:
+    """(package, old version, new version) for every package of the base that changed, by name."""
+    was = {} if old is None else {p.name: p.version for p in old.base}
+    now = {p.name: p.version for p in new.base}
+    return [(name, was.get(name), now.get(name)) for name in sorted(set(was) | set(now)) if was.get(name) != now.get(name)]
+
+
 def same_files(a: OsPackages | None, b: OsPackages) -> bool:
-    key = lambda lock: [[(d.filename, d.sha256) for d in debs] for debs in (lock.build, lock.runtime)]  # noqa: E731
+    """Nothing an image holds moved: the same .debs, and the same packages in the base."""
+    key = lambda lock: ([[(d.filename, d.sha256) for d in debs] for debs in (lock.build, lock.runtime)], lock.base)  # noqa: E731
     return a is not None and key(a) == key(b)

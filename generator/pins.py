@@ -3,13 +3,15 @@
 `schedule.yaml` says what people decide (which Ubuntu tags, which Python minors); this file,
 `lockfiles/schedule.lock.json`, says what those resolved to: the base image digests (the index
 digest a `FROM` pins, per architecture the manifest digest and the Nix pullImage hash where known),
-the current patch release of each Python minor, each CPython tarball's sha256, and (room for) the
-OS package locks. Like Cargo.lock or apko's lock: `refresh` writes it whole as sorted JSON, nothing
-else writes it, and rendering reads it without ever fetching.
+the current patch release of each Python minor, each CPython tarball's sha256, and the OS package
+locks (the closures apt adds, and the packages each base already holds). Like Cargo.lock or apko's
+lock: `refresh` writes it whole as sorted JSON, nothing else writes it, and rendering reads it
+without ever fetching.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,17 +65,36 @@ Suite = Annotated[str, Pattern(r"[a-z]{2,20}(-[a-z]{2,20})?", "an archive suite 
 Snapshot = Annotated[str, Pattern(r"\d{8}T\d{6}Z", "a snapshot timestamp YYYYMMDDTHHMMSSZ")]
 
 
+DebName = Annotated[str, Pattern(r"[a-z0-9][a-z0-9+.-]{0,100}", "an apt package name")]
+DebArch = Annotated[str, Pattern(r"amd64|arm64|all", "a Debian architecture")]
+
+
 @dataclass(frozen=True)
 class Deb:
     """One .deb of a closure: what apt chose, where the archive keeps it, and its hash from the signed index."""
 
-    name: Annotated[str, Pattern(r"[a-z0-9][a-z0-9+.-]{0,100}", "an apt package name")]
+    name: DebName
     version: DebVersion
-    architecture: Annotated[str, Pattern(r"amd64|arm64|all", "a Debian architecture")]
+    architecture: DebArch
     filename: PoolPath
     size: int
     sha256: Sha256
     suite: Suite  # the pocket it was read from (the -security one when it is there)
+
+
+@dataclass(frozen=True)
+class BasePackage:
+    """One package installed in the base image, as dpkg in it listed it when the closures were resolved.
+
+    No pool path, size or sha256: it is not fetched, it comes inside the base, and the base is pinned
+    by digest (`base_images`). The source package is dpkg's `source:Package`/`source:Version` (the
+    package's own name and version when it names no other)."""
+
+    name: DebName
+    version: DebVersion
+    architecture: DebArch
+    source: DebName
+    source_version: DebVersion
 
 
 @dataclass(frozen=True)
@@ -85,8 +106,16 @@ class OsPackages:
     suites: dict[Suite, Evidence]  # each suite read → its signed Release file's Date
     resolved_in: Evidence  # the base image the closure was resolved in (reference and image id)
     evidence: Evidence
+    base: list[BasePackage]  # installed in the base image before anything is added (what an image's SBOM lists besides the closure)
     build: list[Deb]  # the builder stage's closure of build_packages
     runtime: list[Deb]  # the final stage's closure of runtime_packages
+
+    def image_packages(self) -> list[Deb | BasePackage]:
+        """Every package installed in a runtime image: the base's, each one apt upgrades replaced by its
+        runtime closure entry, and the rest of that closure. The build closure is not there (builder stage only)."""
+        upgraded = {d.name for d in self.runtime}
+        kept: list[Deb | BasePackage] = [p for p in self.base if p.name not in upgraded]
+        return sorted([*kept, *self.runtime], key=lambda p: (p.name, p.architecture))
 
 
 @dataclass(frozen=True)
@@ -135,6 +164,13 @@ def loads(text: str, name: str = LOCK) -> Pins:
         if rel.sha256 is None and rel.tar_xz_sha256 is None
     ]
     problems += [
+        f"{name}: os_packages.{os_id}.{key}: not sorted by name and architecture, or a package is listed twice; "
+        f"remake it with `refresh --only packages {os_id}`"
+        for os_id, lock in pins.os_packages.items()
+        for key in ("base", "build", "runtime")
+        if not _sorted_unique([(p.name, p.architecture) for p in getattr(lock, key)])
+    ]
+    problems += [
         f"{name}: python_minors.{minor}: {v!r} is not a release of Python {minor}"
         for minor, v in pins.python_minors.items()
         if not v.startswith(minor + ".")
@@ -142,6 +178,10 @@ def loads(text: str, name: str = LOCK) -> Pins:
     if problems:
         raise PinsError(problems)
     return pins
+
+
+def _sorted_unique(keys: list[tuple[str, str]]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(keys))
 
 
 def load(path: Path, name: str = LOCK) -> Pins:

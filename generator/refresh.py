@@ -113,6 +113,11 @@ def ask_packages(
         for name, was, now, suite in ospkgs.moves(old, new):
             note = f"{suite}, security" if suite.endswith("-security") else suite
             changes.append(Change("packages", os_id, was, now or "removed", f"{name}|{note}", _users(model, os_id=os_id)))
+        based = ospkgs.base_moves(old, new)
+        if based:  # one line: a new base moves most of its packages at once
+            shown = ", ".join(f"{n} {a or 'none'} → {b or 'removed'}" for n, a, b in based[:5]) + (", …" if len(based) > 5 else "")
+            what = f"{len(new.base)} ({len(based)} changed: {shown})"
+            changes.append(Change("packages", os_id, str(len(old.base)), what, "packages in the base|the base image", _users(model, os_id=os_id)))
     return out, changes
 
 

@@ -1,4 +1,5 @@
-"""Registry access through skopeo: the current digest of a tag, as the registry serves it.
+"""Registry access through skopeo: the current digest of a tag, as the registry serves it; an image's
+config; pushing an OCI layout (an image's SBOM artifact, generator/sbom_publish.py).
 
 skopeo speaks the OCI distribution API with every auth flow (Docker Hub's anonymous bearer
 tokens included) and the right Accept headers; we take the raw top-level manifest (an index for
@@ -57,17 +58,7 @@ def fetch_manifest(ref: str, *, tls_verify: bool | None = True, timeout: float =
     """The raw top-level manifest of `ref` (a tag or a digest reference) and its digest.
 
     tls_verify None leaves it to registries.conf (its mirrors and their `insecure` setting)."""
-    cmd = [skopeo(), "inspect", "--raw", "--retry-times", "2", f"docker://{ref}"]
-    if tls_verify is not None:
-        cmd.insert(-1, f"--tls-verify={str(tls_verify).lower()}")
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RegistryError(f"{ref}: the registry did not answer within {timeout:.0f}s") from None
-    if proc.returncode != 0:
-        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise RegistryError(f"{ref}: {msg[-1] if msg else 'skopeo failed'}")
-    raw = proc.stdout
+    raw = _skopeo(ref, ["inspect", "--raw", "--retry-times", "2", *_tls("--tls-verify", tls_verify), f"docker://{ref}"], timeout)
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -84,3 +75,36 @@ def fetch_manifest(ref: str, *, tls_verify: bool | None = True, timeout: float =
 
 def current_digest(ref: str, *, tls_verify: bool | None = True) -> str:
     return fetch_manifest(ref, tls_verify=tls_verify).digest
+
+
+def image_config(ref: str, *, tls_verify: bool | None = True, timeout: float = 60) -> dict:
+    """The image config (the JSON blob its manifest names: Labels under "config") of `ref`."""
+    raw = _skopeo(ref, ["inspect", "--config", "--raw", "--retry-times", "2", *_tls("--tls-verify", tls_verify), f"docker://{ref}"], timeout)
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise RegistryError(f"{ref}: the image config is not JSON") from None
+    return doc if isinstance(doc, dict) else {}
+
+
+def push_layout(layout: str, ref: str, *, tls_verify: bool | None = True, timeout: float = 300) -> None:
+    """Copy the one image of an OCI layout directory to `ref`, byte for byte (its digests preserved)."""
+    args = ["copy", "--quiet", "--preserve-digests", "--retry-times", "2", *_tls("--dest-tls-verify", tls_verify), f"oci:{layout}", f"docker://{ref}"]
+    _skopeo(ref, args, timeout)
+
+
+def _tls(flag: str, verify: bool | None) -> list[str]:
+    """skopeo's TLS flag; None leaves it to registries.conf (its mirrors and their `insecure` setting)."""
+    return [] if verify is None else [f"{flag}={str(verify).lower()}"]
+
+
+def _skopeo(ref: str, args: list[str], timeout: float) -> bytes:
+    """skopeo's stdout; its last line of stderr (the registry's answer) as a RegistryError."""
+    try:
+        proc = subprocess.run([skopeo(), *args], capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RegistryError(f"{ref}: the registry did not answer within {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RegistryError(f"{ref}: {msg[-1] if msg else 'skopeo failed'}")
+    return proc.stdout

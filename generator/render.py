@@ -143,14 +143,16 @@ def input_hash(
 
 
 def _debs(r: Runtime) -> dict[str, list[list[str]]] | None:
-    """The locked .debs of the runtime's OS (not the archive state or evidence: a refresh that moves
-    no package moves no input hash)."""
+    """The locked .debs of the runtime's OS and the packages of its base (not the archive state or
+    evidence: a refresh that moves no package moves no input hash). The base's packages count because
+    the image's SBOM, which the image carries (build's label), lists them."""
     if r.packages is None:
         return None
-    return {
+    out = {
         name: [[d.name, d.version, d.architecture, d.filename, d.sha256] for d in debs]
         for name, debs in (("build", r.packages.build), ("runtime", r.packages.runtime))
     }
+    return {**out, "base": [[p.name, p.version, p.architecture, p.source, p.source_version] for p in r.packages.base]}
 
 
 def runtime_data(r: Runtime, schedule: Schedule, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -192,13 +194,12 @@ def _dump_json(data: Any) -> str:
 def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
     """Relative path → content of every generated file (the README only if it exists)."""
     out: dict[str, str] = {}
-    dockerfile = template("Dockerfile.j2")
     nix = nix_sources(root)
     runtimes = {}
     for r in schedule.runtimes.values():
         lock_text, tools = lock_inputs(root, r)
         rel = f"{IMAGES_DIR}/{r.id}/Dockerfile"
-        text = dockerfile.render(r=r, config=image_config(r, schedule), epoch=SOURCE_DATE_EPOCH, locked=lock_text is not None)
+        text = _dockerfile(r, schedule, lock_text)
         out[rel] = escape.check_dockerfile(text, rel)
         data = runtime_data(r, schedule, tools)
         runtimes[r.id] = {**data, "input_hash": input_hash(r, schedule, text, lock_text, tools, nix)}
@@ -215,6 +216,16 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
     if readme.exists():
         out[README] = splice_matrix(readme.read_text(encoding="utf-8"), support_matrix(schedule))
     return {rel: escape.check_text(text, rel) for rel, text in out.items()}
+
+
+def _dockerfile(r: Runtime, schedule: Schedule, lock_text: str | None) -> str:
+    return template("Dockerfile.j2").render(r=r, config=image_config(r, schedule), epoch=SOURCE_DATE_EPOCH, locked=lock_text is not None)
+
+
+def runtime_input_hash(schedule: Schedule, root: Path, r: Runtime) -> str:
+    """Runtime `r`'s input hash as `generate` writes it into runtimes.json, computed for it alone."""
+    lock_text, tools = lock_inputs(root, r)
+    return input_hash(r, schedule, _dockerfile(r, schedule, lock_text), lock_text, tools, nix_sources(root))
 
 
 def support_matrix(schedule: Schedule) -> str:
@@ -286,5 +297,5 @@ def apply(p: Plan) -> list[str]:
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:
-    """One file, atomically (a set of one)."""
-    fileset.apply(path.parent, {path.name: content})
+    """One file, atomically."""
+    fileset.write_one(path, content)

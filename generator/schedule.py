@@ -145,6 +145,14 @@ class Runtime:
     def base_reference(self) -> str:
         return f"{self.os.image}@{self.base.digest}"
 
+    @property
+    def tarballs(self) -> list[tuple[str, str]]:
+        """(file name, sha256) of the CPython source tarballs a build takes, preferred first: the
+        .tar.xz where its sha256 is pinned, then the .tgz where its is (both beside the lock's url; the
+        lock refuses a release with neither)."""
+        pinned = [("tar.xz", self.interpreter.tar_xz_sha256), ("tgz", self.interpreter.sha256)]
+        return [(f"Python-{self.version}.{ext}", sha) for ext, sha in pinned if sha]
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -356,6 +364,12 @@ def _cross_check(doc: yamlsrc.Document, m: ScheduleModel) -> list[str]:
             err(("runtimes", i, "python"), f"Python {minor} is offered twice on {r.os} ({per_os[(r.os, minor)]} and {r.id})")
         per_os.setdefault((r.os, minor), r.id)
     return out
+
+
+def load_given(path: Path | None) -> Schedule:
+    """The schedule a command was given (--schedule), else the default one, joined with its lock."""
+    path = path or default_path()
+    return load(path, display=str(path))
 
 
 def default_path() -> Path:

@@ -164,3 +164,17 @@ def test_hadolint_would_catch_a_problem(tmp_path: Path) -> None:
     bad.write_text("FROM ubuntu\nRUN apt-get install curl\n")
     proc = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True)
     assert proc.returncode != 0 and "DL3006" in proc.stdout
+
+
+def test_atomic_writes_of_different_files_in_one_directory_do_not_collide(tmp_path: Path) -> None:
+    """As parallel `lock` jobs write their own lockfiles/<id>.txt: no shared journal to trip over."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(i: int) -> None:
+        for n in range(20):
+            render.write_atomic(tmp_path / f"lock{i}.txt", f"{i} {n}\n")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(write, range(8)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"lock{i}.txt" for i in range(8))
+    assert all((tmp_path / f"lock{i}.txt").read_text() == f"{i} 19\n" for i in range(8))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import ospkgs, pins, schedule
+from generator import ospkgs, pins, sbom, schedule
 from generator.locking import parse_lock
 from generator.pins import load as load_pins
 
@@ -232,6 +232,8 @@ def test_image_snapshot(image: dict, snapshot) -> None:
     # pins a refresh moves are checked against the lock here, and kept out of the snapshot
     locked_base = schedule.load(image["tree"] / "schedule.yaml").runtimes[RUNTIME].base.digest
     assert labels.pop("org.opencontainers.image.base.digest") == locked_base
+    for fmt, key in sbom.LABEL.items():  # the SBOMs' sha256, which move with the lock (test_sbom_image.py checks them)
+        assert len(labels.pop(key)) == 64, fmt
     frozen = inside(image, "pip", "freeze", "--all").split()
     locked = locked_versions(image["tree"] / "lockfiles" / f"{RUNTIME}.txt")
     assert {line.split("==")[0].lower(): line.split("==")[1] for line in frozen} == locked

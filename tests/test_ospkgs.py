@@ -3,6 +3,7 @@ the archive reader's hash chain and signature check, and the fetcher's mirror fa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from generator import apt, ospkgs
-from generator.pins import Deb, OsPackages
+from generator import apt, ospkgs, pins
+from generator.pins import BasePackage, Deb, OsPackages, PinsError
 from generator.pins import load as load_pins
 
 from .conftest import ROOT
@@ -137,3 +138,78 @@ def test_lock_entries_are_typed() -> None:
     entry = LOCK.os_packages["ubuntu22"]
     assert isinstance(entry, OsPackages) and isinstance(entry.runtime[0], Deb)
     assert any(d.suite.endswith("-security") for d in entry.build + entry.runtime)
+
+
+# --- the base's own packages ----------------------------------------------------------------------
+
+
+def test_every_os_lock_lists_the_packages_of_its_base() -> None:
+    for os_id, entry in LOCK.os_packages.items():
+        names = [p.name for p in entry.base]
+        assert entry.base and names == sorted(names), os_id
+        assert all(isinstance(p, BasePackage) and p.source and p.source_version for p in entry.base), os_id
+        assert {"base-files", "dpkg", "libc6"} <= set(names), os_id  # what every Ubuntu base holds
+
+
+def test_image_packages_are_the_base_upgraded_by_the_runtime_closure_without_the_build_closure() -> None:
+    for os_id, entry in LOCK.os_packages.items():
+        got = {(p.name, p.version) for p in entry.image_packages()}
+        runtime = {d.name: d.version for d in entry.runtime}
+        base = {p.name: p.version for p in entry.base}
+        assert got == {(n, v) for n, v in {**base, **runtime}.items()}, os_id
+        only_build = {d.name for d in entry.build} - set(runtime) - set(base)
+        assert only_build and not only_build & {n for n, _ in got}, os_id  # gcc and friends stay in the builder
+
+
+def test_an_upgraded_base_package_is_listed_once_at_its_closure_version() -> None:
+    base = [BasePackage("tzdata", "2024a-0ubuntu1", "all", "tzdata", "2024a-0ubuntu1"), BasePackage("zlib1g", "1:1.2", "amd64", "zlib", "1:1.2")]
+    newer = Deb("tzdata", "2025b-0ubuntu1", "all", "pool/main/t/tzdata/tzdata_2025b-0ubuntu1_all.deb", 1, "a" * 64, "jammy-security")
+    extra = Deb("netbase", "6.3", "all", "pool/main/n/netbase/netbase_6.3_all.deb", 1, "b" * 64, "jammy")
+    entry = dataclasses.replace(LOCK.os_packages["ubuntu22"], base=base, build=[], runtime=[extra, newer])
+    assert entry.image_packages() == [extra, newer, base[1]]
+
+
+def test_dpkg_listing_keeps_installed_packages_with_their_source() -> None:
+    listing = (
+        "libssl3\t3.0.2-0ubuntu1.30\tamd64\topenssl\t3.0.2-0ubuntu1.30\tii \n"
+        "bash\t5.1-6ubuntu1.1\tamd64\tbash\t5.1-6ubuntu1.1\tii \n"
+        "oldpkg\t1.0\tamd64\toldpkg\t1.0\trc \n"
+    )
+    got = ospkgs._base_packages(listing)
+    assert [(p.name, p.source) for p in got] == [("bash", "bash"), ("libssl3", "openssl")]
+    with pytest.raises(ospkgs.OsPackagesError, match="unexpected line"):
+        ospkgs._base_packages("bash 5.1\n")
+
+
+def test_lock_refuses_an_unsorted_or_doubled_base_list(tree: Path) -> None:
+    path = tree / "lockfiles" / "schedule.lock.json"
+    data = json.loads(path.read_text())
+    base = data["os_packages"]["ubuntu22"]["base"]
+    base.append(dict(base[0]))
+    with pytest.raises(PinsError, match=r"os_packages\.ubuntu22\.base: not sorted .* or a package is listed twice"):
+        pins.loads(json.dumps(data))
+    del data["os_packages"]["ubuntu22"]["base"]
+    with pytest.raises(PinsError, match=r"os_packages\.ubuntu22\.base: required key is missing"):
+        pins.loads(json.dumps(data))
+
+
+def test_refresh_notices_a_base_whose_packages_moved() -> None:
+    old = LOCK.os_packages["ubuntu22"]
+    moved = [dataclasses.replace(p, version=p.version + "+1") if p.name == "libc6" else p for p in old.base]
+    new = dataclasses.replace(old, base=moved)
+    assert not ospkgs.same_files(old, new) and ospkgs.same_files(old, dataclasses.replace(old, snapshot="20990101T000000Z"))
+    libc = next(p for p in old.base if p.name == "libc6")
+    assert ospkgs.base_moves(old, new) == [("libc6", libc.version, libc.version + "+1")]
+    assert ospkgs.moves(old, new) == []  # no locked .deb changed
+
+
+def test_input_hash_moves_for_exactly_the_runtimes_whose_base_packages_moved(tree: Path) -> None:
+    lock_path = tree / "lockfiles" / "schedule.lock.json"
+    data = json.loads(lock_path.read_text())
+    before = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    data["os_packages"]["ubuntu18"]["base"][0]["version"] += "+1"  # what the SBOM (and so the image's label) lists
+    lock_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    run_generate(tree)
+    after = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    moved = sorted(r for r in before if before[r]["input_hash"] != after[r]["input_hash"])
+    assert moved == sorted(r for r, e in before.items() if e["operating_system"] == "ubuntu18")

@@ -66,8 +66,8 @@ def registry_server(tmp_path_factory):
     server["proc"].wait(10)
 
 
-def oci_layout(path: Path, content: bytes) -> str:
-    """A one-layer OCI image whose bytes depend only on `content`; returns its manifest digest."""
+def oci_layout(path: Path, content: bytes, labels: dict[str, str] | None = None) -> str:
+    """A one-layer OCI image whose bytes depend only on `content` (and `labels`); returns its manifest digest."""
     blobs = path / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
@@ -83,7 +83,12 @@ def oci_layout(path: Path, content: bytes) -> str:
         tar.addfile(info, io.BytesIO(content))
     layer = gzip.compress(raw.getvalue(), mtime=0)
     diff_id = "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
-    config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}, "config": {}}
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "config": {"Labels": labels} if labels else {},
+    }
     cfg_digest, cfg_size = blob(json.dumps(config, sort_keys=True).encode())
     layer_digest, layer_size = blob(layer)
     manifest = {

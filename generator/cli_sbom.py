@@ -1,0 +1,72 @@
+"""The SBOM commands: `sbom` (an image's SBOM from the lock) and `publish-sbom` (beside the pushed image).
+
+Registered on the main group by cli.py; errors are GeneratorErrors, printed by its `_Group`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import schedule as schedule_mod
+from .errors import InputError
+
+
+def runtime_of(sched: schedule_mod.Schedule, runtime_id: str) -> schedule_mod.Runtime:
+    if runtime_id not in sched.runtimes:
+        raise InputError(f"unknown runtime {runtime_id!r}; valid choices: {', '.join(sched.runtimes)}")
+    return sched.runtimes[runtime_id]
+
+
+@click.command()
+@click.argument("runtime_id")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["spdx-json", "cyclonedx-json"]),
+    default="spdx-json",
+    show_default=True,
+    help="SPDX 2.3 or CycloneDX 1.6 JSON.",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write it to this file (atomically) instead of stdout.")
+@click.pass_obj
+def sbom(schedule_path: Path | None, runtime_id: str, fmt: str, output: Path | None) -> None:
+    """The SBOM of a runtime's image, made from the lock: base image, OS packages, CPython, tools."""
+    from . import render
+    from . import sbom as sbom_mod
+
+    sched = schedule_mod.load_given(schedule_path)
+    r = runtime_of(sched, runtime_id)
+    text = sbom_mod.render_sbom(sched, r, fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    render.write_atomic(output, text)
+    click.echo(f"wrote {output} ({fmt}, sha256 {sbom_mod.sha256_of(text)})", err=True)
+
+
+@click.command(name="publish-sbom")
+@click.argument("runtime_id")
+@click.argument("image")
+@click.option(
+    "--sbom-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where `build` wrote the runtime's SBOMs (default: build/sbom/ beside the schedule).",
+)
+@click.option("--tls-verify/--no-tls-verify", default=True, show_default=True, help="Check the registry's TLS certificate.")
+@click.pass_obj
+def publish_sbom(schedule_path: Path | None, runtime_id: str, image: str, sbom_dir: Path | None, tls_verify: bool) -> None:
+    """Push a built image's SBOMs to its registry as an OCI artifact whose subject is the image (tag sha256-<hex>.sbom).
+
+    IMAGE is the pushed image, NAME@sha256:… (or NAME:TAG). The files must be the ones the image
+    carries: their sha256 must equal its SBOM labels."""
+    from . import sbom as sbom_mod
+    from . import sbom_publish
+
+    sched = schedule_mod.load_given(schedule_path)
+    r = runtime_of(sched, runtime_id)
+    directory = sbom_dir or sbom_mod.default_dir(sched)
+    res = sbom_publish.publish(r.id, image, directory, tls_verify=tls_verify)
+    click.echo(f"published {res.reference} ({', '.join(res.files)}), subject {res.subject}")
+    click.echo(f"artifact digest: {res.digest}")
