@@ -7,7 +7,6 @@ real `refresh --only packages`, and build each runtime once per session with `ge
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -100,11 +99,8 @@ def moved_archive(test_tree: Path, tmp_path_factory):
     ubuntu.reversion_deb(root / "mirror" / tz["filename"], newer, root / "sim" / new_file)
     shutil.copyfile(root / "sim" / new_file, root / "mirror" / new_file)
     keyring = ubuntu.signed_suite(root / "sim", "jammy-security", root / "gnupg")
-    try:
-        with serve(root) as url:
-            yield {"url": url, "keyring": keyring, "tzdata": (tz["version"], newer), "root": root}
-    finally:  # the gpg-agent that signing started
-        run("gpgconf", "--kill", "gpg-agent", env={**os.environ, "GNUPGHOME": str(root / "gnupg")}, check=False)
+    with serve(root) as url:
+        yield {"url": url, "keyring": keyring, "tzdata": (tz["version"], newer), "root": root}
 
 
 def test_rebuild_after_the_archive_moved_gives_the_same_digest(images, test_tree, roots, python_mirror, moved_archive, tmp_path) -> None:

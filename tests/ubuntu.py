@@ -203,4 +203,5 @@ def signed_suite(root: Path, suite: str, gnupg: Path) -> Path:
     subprocess.run(
         ["gpg", "--batch", "--yes", "--clearsign", "-o", str(dist / "InRelease"), str(dist / "Release")], check=True, env=env, capture_output=True
     )
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)  # the agent gpg started would outlive the tests
     return gnupg / "key.gpg"
