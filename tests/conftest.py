@@ -25,15 +25,19 @@ def cli():
     return run
 
 
+def copy_tree(dest: Path, src: Path = ROOT) -> Path:
+    """A copy of a tree's inputs and generated files (the repository's by default), to break and regenerate freely."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):  # flake.*: part of every input_hash
+        shutil.copy(src / name, dest / name)
+    for sub in ("images", "lockfiles", "nix"):  # nix/: its text is part of every input_hash
+        shutil.copytree(src / sub, dest / sub, dirs_exist_ok=True)
+    return dest
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    """A copy of the repository's inputs and generated files, to break and regenerate freely."""
-    for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):  # flake.*: part of every input_hash
-        shutil.copy(ROOT / name, tmp_path / name)
-    for sub in ("images", "lockfiles", "nix"):  # nix/: its text is part of every input_hash
-        if (ROOT / sub).is_dir():
-            shutil.copytree(ROOT / sub, tmp_path / sub)
-    return tmp_path
+    return copy_tree(tmp_path)
 
 
 def edit(path: Path, old: str, new: str, count: int = 1) -> None:

@@ -31,7 +31,7 @@ import pytest
 from generator.cache import cache_root
 
 from . import ubuntu
-from .conftest import ROOT, edit
+from .conftest import ROOT, copy_tree, edit
 
 CACHE = cache_root() / "test"
 OSES = ("ubuntu16", "ubuntu22", "ubuntu24")
@@ -137,15 +137,6 @@ def python_mirror(legacy_python, current):
 def gen(tree: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     py = str(ROOT / ".venv" / "bin" / "python")
     return run(py, "-m", "generator", "--schedule", str(tree / "schedule.yaml"), *args, check=check, cwd=ROOT, env={**os.environ, **(env or {})})
-
-
-def copy_tree(dest: Path, src: Path = ROOT) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):
-        shutil.copy(src / name, dest / name)
-    for sub in ("images", "lockfiles", "nix"):
-        shutil.copytree(src / sub, dest / sub, dirs_exist_ok=True)
-    return dest
 
 
 @pytest.fixture(scope="session")

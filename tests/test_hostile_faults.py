@@ -22,6 +22,7 @@ import pytest
 
 from generator import fileset
 
+from . import conftest
 from .conftest import ROOT, edit
 
 APP_IMAGE = "ghcr.io/appengine-flex-python/runtimes/python311-ubuntu22:3.11.15@sha256:" + "0123456789abcdef" * 4
@@ -29,11 +30,8 @@ DEAD_PROXY = {k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "ht
 
 
 def copy_tree(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):
-        shutil.copy(ROOT / name, dest / name)
-    for sub in ("images", "lockfiles", "nix"):
-        shutil.copytree(ROOT / sub, dest / sub)
+    """The repository's tree plus a sample app."""
+    conftest.copy_tree(dest)
     shutil.copytree(ROOT / "tests" / "apps" / "flask", dest / "app")
     return dest
 
