@@ -45,6 +45,7 @@ class AppPlan:
     warnings: list[str] = field(default_factory=list)
     wheels: list[dict[str, str]] = field(default_factory=list)  # hermetic: url, sha256, filename
     hermetic: bool = False  # install from WHEELS_DIR with --no-index
+    build_image: str | None = None  # the build stage's FROM (None: nothing to install, one stage)
 
 
 def plan_app(
@@ -53,6 +54,7 @@ def plan_app(
     *,
     config: Path | None = None,
     runtime_image: str | None = None,
+    build_image: str | None = None,
     gunicorn_config: bool = False,
     hermetic: bool = False,
     index_url: str | None = None,
@@ -110,12 +112,21 @@ def plan_app(
     else:
         image = res.runtime.image if "@sha256:" in res.runtime.image else app_image.pin(res.runtime.image)[0]
 
+    staged = reqs.present  # anything to install: compiled in the build image's stage, copied into the runtime image
+    build_ref = None
+    if staged:
+        build_ref = app_image.pin(build_image or app_image.build_image_of(runtime_image or res.runtime.image))[0]
+
     wheels: list[dict[str, str]] = []
     if hermetic:
         wheels = _prefetch(reqs, res.runtime, index_url)
 
     files["Dockerfile"] = render.template("app.Dockerfile.j2").render(
         image=image,
+        build_image=build_ref,
+        staged=staged,
+        app_debs=[],
+        user=render.APP_USER,
         runtime=res.runtime,
         config_name=cfg.name,
         env=[f"{k}={_env_value(v)}" for k, v in sorted(env.items())],
@@ -128,7 +139,7 @@ def plan_app(
     escape.check_dockerfile(files["Dockerfile"], f"{cfg}: the rendered Dockerfile")
     keep = [*reqs.copy, *([GUNICORN_CONF] if uses_conf else []), *([WHEELS_DIR] if hermetic else [])]
     files[".dockerignore"] = _dockerignore(app_dir / ".dockerignore", keep)
-    return AppPlan(files, res.runtime.id, image, warnings, wheels, hermetic and reqs.present)
+    return AppPlan(files, res.runtime.id, image, warnings, wheels, hermetic and reqs.present, build_ref)
 
 
 def write(plan: AppPlan, out: Path, app_dir: Path) -> list[str]:

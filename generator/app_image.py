@@ -70,6 +70,18 @@ def pin(ref: str) -> tuple[str, str]:
         ) from None
 
 
+def build_image_of(runtime_ref: str) -> str:
+    """The build image published beside a runtime image: the same name, its tag + `-build` (`build` tags it so)."""
+    transport = next((t for t in LOCAL if runtime_ref.startswith(t)), "")
+    name, tag, digest = parse(runtime_ref[len(transport) :])
+    if digest and not tag:
+        raise ImageRefError(
+            f"--runtime-image {runtime_ref} is pinned by digest alone, so its build image cannot be named after it; "
+            "pass --build-image NAME[:TAG][@sha256:…] (the runtime's build image, tag <version>-build)"
+        )
+    return f"{transport}{name}:{tag or 'latest'}-build"
+
+
 def _reason(message: str) -> str:
     """skopeo's log line → its message, without the log framing."""
     m = re.search(r'msg="((?:[^"\\]|\\.)*)"', message)

@@ -30,6 +30,7 @@ from .errors import GeneratorError
 from .http import HttpError, fetch_verified
 from .schedule import Runtime, Schedule
 
+IN_CONTAINER = Path(__file__).resolve().parent / "incontainer"  # scripts copied into every build image (stdlib only, Python 2.7+)
 _STEP = re.compile(r"^\[?(?:\d+/\d+\] )?STEP (\d+)/(\d+): (.*)$")
 _MISMATCH = re.compile(r"^ERROR: sha256 mismatch for (\S+)")  # the RUN's output, not its echoed command
 
@@ -39,13 +40,18 @@ class BuildError(GeneratorError):
 
 
 @dataclass
-class BuildResult:
+class BuiltImage:
     image_id: str
     digest: str
     tag: str
     seconds: float
     log: Path
+
+
+@dataclass
+class BuildResult(BuiltImage):
     sbom: list[Path]  # the image's SBOMs, whose sha256 its labels carry
+    build_image: BuiltImage | None = None  # FROM this one, with compilers and -dev packages (apps' build stage)
 
 
 def engine(name: str | None) -> str:
@@ -121,6 +127,74 @@ def _attach_sbom(exe: str, never: str, same: list[str], image_id: str, tag: str,
         return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
+def build_tag(tag: str) -> str:
+    """The build image's tag beside a runtime image's: `NAME:TAG` → `NAME:TAG-build` (the workflow publishes it so)."""
+    name, sep, t = tag.rpartition(":")
+    if sep and "/" not in t:
+        return f"{name}:{t}-build"
+    return f"{tag}:build"
+
+
+def prepare_build_image_context(schedule: Schedule, r: Runtime, dest: Path, *, apt_mirrors: tuple[str, ...] = ()) -> Path:
+    """build/Dockerfile, flex-python/ (the in-container scripts) and debs/devel/ (the OS's build-image closure) for runtime `r`'s build image."""
+    root = schedule.path.resolve().parent
+    rel = render.build_dockerfile_path(r)
+    on_disk = root / rel
+    if not on_disk.exists() or on_disk.read_text(encoding="utf-8") != render.render_all(schedule, root)[rel]:
+        raise BuildError(f"{rel} is missing or out of date with schedule.yaml: run `python -m generator generate` first")
+    if r.packages is None:
+        raise BuildError(f"{r.os_id} has no package lock: run `python -m generator refresh --only packages {r.os_id}`")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(on_disk, dest / "Dockerfile")
+    (dest / "flex-python").mkdir()
+    for script in sorted(IN_CONTAINER.glob("*.py")):
+        shutil.copyfile(script, dest / "flex-python" / script.name)
+    (dest / "debs" / "devel").mkdir(parents=True, exist_ok=True)
+    try:
+        ospkgs.fetch(r.packages.devel, dest / "debs" / "devel", ospkgs.mirrors(r.packages, apt_mirrors))
+    except ospkgs.OsPackagesError as exc:
+        raise BuildError(f"{r.os_id}'s package lock (build image): {exc}") from None
+    return dest
+
+
+def _run_engine(
+    cmd: list[str], log_path: Path, mode: str, progress: Callable[[str], None], verbose: bool, start: float
+) -> tuple[int, str, list[str]]:
+    """Run one engine build, logging everything and reporting its steps; (exit code, the last step, checksum lines)."""
+    step = "(before the first step)"
+    mismatch: list[str] = []
+    with log_path.open(mode, encoding="utf-8") as log:
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            line = line.rstrip("\n")
+            m = _STEP.match(line)
+            if m:
+                step = f"step {m.group(1)}/{m.group(2)}: {m.group(3)[:120]}"
+                progress(f"[{time.monotonic() - start:6.0f}s] {step}")
+            elif verbose:
+                progress(line)
+            if _MISMATCH.search(line) or (mismatch and line.lstrip().startswith(("expected:", "actual:"))):
+                mismatch.append(line.strip())
+        return proc.wait(), step, mismatch
+
+
+def _failure(what_image: str, code: int, step: str, mismatch: list[str], log_path: Path) -> BuildError:
+    tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+    detail = "\n  ".join(mismatch) if mismatch else "\n  ".join(tail)
+    what = "checksum mismatch" if mismatch else f"exit code {code}"
+    return BuildError(f"build of {what_image} failed at {step} ({what}):\n  {detail}\nfull log: {log_path}")
+
+
+def _inspect(exe: str, tag: str) -> dict:
+    info = subprocess.run([exe, "image", "inspect", tag, "--format", "{{json .}}"], capture_output=True, text=True, check=True)
+    data = json.loads(info.stdout)
+    return data[0] if isinstance(data, list) else data
+
+
 def build(
     schedule: Schedule,
     r: Runtime,
@@ -136,6 +210,7 @@ def build(
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     verbose: bool = False,
     sbom_dir: Path | None = None,
+    with_build_image: bool = True,
 ) -> BuildResult:
     exe = engine(engine_name)
     # The SBOM is a function of the lock (made before the build, so a lock it cannot describe stops
@@ -144,13 +219,13 @@ def build(
     tag = tag or f"localhost/{r.id}:{r.version}"
     log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"  # one per tag: parallel builds of a runtime
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
+    # buildah: every timestamp in the image (config, history, files of new layers) = the epoch
+    same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if Path(exe).name == "podman" else []
     with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp, tempfile.TemporaryDirectory(prefix="build-meta-") as meta:
         ctx = prepare_context(schedule, r, Path(tmp), python_mirror=python_mirror, apt_mirrors=apt_mirrors)
         count = sum(1 for p in ctx.rglob("*") if p.is_file()) - 2
         progress(f"build context ready: {count} hash-checked files (CPython, .debs, wheels); building with the network off")
-        never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
-        # buildah: every timestamp in the image (config, history, files of new layers) = the epoch
-        same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if Path(exe).name == "podman" else []
         iid = Path(meta) / "image-id"  # outside the context, which the engine reads
         cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), "--iidfile", str(iid), *same]
         cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={render.SOURCE_DATE_EPOCH}"]
@@ -162,37 +237,50 @@ def build(
             cmd.append("--no-cache")
         cmd += [*extra_args, str(ctx)]
         start = time.monotonic()
-        step = "(before the first step)"
-        mismatch: list[str] = []
-        with log_path.open("w", encoding="utf-8") as log:
-            log.write(" ".join(cmd) + "\n")
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                line = line.rstrip("\n")
-                m = _STEP.match(line)
-                if m:
-                    step = f"step {m.group(1)}/{m.group(2)}: {m.group(3)[:120]}"
-                    progress(f"[{time.monotonic() - start:6.0f}s] {step}")
-                elif verbose:
-                    progress(line)
-                if _MISMATCH.search(line) or (mismatch and line.lstrip().startswith(("expected:", "actual:"))):
-                    mismatch.append(line.strip())
-            code = proc.wait()
+        code, step, mismatch = _run_engine(cmd, log_path, "w", progress, verbose, start)
         if code == 0:
             code = _attach_sbom(exe, never, same, iid.read_text().strip(), tag, sbom_mod.labels(docs), Path(meta) / "sbom-label", log_path)
             step = "(the SBOM label step)" if code else step
         seconds = time.monotonic() - start
     if code != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
-        detail = "\n  ".join(mismatch) if mismatch else "\n  ".join(tail)
-        what = "checksum mismatch" if mismatch else f"exit code {code}"
-        raise BuildError(f"build of {r.id} failed at {step} ({what}):\n  {detail}\nfull log: {log_path}")
-    info = subprocess.run([exe, "image", "inspect", tag, "--format", "{{json .}}"], capture_output=True, text=True, check=True)
-    data = json.loads(info.stdout)
-    data = data[0] if isinstance(data, list) else data
-    image_id = data.get("Id", "")
-    digest = data.get("Digest") or ""
+        raise _failure(r.id, code, step, mismatch, log_path)
+    data = _inspect(exe, tag)
     written = sbom_mod.write(docs, r.id, sbom_dir or sbom_mod.default_dir(schedule))
-    return BuildResult(image_id=image_id, digest=digest, tag=tag, seconds=seconds, log=log_path, sbom=written)
+    result = BuildResult(image_id=data.get("Id", ""), digest=data.get("Digest") or "", tag=tag, seconds=seconds, log=log_path, sbom=written)
+    if with_build_image:
+        result.build_image = build_image(
+            schedule, r, exe, result.image_id, build_tag(tag), apt_mirrors=apt_mirrors, no_cache=no_cache, progress=progress, verbose=verbose
+        )
+    return result
+
+
+def build_image(
+    schedule: Schedule,
+    r: Runtime,
+    exe: str,
+    runtime_image_id: str,
+    tag: str,
+    *,
+    apt_mirrors: tuple[str, ...] = (),
+    no_cache: bool = False,
+    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    verbose: bool = False,
+) -> BuiltImage:
+    """The build image of runtime `r`, FROM the runtime image just built (by id), offline."""
+    log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"
+    never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
+    same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if Path(exe).name == "podman" else []
+    with tempfile.TemporaryDirectory(prefix=f"build-image-{r.id}-") as tmp:
+        ctx = prepare_build_image_context(schedule, r, Path(tmp), apt_mirrors=apt_mirrors)
+        progress(f"build image context ready: {len(r.packages.devel) if r.packages else 0} hash-checked .debs; building {tag} with the network off")
+        cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), *same, "-t", tag]
+        cmd += ["--build-arg", f"RUNTIME_IMAGE={runtime_image_id.removeprefix('sha256:')}"]
+        if no_cache:
+            cmd.append("--no-cache")
+        start = time.monotonic()
+        code, step, mismatch = _run_engine([*cmd, str(ctx)], log_path, "w", progress, verbose, start)
+        seconds = time.monotonic() - start
+    if code != 0:
+        raise _failure(f"{r.id}'s build image", code, step, mismatch, log_path)
+    data = _inspect(exe, tag)
+    return BuiltImage(image_id=data.get("Id", ""), digest=data.get("Digest") or "", tag=tag, seconds=seconds, log=log_path)

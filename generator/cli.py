@@ -206,9 +206,18 @@ def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Where the image's SBOMs are written (default: build/sbom/ beside the schedule).",
 )
+@click.option(
+    "--build-image/--no-build-image",
+    "with_build_image",
+    default=True,
+    show_default=True,
+    help="Also build the runtime's build image (FROM it, compilers and -dev packages), tagged TAG-build.",
+)
 @click.pass_obj
-def build(schedule_path, runtime_id, engine_name, base_image, python_mirror, apt_mirrors, tag, optimize, no_cache, verbose, sbom_dir) -> None:
-    """Build a runtime's image from its generated Dockerfile; print its ID, digest and SBOMs."""
+def build(
+    schedule_path, runtime_id, engine_name, base_image, python_mirror, apt_mirrors, tag, optimize, no_cache, verbose, sbom_dir, with_build_image
+) -> None:
+    """Build a runtime's image (and its build image) from the generated Dockerfiles; print IDs, digests and SBOMs."""
     from . import build as build_mod
 
     sched = load_schedule(schedule_path)
@@ -225,12 +234,18 @@ def build(schedule_path, runtime_id, engine_name, base_image, python_mirror, apt
         no_cache=no_cache,
         verbose=verbose,
         sbom_dir=sbom_dir,
+        with_build_image=with_build_image,
     )
     click.echo(f"built {res.tag} in {res.seconds:.0f}s")
     click.echo(f"image id: {res.image_id}")
     click.echo(f"digest:   {res.digest}")
     for path in res.sbom:
         click.echo(f"sbom:     {path} (its sha256 is a label of the image)")
+    if res.build_image:
+        b = res.build_image
+        click.echo(f"built {b.tag} in {b.seconds:.0f}s (build image)")
+        click.echo(f"build image id: {b.image_id}")
+        click.echo(f"build digest:   {b.digest}")
     if base_image:
         click.echo(f"note: the SBOM names the pinned base {r.base_reference}; this image was built on {base_image}", err=True)
 
@@ -360,13 +375,18 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
     help="The runtime image to build on: NAME[:TAG][@sha256:…], containers-storage:NAME:TAG or docker-daemon:NAME:TAG "
     "(default: the schedule's, pinned to its current digest).",
 )
+@click.option(
+    "--build-image",
+    metavar="REF",
+    help="The image the build stage compiles in (same forms as --runtime-image; default: the runtime image's name, tag + -build).",
+)
 @click.option("--gunicorn-config", is_flag=True, help="Write the recommended gunicorn.conf.py (if absent) and use it in the entrypoint.")
 @click.option("--hermetic", is_flag=True, help="Fetch the hash-locked requirements on the host into the build context: the build needs no network.")
 @click.option("--index-url", metavar="URL", help="Where --hermetic looks the locked files up (default: the requirements' --index-url, else PyPI).")
 @click.option("--force", is_flag=True, help="Replace a Dockerfile that this tool did not write.")
 @date_option
 @click.pass_obj
-def app(schedule_path, app_dir, config, out, runtime_image, gunicorn_config, hermetic, index_url, force, on) -> None:
+def app(schedule_path, app_dir, config, out, runtime_image, build_image, gunicorn_config, hermetic, index_url, force, on) -> None:
     """Write the Dockerfile of a custom runtime for an app directory (app.yaml, code, requirements.txt)."""
     from . import app as app_mod
 
@@ -376,13 +396,23 @@ def app(schedule_path, app_dir, config, out, runtime_image, gunicorn_config, her
     if existing.is_file() and not force and app_mod.GENERATED not in existing.read_text(errors="replace"):
         raise app_mod.AppError(f"{existing} exists and was not written by this tool; pass --force to replace it")
     plan = app_mod.plan_app(
-        app_dir, sched, config=config, runtime_image=runtime_image, gunicorn_config=gunicorn_config, hermetic=hermetic, index_url=index_url, on=on
+        app_dir,
+        sched,
+        config=config,
+        runtime_image=runtime_image,
+        build_image=build_image,
+        gunicorn_config=gunicorn_config,
+        hermetic=hermetic,
+        index_url=index_url,
+        on=on,
     )
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     for rel in app_mod.write(plan, target, app_dir):
         click.echo(f"wrote {target / rel}")
     click.echo(f"runtime {plan.runtime_id}: FROM {plan.image}")
+    if plan.build_image:
+        click.echo(f"build stage: FROM {plan.build_image}")
 
 
 # --- refresh ---

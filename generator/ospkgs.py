@@ -38,6 +38,7 @@ SNAPSHOT_ENV = "FLEX_PYTHON_APT_SNAPSHOT"  # the snapshot service's base URL (""
 MIRRORS_ENV = "FLEX_PYTHON_APT_MIRRORS"  # comma-separated archive mirrors tried after the snapshot
 ARCHIVE_ENV = "FLEX_PYTHON_APT_ARCHIVE"  # the archive `resolve` reads (default: the schedule's)
 _LIST = re.compile(r"_dists_(?P<suite>[^_]+)_(?P<component>[^_]+)_binary-(?P<arch>[^_]+)_Packages$")
+SETS = ("build", "runtime", "devel")  # the builder stage's, the runtime image's, the build image's
 _URI = re.compile(r"^'(?P<url>[^']+)' (?P<file>\S+) (?P<size>\d+) (?P<hash>\S*)$")
 
 
@@ -58,7 +59,8 @@ APT="-o Dir::Etc::SourceList=/out/sources.list -o Dir::Etc::SourceParts=/out/non
  -o Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false"
 mkdir -p /out/lists/partial /out/none /tmp/apt/archives/partial /out/keys
 apt-get $APT update -qq >/out/update.log 2>&1 || { cat /out/update.log >&2; exit 3; }
-for set in build runtime; do
+for set in build runtime devel; do
+  [ -s /out/$set.in ] || { : >/out/$set.uris; continue; }
   apt-get $APT install --print-uris -qq -y --no-install-recommends $(cat /out/$set.in) >/out/$set.uris 2>/out/$set.err \
     || { echo "apt-get install ($set): $(cat /out/$set.err)" >&2; exit 4; }
 done
@@ -95,8 +97,8 @@ def resolve(
             (out / "extra.gpg").write_bytes(b"".join(Path(k).read_bytes() for k in rings))
             lines += [line.replace("deb ", "deb [signed-by=/out/extra.gpg] ", 1) for line in extra_sources]
         (out / "sources.list").write_text("\n".join(lines) + "\n")
-        for name in ("build", "runtime"):
-            (out / f"{name}.in").write_text(" ".join(sorted(sets.get(name, []))) + "\n")
+        for name in SETS:
+            (out / f"{name}.in").write_text(" ".join(sorted(sets.get(name, []))) + ("\n" if sets.get(name) else ""))
         cmd = [engine, "run", "--rm", "--network=host", "-v", f"{out}:/out", base, "sh", "-c", _SCRIPT]
         progress(f"resolving in {base}: apt-get update, then --print-uris for {', '.join(sets)}")
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -106,7 +108,7 @@ def resolve(
         indices, dates = _verified_indices(out / "lists", sorted((out / "keys").glob("*.gpg")) + sorted(out.glob("extra.gpg")))
         base_packages = _base_packages((out / "base.txt").read_text())
         installed = {p.name for p in base_packages}
-        closures = {name: _closure(out / f"{name}.uris", indices) for name in ("build", "runtime")}
+        closures = {name: _closure(out / f"{name}.uris", indices) for name in SETS}
     archive = sources[0].split("]")[-1].split()[1] if "]" in sources[0] else sources[0].split()[1]
     for name, debs in closures.items():
         missing = set(sets.get(name, [])) - installed - {d.name for d in debs}
@@ -124,6 +126,7 @@ def resolve(
         base=base_packages,
         build=closures["build"],
         runtime=closures["runtime"],
+        devel=closures["devel"],
     )
 
 
@@ -260,7 +263,7 @@ def moves(old: OsPackages | None, new: OsPackages) -> list[tuple[str, str | None
     """(package, old version, new version, suite) for every package whose locked file changed, by name."""
 
     def table(lock: OsPackages | None) -> dict[str, Deb]:
-        return {} if lock is None else {d.name: d for d in [*lock.build, *lock.runtime]}
+        return {} if lock is None else {d.name: d for kind in SETS for d in getattr(lock, kind)}
 
     before, after = table(old), table(new)
     out = []
@@ -280,5 +283,5 @@ def base_moves(old: OsPackages | None, new: OsPackages) -> list[tuple[str, str |
 
 def same_files(a: OsPackages | None, b: OsPackages) -> bool:
     """Nothing an image holds moved: the same .debs, and the same packages in the base."""
-    key = lambda lock: ([[(d.filename, d.sha256) for d in debs] for debs in (lock.build, lock.runtime)], lock.base)  # noqa: E731
+    key = lambda lock: ([[(d.filename, d.sha256) for d in debs] for debs in (lock.build, lock.runtime, lock.devel)], lock.base)  # noqa: E731
     return a is not None and key(a) == key(b)

@@ -109,6 +109,7 @@ class OsPackages:
     base: list[BasePackage]  # installed in the base image before anything is added (what an image's SBOM lists besides the closure)
     build: list[Deb]  # the builder stage's closure of build_packages
     runtime: list[Deb]  # the final stage's closure of runtime_packages
+    devel: list[Deb] = field(default_factory=list)  # the build image's closure of devel_packages (compilers, -dev packages)
 
     def image_packages(self) -> list[Deb | BasePackage]:
         """Every package installed in a runtime image: the base's, each one apt upgrades replaced by its

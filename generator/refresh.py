@@ -94,7 +94,7 @@ def ask_packages(
         if os_id not in subjects:
             continue
         base = apt.bases.get(os_id) or f"{os_.image}@{lock.base_images[os_id].digest}"
-        sets = {"build": os_.build_packages, "runtime": os_.runtime_packages}
+        sets = {"build": os_.build_packages, "runtime": os_.runtime_packages, "devel": os_.devel_packages}
         try:
             new = ospkgs.resolve(
                 base, ospkgs.sources_for(os_, apt.archive), sets, engine=apt.engine, extra_sources=apt.extra_sources, keyrings=apt.keyrings,
@@ -107,7 +107,7 @@ def ask_packages(
             continue  # nothing moved: keep the archive state it was locked at
         out[os_id] = new
         if old is None:
-            what = f"|{len(new.build)} build + {len(new.runtime)} runtime .debs, locked for the first time"
+            what = f"|{len(new.build)} build + {len(new.runtime)} runtime + {len(new.devel)} build-image .debs, locked for the first time"
             changes.append(Change("packages", os_id, None, f"archive state {new.snapshot}", what, _users(model, os_id=os_id)))
             continue
         for name, was, now, suite in ospkgs.moves(old, new):

@@ -132,6 +132,7 @@ def input_hash(
         "config": image_config(r, schedule),
         "cpython": {"sha256": r.interpreter.sha256, "tar_xz_sha256": r.interpreter.tar_xz_sha256, "url": r.interpreter.url, "version": r.version},
         "dockerfile": dockerfile,
+        "build_image_dockerfile": _build_dockerfile(r),
         "generator": __version__,
         "image": r.image,
         "nix": nix if any(p.nix_sha256 for p in r.base.platforms.values()) else None,  # only images Nix can build
@@ -150,7 +151,7 @@ def _debs(r: Runtime) -> dict[str, list[list[str]]] | None:
         return None
     out = {
         name: [[d.name, d.version, d.architecture, d.filename, d.sha256] for d in debs]
-        for name, debs in (("build", r.packages.build), ("runtime", r.packages.runtime))
+        for name, debs in (("build", r.packages.build), ("runtime", r.packages.runtime), ("devel", r.packages.devel))
     }
     return {**out, "base": [[p.name, p.version, p.architecture, p.source, p.source_version] for p in r.packages.base]}
 
@@ -201,6 +202,7 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
         rel = f"{IMAGES_DIR}/{r.id}/Dockerfile"
         text = _dockerfile(r, schedule, lock_text)
         out[rel] = escape.check_dockerfile(text, rel)
+        out[build_dockerfile_path(r)] = escape.check_dockerfile(_build_dockerfile(r), build_dockerfile_path(r))
         data = runtime_data(r, schedule, tools)
         runtimes[r.id] = {**data, "input_hash": input_hash(r, schedule, text, lock_text, tools, nix)}
     out[RUNTIMES_JSON] = _dump_json(
@@ -220,6 +222,15 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
 
 def _dockerfile(r: Runtime, schedule: Schedule, lock_text: str | None) -> str:
     return template("Dockerfile.j2").render(r=r, config=image_config(r, schedule), epoch=SOURCE_DATE_EPOCH, locked=lock_text is not None)
+
+
+def build_dockerfile_path(r: Runtime) -> str:
+    """Where runtime `r`'s build image Dockerfile is generated (beside its own, in a context of its own)."""
+    return f"{IMAGES_DIR}/{r.id}/build/Dockerfile"
+
+
+def _build_dockerfile(r: Runtime) -> str:
+    return template("build-image.Dockerfile.j2").render(r=r)
 
 
 def runtime_input_hash(schedule: Schedule, root: Path, r: Runtime) -> str:

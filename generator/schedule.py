@@ -52,6 +52,8 @@ class OperatingSystem:
     runtime_packages: Annotated[list[PackageName], FLATTEN]  # the final stage's: all the interpreter may link to
     apt_suites: list[Annotated[str, Pattern(r"[a-z]{2,20}(-[a-z]{2,20})?", "an archive suite such as jammy-security")]]
     apt_archive: Url = "http://archive.ubuntu.com/ubuntu"
+    # the build image's (FROM the runtime image): compilers and the -dev packages of native extensions
+    devel_packages: Annotated[list[PackageName], FLATTEN] = dataclasses.field(default_factory=list)
     apt_components: list[Annotated[str, Pattern(r"[a-z-]{1,20}", "an archive component such as main")]] = dataclasses.field(
         default_factory=lambda: ["main", "universe"]
     )
@@ -105,7 +107,7 @@ class Runtime:
     base: BaseImage  # from the lock
     version: str  # the full release: the lock's current patch of the minor, or the legacy fixed one
     interpreter: CPythonRelease  # from the lock
-    packages: OsPackages | None  # the OS's package lock (the closures of build_ and runtime_packages)
+    packages: OsPackages | None  # the OS's package lock (the closures of build_, runtime_ and devel_packages)
     python_end_of_support: dt.date
     python_version_settings: tuple[str, ...]
     legacy_default: bool

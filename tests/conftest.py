@@ -49,6 +49,7 @@ def edit(path: Path, old: str, new: str, count: int = 1) -> None:
 
 # The image tests' session fixtures (one runtime image build per session, shared by every module).
 from .image_fixtures import (  # noqa: E402, F401
+    build_images,
     current,
     image,
     images,

@@ -18,6 +18,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -174,6 +175,9 @@ def test_tree(tmp_path_factory, roots: dict[str, str], legacy_python: tuple[str,
 
 
 def build(tree: Path, runtime: str, base: str, mirror: str, tag: str, *extra: str, env: dict | None = None, check: bool = False):
+    """`generator build` of a runtime image alone (`build_images` adds the build image where a test needs it)."""
+    if "--build-image" not in extra:
+        extra = ("--no-build-image", *extra)
     args = ["build", runtime, "--base-image", base, "--python-mirror", mirror, "--no-optimize", "--tag", tag, *extra]
     return gen(tree, *args, check=check, env=env)
 
@@ -193,6 +197,29 @@ def images(test_tree: Path, roots: dict[str, str], python_mirror: str):
             seconds = time.monotonic() - start
             TIMES[f"build {runtime}"] = seconds
             built[runtime] = {"tag": tag, "stdout": proc.stdout, "stderr": proc.stderr, "seconds": seconds, "os": os_of[runtime], "tree": test_tree}
+        return built[runtime]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def build_images(images, roots: dict[str, str], python_mirror: str):
+    """runtime → its build image (FROM its runtime image, by id), built once per session on demand."""
+    built: dict[str, dict] = {}
+
+    def get(runtime: str) -> dict:
+        if runtime not in built:
+            base = images(runtime)
+            start = time.monotonic()
+            proc = build(base["tree"], runtime, roots[base["os"]], python_mirror, base["tag"], "--build-image")  # the runtime: cached
+            assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:]
+            seconds = time.monotonic() - start
+            TIMES[f"build image {runtime}"] = seconds
+            m = re.search(r"^built (\S+) in \d+s \(build image\)$", proc.stdout, re.M)
+            assert m, proc.stdout
+            size = int(podman("image", "inspect", "--format", "{{.Size}}", m.group(1)).stdout.strip())
+            FACTS[f"build image {runtime}"] = f"{size / 1e6:.1f} MB (podman's size, runtime image included), built in {seconds:.0f}s"
+            built[runtime] = {"tag": m.group(1), "stdout": proc.stdout, "runtime": base, "bytes": size}
         return built[runtime]
 
     return get
