@@ -26,6 +26,20 @@ DEPRECATED = "deprecated"
 END_OF_SUPPORT = "end_of_support"
 
 
+# ./configure options by Python major version, each with why (the Dockerfile says it). 2.x is built
+# wide, as Ubuntu's python2.7 and the images the python2 runtime replaces were: the manylinux wheels
+# most 2.7 packages publish are cp27mu (UCS-4), and a narrow build (2.x's default) installs none.
+CONFIGURE_OPTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "2": (
+        (
+            "--enable-unicode=ucs4",
+            "wide unicode (sys.maxunicode 1114111), as Ubuntu's python2.7: the cp27mu ABI of 2.7's manylinux wheels",
+        ),
+    ),
+    # 3.3+ stores str as PEP 393 says and has no such option
+}
+
+
 # --- the schedule's model: only decisions, no fetched value ----------------------------------------
 
 OsName = Annotated[str, Pattern(r"[A-Za-z0-9][A-Za-z0-9 .()_-]{0,79}", "a display name: letters, digits, spaces and . ( ) _ -, at most 80")]
@@ -123,6 +137,11 @@ class Runtime:
         """The OS's glibc as (major, minor): which manylinux wheels its images can install."""
         major, minor = self.os.glibc.split(".")
         return int(major), int(minor)
+
+    @property
+    def configure_options(self) -> tuple[tuple[str, str], ...]:
+        """(option, why) of CPython's ./configure for this runtime's major version, beyond the template's own."""
+        return CONFIGURE_OPTIONS.get(self.version.split(".")[0], ())
 
     @property
     def prefix(self) -> str:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from generator import ospkgs, pins, sbom, schedule
+from generator import locking, ospkgs, pins, sbom, schedule
+from generator.http import fetch_verified
 from generator.locking import parse_lock
 from generator.pins import load as load_pins
 
@@ -397,6 +398,48 @@ def test_legacy_python2_on_xenial(legacy_image: dict, test_tree: Path, legacy_py
         status, body = get(f"http://127.0.0.1:{port}/")
     assert status == 200 and body == {"python": legacy_python[0], "prefix": "/env", "port": "8080"}
     FACTS[f"layers of python2 ({legacy_python[0]})"] = "\n" + layers(image["tag"])
+
+
+def test_legacy_python2_maxunicode_is_wide(legacy_image: dict) -> None:
+    """A wide (UCS-4) build, as Ubuntu's python2.7: one code point beyond the BMP is one character."""
+    out = inside(legacy_image, "python", "-c", "import sys; print(sys.maxunicode); print(len(u'\\U0001F600'))")
+    assert out.split() == ["1114111", "1"]
+
+
+CP27MU_WHEEL = ("MarkupSafe", "1.1.1", "MarkupSafe-1.1.1-cp27-cp27mu-manylinux1_x86_64.whl")
+
+
+@pytest.fixture(scope="session")
+def cp27mu_wheel(tmp_path_factory) -> tuple[Path, str]:
+    """A cp27mu manylinux1 wheel with a C extension, fetched on the host with the sha256 PyPI's simple index lists."""
+    name, _version, filename = CP27MU_WHEEL
+    listed = {f.filename: f for f in locking.Index(locking.DEFAULT_INDEX).files(name)}[filename]
+    assert listed.sha256, f"PyPI lists no sha256 for {filename}"
+    wheels = tmp_path_factory.mktemp("cp27mu")
+    fetch_verified(listed.url, listed.sha256, wheels / filename)
+    wheels.chmod(0o755)  # read by the app user (1000) in the container
+    (wheels / filename).chmod(0o644)
+    return wheels, listed.sha256
+
+
+def test_legacy_python2_installs_a_cp27mu_wheel_offline(legacy_image: dict, cp27mu_wheel: tuple[Path, str]) -> None:
+    """pip in /env takes the cp27mu wheel (a narrow build finds no matching distribution), hash-locked and
+    with the network off, and its C extension loads from its .so."""
+    name, version, filename = CP27MU_WHEEL
+    wheels, sha256 = cp27mu_wheel
+    (wheels / "requirements.txt").write_text(f"{name}=={version} \\\n    --hash=sha256:{sha256}\n")
+    (wheels / "requirements.txt").chmod(0o644)
+    script = (
+        "set -e; pip install --no-index --find-links /wheels --require-hashes --no-cache-dir --disable-pip-version-check"
+        " -r /wheels/requirements.txt"
+        " && python -c 'import markupsafe, markupsafe._speedups as s; print(s.__file__); print(type(markupsafe.escape).__name__)'"
+    )
+    proc = podman("run", "--rm", "--network=none", "-v", f"{wheels}:/wheels:ro,Z", legacy_image["tag"], "sh", "-c", script, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"/wheels/{filename}" in proc.stdout, proc.stdout  # pip's "Processing …": the wheel, not a build
+    speedups, escape = proc.stdout.strip().splitlines()[-2:]
+    assert speedups.startswith("/env/lib/python2.7/site-packages/markupsafe/_speedups") and speedups.endswith(".so"), speedups
+    assert escape == "builtin_function_or_method"  # markupsafe.escape is the C one
 
 
 # --- bytecode: compiled in the build, used (never rewritten) by the app user ---------------------
