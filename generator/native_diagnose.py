@@ -50,6 +50,7 @@ _COMPILER_FAILED = re.compile(
     r"command '(?:[\w/.-]*/)?(?:x86_64-linux-gnu-)?(?:gcc|cc|g\+\+|c\+\+)(?:-\d+)?' failed"
     r"|Command '\['(?:[\w/.-]*/)?(?:x86_64-linux-gnu-)?(?:gcc|cc|g\+\+|c\+\+)(?:-\d+)?'.*returned non-zero exit status"
 )
+_NO_DISTRIBUTION = re.compile(r"No matching distribution found for (\S+)")
 _ERROR = re.compile(r"^\s*(?:error|ERROR|Error|Exception|\w+Error): ")
 _PIP_NOISE = ("subprocess-exited-with-error", "Failed building wheel", "Failed to build", "Could not build wheels", "metadata-generation-failed")
 
@@ -59,14 +60,21 @@ def _lines(text):
     return [_LOG_PREFIX.sub("", line).rstrip() for line in text.splitlines()]
 
 
+_NAMED = re.compile(
+    r"^(?:Collecting ([A-Za-z0-9][A-Za-z0-9._-]*)"  # pip's own lines; a build environment's pip indents its own
+    r"|Processing \S*?([A-Za-z0-9][A-Za-z0-9_.]*)-\d[^/\s]*\.(?:tar\.gz|zip|tar\.bz2|whl)"  # a file from --find-links
+    r"|\s{0,2}(?:Building wheel for|Preparing metadata \(\S+\) for) ([A-Za-z0-9][A-Za-z0-9._-]*))"
+)
+
+
 def _package(lines):
     """The project pip was building when it failed: the last one it named before the first failure (None: not named)."""
     name = None
     for line in lines:
-        m = re.search(r"(?:Collecting|Building wheel for|Preparing metadata \(\S+\) for)\s+([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        m = _NAMED.match(line)
         if m:
-            name = m.group(1)
-        if "subprocess-exited-with-error" in line or "fatal error:" in line:
+            name = m.group(1) or m.group(2) or m.group(3)
+        if "subprocess-exited-with-error" in line or "fatal error:" in line or "Command errored out" in line:
             break
     return name
 
@@ -96,6 +104,12 @@ def diagnose(text):
         out.append(prefix + "mysql_config (MySQL's client build settings) is missing: install " + MYSQL)
     elif "Can not find valid pkg-config name" in joined or re.search(r"pkg-config --exists (?:mysqlclient|mariadb)", joined):
         out.append(prefix + "pkg-config finds no MySQL/MariaDB client library: install " + MYSQL)
+    missing_build_req = _NO_DISTRIBUTION.search(joined)
+    if missing_build_req and "install build dependencies did not run successfully" in joined:
+        out.append(
+            prefix + "its build requirement " + missing_build_req.group(1) + " is not among the files pip may install (--no-index): "
+            "lock the build requirements (python -m generator lock-app writes requirements-build.lock.json) and fetch them with app --hermetic"
+        )
     if _NO_COMPILER.search(joined):
         out.append(prefix + "no C compiler (gcc) is installed: install build-essential")
     if out:

@@ -119,7 +119,7 @@ def test_the_build_lock_goes_stale_when_requirements_txt_changes(app: Path, tmp_
     res = invoke("app", str(app), "--out", str(tmp_path / "ctx"), "--runtime-image", IMAGE, "--hermetic", "--date", DAY)
     assert res.exit_code == 2 and "was not made from this requirements.txt" in res.stderr and "lock-app" in res.stderr
     again = invoke("lock-app", str(app), "--date", DAY)  # the requirements lock is current: only the build lock is remade
-    assert again.exit_code == 0 and "remade requirements-build.lock.json" in again.output, again.output
+    assert again.exit_code == 0 and "wrote requirements-build.lock.json from requirements.txt" in again.output, again.output
     after = build_lock(app)
     assert after["inputs"] != json.loads(before)["inputs"] and after["sdists"] == json.loads(before)["sdists"]
     assert invoke("lock-app", str(app), "--check", "--date", DAY).exit_code == 0
@@ -215,3 +215,88 @@ def test_no_binary_and_only_binary_pick_files_from_pypis_list() -> None:
     uwsgi = _lock_of("uwsgi", "2.0.28")
     with pytest.raises(locking.LockError, match=r"uwsgi==2\.0\.28: the lock's `--only-binary :all:` rules out every file"):
         locking.wheel_list("--only-binary :all:\n" + uwsgi, PYPI, "3.11.15", (2, 35))
+
+
+# --- native_diagnose: pip's wall of text → the missing piece and its Ubuntu package ------------------------
+# The fixtures are real pip output, captured on this machine (tests/fixtures/pip-build-errors/README.md says how).
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pip-build-errors"
+DIAGNOSE = Path(__file__).resolve().parent.parent / "generator" / "native_diagnose.py"
+PG = "building psycopg2: pg_config (PostgreSQL's client build settings) is missing: install libpq-dev"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "want"),
+    [
+        ("psycopg2-2.9.10-no-pg_config.txt", "building psycopg2: pg_config (PostgreSQL's client build settings) is missing: install libpq-dev"),
+        (
+            "psycopg2-2.9.10-no-pg_config.pip-log.txt",
+            "building psycopg2: pg_config (PostgreSQL's client build settings) is missing: install libpq-dev",
+        ),
+        (
+            "psycopg2-2.8.6-python2.7-no-pg_config.txt",
+            "building psycopg2: pg_config (PostgreSQL's client build settings) is missing: install libpq-dev",
+        ),
+        (
+            "mysqlclient-2.2.7-no-client-library.txt",
+            "building mysqlclient: pkg-config finds no MySQL/MariaDB client library: install libmysqlclient-dev",
+        ),
+        ("python-ldap-3.4.4-no-lber-h.txt", "building python-ldap: the C header lber.h is missing: install libldap2-dev"),
+        ("pyodbc-5.2.0-no-sql-h.txt", "building pyodbc: the C header sql.h is missing: install unixodbc-dev"),
+        ("pylibmc-1.6.3-no-memcached-h.txt", "building pylibmc: the C header libmemcached/memcached.h is missing: install libmemcached-dev"),
+        ("python-ldap-3.4.4-no-gcc.txt", "building python-ldap: no C compiler (gcc) is installed: install build-essential"),
+        ("uwsgi-2.0.28-no-build-requirements.txt", "building uwsgi: its build requirement setuptools>=40.8.0 is not among the files pip may install"),
+        (
+            "flask-3.0.3-python2.7-untrusted-proxy.txt",
+            "building Flask: ERROR: No matching distribution found for Flask==3.0.3",
+        ),  # none known: the last error
+    ],
+)
+def test_native_diagnose_names_the_missing_piece(fixture: str, want: str) -> None:
+    from generator import native_diagnose
+
+    lines = native_diagnose.diagnose((FIXTURES / fixture).read_text(encoding="utf-8"))
+    assert len(lines) == 1 and lines[0].startswith(want), lines
+
+
+@pytest.mark.parametrize(("header", "package"), sorted(__import__("generator.native_diagnose").native_diagnose.HEADERS.items()))
+def test_native_diagnose_knows_each_header_of_its_table(header: str, package: str) -> None:
+    """gcc's real line from the python-ldap fixture, with the header it names swapped for each one of the table."""
+    from generator import native_diagnose
+
+    text = (FIXTURES / "python-ldap-3.4.4-no-lber-h.txt").read_text(encoding="utf-8")
+    assert "fatal error: lber.h: No such file or directory" in text
+    lines = native_diagnose.diagnose(text.replace("lber.h", header))
+    assert lines == [f"building python-ldap: the C header {header} is missing: install {package}"]
+
+
+def _pythons() -> list[str]:
+    import sys
+
+    found = [sys.executable]
+    py27, _ = locking.find_interpreter((2, 7))
+    if py27:
+        found.append(py27.path)
+    return found
+
+
+@pytest.mark.parametrize("python", _pythons(), ids=lambda p: Path(p).name)
+def test_native_diagnose_runs_alone_under_each_python(python: str, tmp_path: Path) -> None:
+    """As in the image: the file alone (no generator package beside it), run by the runtime's Python (2.7 too, where one is here)."""
+    import subprocess
+
+    alone = tmp_path / "native_diagnose.py"
+    shutil.copy(DIAGNOSE, alone)
+    proc = subprocess.run([python, str(alone), str(FIXTURES / "pyodbc-5.2.0-no-sql-h.txt")], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "building pyodbc: the C header sql.h is missing: install unixodbc-dev\n", proc.stderr
+    missing = subprocess.run([python, str(alone), str(tmp_path / "no-such.log")], capture_output=True, text=True)
+    assert missing.returncode == 0 and missing.stdout == "" and "cannot read" in missing.stderr
+
+
+def test_native_diagnose_imports_only_the_standard_library() -> None:
+    import ast
+
+    tree = ast.parse(DIAGNOSE.read_text(encoding="utf-8"))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "." for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported == {"re", "sys"}

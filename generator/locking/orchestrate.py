@@ -135,7 +135,7 @@ def refresh_build(t: Target, index: str, *, tool: str = "auto", interpreters: di
     build = _build_lock(t, t.out.read_text(encoding="utf-8"), index, choose(t, tool, interpreters))
     path = buildlock.path_for(t.out)
     _write(path, build)
-    return Outcome(t.key, Status.BUILD, f"remade {path.name} from {t.out.name}", time.monotonic() - start, [path])
+    return Outcome(t.key, Status.BUILD, f"wrote {path.name} from {t.out.name}", time.monotonic() - start, [path])
 
 
 def refresh_wheels(t: Target, index: str) -> Outcome:
