@@ -119,7 +119,7 @@ def plan_app(
 
     wheels: list[dict[str, str]] = []
     if hermetic:
-        wheels = _prefetch(reqs, res.runtime, index_url)
+        wheels = _prefetch(reqs, res.runtime, index_url, app_dir)
 
     files["Dockerfile"] = render.template("app.Dockerfile.j2").render(
         image=image,
@@ -180,7 +180,8 @@ def _copy_app(app_dir: Path, out: Path) -> None:
     shutil.copytree(src, dst, symlinks=True, ignore=ignore, dirs_exist_ok=True)
 
 
-def _prefetch(reqs: app_requirements.Requirements, runtime: Any, index_url: str | None) -> list[dict[str, str]]:
+def _prefetch(reqs: app_requirements.Requirements, runtime: Any, index_url: str | None, app_dir: Path) -> list[dict[str, str]]:
+    """The locked files to fetch: one per pin, and for a pin whose file is an sdist, its locked build requirements."""
     if not reqs.present:
         return []
     problems = app_requirements.hermetic_problems(reqs)
@@ -195,6 +196,7 @@ def _prefetch(reqs: app_requirements.Requirements, runtime: Any, index_url: str 
     index = locking.Index(index_url or reqs.index_url or locking.DEFAULT_INDEX)
     try:
         wheels = locking.wheel_list(app_requirements.lock_text(reqs), index, runtime.version, runtime.glibc)
+        wheels = wheels + _build_files(wheels, runtime, app_dir)
     except locking.LockError as exc:
         raise AppError(f"--hermetic: {exc}") from None
 
@@ -202,6 +204,42 @@ def _prefetch(reqs: app_requirements.Requirements, runtime: Any, index_url: str 
         for w in wheels:
             fetch_verified(w["url"], w["sha256"], Path(tmp) / w["filename"])
     return wheels
+
+
+def _build_files(wheels: list[dict[str, str]], runtime: Any, app_dir: Path) -> list[dict[str, str]]:
+    """The build requirements of the sdists among `wheels`, from a current requirements-build.lock.json.
+
+    pip builds an sdist in an isolated environment and installs its build requirements there from the
+    same --find-links, so with the network off they must be in the build context too.
+    """
+    from .locking import SDIST_SUFFIXES, buildlock
+
+    sdists = [w for w in wheels if w["filename"].endswith(SDIST_SUFFIXES)]
+    if not sdists:
+        return []
+    req = app_dir / "requirements.txt"
+    path = buildlock.path_for(req)
+    names = ", ".join(f"{w['name']}=={w['version']}" for w in sdists)
+    fix = f"run `python -m generator lock-app {app_dir}` (it locks them into {path.name}, beside requirements.txt)"
+    doc = buildlock.load(path)
+    if doc is None:
+        why = "is missing" if not path.exists() else "cannot be read"
+        raise AppError(
+            f"--hermetic: {req} installs sdists ({names}) that pip builds with the network off, and {path} {why}: "
+            f"their build requirements are not locked; {fix}"
+        )
+    text = req.read_text(encoding="utf-8", errors="replace")
+    if not buildlock.is_current(doc, runtime.id, runtime.os_id, runtime.version, runtime.glibc, text):
+        raise AppError(f"--hermetic: {path} was not made from this {req.name} for runtime {runtime.id} (CPython {runtime.version}); {fix}")
+    try:
+        build = buildlock.files_for(doc, sdists, str(path))
+    except buildlock.LockError as exc:
+        raise AppError(f"--hermetic: {exc}; {fix}") from None
+    have = {w["filename"]: w["sha256"] for w in wheels}
+    clash = [f["filename"] for f in build if have.get(f["filename"], f["sha256"]) != f["sha256"]]
+    if clash:
+        raise AppError(f"--hermetic: {path} locks {clash[0]} with another sha256 than {req.name}; {fix}")
+    return [f for f in build if f["filename"] not in have]
 
 
 def _copy_args(rel: str) -> str:

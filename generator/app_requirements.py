@@ -61,6 +61,7 @@ class Requirements:
     local: list[str] = field(default_factory=list)  # "file:line: ref" of local packages / -e paths
     remote: list[str] = field(default_factory=list)  # "file:line: ref" of URL / VCS requirements
     index_url: str | None = None
+    formats: list[str] = field(default_factory=list)  # the --no-binary/--only-binary lines, in order: which file pip picks
     hashed: bool = False
     whole_app: bool = False  # a reference to the app directory itself (-e .): install after the whole copy
 
@@ -222,6 +223,8 @@ def _option(root: Path, path: Path, tokens: list[str], where: str, reqs: Require
             reqs.index_url = value
     elif opt == "--hash":
         raise RequirementsError(f"{where}: --hash must follow a requirement on the same line")
+    elif opt in ("--no-binary", "--only-binary") and value:
+        reqs.formats.append(f"{opt} {value}")
     # other options (--no-index, --pre, --only-binary, …) change how pip installs, not what the build needs
 
 
@@ -331,8 +334,8 @@ def hermetic_problems(reqs: Requirements) -> list[str]:
 
 
 def lock_text(reqs: Requirements) -> str:
-    """The pins as a hash-locked text (one line each), the form the lock module's file picker reads."""
-    lines = []
+    """The pins as a hash-locked text (one line each, after the --no-binary/--only-binary lines), the form the lock module's file picker reads."""
+    lines = list(reqs.formats)
     for pin in sorted(reqs.pins, key=lambda p: p.name):
         lines.append(f"{pin.name}=={pin.version} " + " ".join(f"--hash=sha256:{h.lower()}" for h in sorted(pin.hashes)))
     return "\n".join(lines) + "\n"

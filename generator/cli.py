@@ -345,7 +345,8 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
         if fresh is locking.Freshness.OK:
             click.echo(f"{t.out} is up to date for {plan.where}")
             return
-        click.echo(f"{fresh.label}: {t.out} ({why})", err=True)
+        stale = locking.buildlock.path_for(t.out) if fresh is locking.Freshness.STALE_BUILD else t.out
+        click.echo(f"{fresh.label}: {stale} ({why})", err=True)
         sys.exit(1)
     if plan.converted:
         click.echo(f"{t.out.name} is not hash-locked: keeping it as {t.src.name}, the input of the lock")
@@ -354,6 +355,9 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
         click.echo(f"{t.out} is up to date for {plan.where} ({outcome.detail})")
     elif outcome.status is locking.Status.LOCKED:
         click.echo(f"wrote {t.out} for {plan.where} with {outcome.detail} in {outcome.seconds:.1f}s")
+        click.echo(f"wrote {locking.buildlock.path_for(t.out)} (the build requirements of its sdists)")
+    elif outcome.status is locking.Status.BUILD:
+        click.echo(f"{t.out} is up to date for {plan.where}; {outcome.detail} in {outcome.seconds:.1f}s")
     else:
         click.echo(f"error: locking {t.src} for {plan.where} failed: {outcome.detail}", err=True)
         click.echo(f"{t.out} is untouched", err=True)

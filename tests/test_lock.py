@@ -13,6 +13,7 @@ report mode run for targets no interpreter here has; a pyenv interpreter is used
 from __future__ import annotations
 
 import base64
+import datetime
 import functools
 import hashlib
 import html
@@ -573,6 +574,9 @@ def test_lock_app_turns_an_unpinned_requirements_txt_into_a_lock(tmp_path, offli
     text = (app / "requirements.txt").read_text()
     assert text.startswith(f"# requirements.txt: hash-locked requirements of this app for runtime {rt.id} (CPython {rt.version}, Linux x86_64).\n")
     assert header(app / "requirements.txt")["made by"] == f"pip-compile (pip-tools 7.6.2, pip 26.3) running under {host_interpreter.describe()}"
+    build = json.loads((app / locking.buildlock.BUILD_LOCK).read_text())
+    assert build["sdists"] == {}, "six's wheel installs on the runtime: its locked sdist is never picked, so nothing is built"
+    assert build["inputs"] == locking.buildlock.target_hash(locking.app_target(app, SCHED, datetime.date.today()).target, text, offline.url)
     again = invoke_app(*args)
     assert again.exit_code == 0 and "is up to date" in again.output
     assert (app / "requirements.txt").read_text() == text

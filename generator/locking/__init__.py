@@ -13,14 +13,29 @@ Modules, bottom up (as pip-tools splits resolver, writer and CLI):
 - ``index``: the package index client (PEP 691/503)
 - ``lockfile``: the header, the pin format, wheels.json
 - ``resolvers``: one Resolver interface, three back-ends (pip-compile, uv, pip-report), and ``choose``
+- ``buildlock``: the build requirements of an app lock's sdists (``requirements-build.lock.json``)
 - ``orchestrate``: stale or not, locking in parallel, app locks, typed outcomes
 """
 
 from __future__ import annotations
 
+from . import buildlock
 from .index import Index, IndexFile, canonical
 from .interpreters import Interpreter, find_interpreter, probe
-from .lockfile import LOCK_MARK, Made, file_rank, parse_lock, read_header, requirement_lines, wheel_list, wheels_match
+from .lockfile import (
+    LOCK_MARK,
+    SDIST_SUFFIXES,
+    FormatControl,
+    Made,
+    cpython_abi,
+    file_rank,
+    format_control,
+    parse_lock,
+    read_header,
+    requirement_lines,
+    wheel_list,
+    wheels_match,
+)
 from .orchestrate import (
     AppLock,
     AppLockError,
@@ -45,9 +60,11 @@ __all__ = [
     "DEFAULT_INDEX",
     "LOCKFILES",
     "LOCK_MARK",
+    "SDIST_SUFFIXES",
     "TOOLS",
     "AppLock",
     "AppLockError",
+    "FormatControl",
     "Freshness",
     "Index",
     "IndexFile",
@@ -64,12 +81,15 @@ __all__ = [
     "Target",
     "Uv",
     "app_target",
+    "buildlock",
     "canonical",
     "check_app",
     "check_runtimes",
     "choose",
+    "cpython_abi",
     "file_rank",
     "find_interpreter",
+    "format_control",
     "host_tools",
     "inputs_hash",
     "lock_app",

@@ -122,6 +122,15 @@ def _pure_interpreters(major: int, minor: int) -> set[str]:
     return {f"py{major}", f"cp{major}{minor}"} | {f"py{major}{m}" for m in range(minor + 1)}
 
 
+def cpython_abi(major: int, minor: int) -> str:
+    """The one version-specific ABI tag our CPython builds accept: 2.7 is a wide (UCS-4) build, so
+    cp27mu, never cp27m; 3.3-3.7 carry pymalloc's m (cp37m); from 3.8 the tag has no flags (cp38)."""
+    cp = f"cp{major}{minor}"
+    if major == 2:
+        return f"{cp}mu"
+    return f"{cp}m" if (3, 3) <= (major, minor) <= (3, 7) else cp
+
+
 def file_rank(filename: str, python: str, glibc: tuple[int, int] | None) -> int | None:
     """0 pure wheel, 1 Linux wheel for this CPython, 2 sdist; None: cannot be installed there."""
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -134,7 +143,7 @@ def file_rank(filename: str, python: str, glibc: tuple[int, int] | None) -> int 
             return None
         pure = _pure_interpreters(major, minor)
         cp = f"cp{major}{minor}"
-        abis = {cp, f"{cp}m", f"{cp}mu", "none"}
+        abis = {cpython_abi(major, minor), "none"}
         plats = set(platform_tags(glibc))
         best = None
         for tag in tags:
@@ -152,26 +161,85 @@ def file_rank(filename: str, python: str, glibc: tuple[int, int] | None) -> int 
             ):
                 best = 1
         return best
-    if filename.endswith((".tar.gz", ".zip", ".tar.bz2")):
+    if filename.endswith(SDIST_SUFFIXES):
         return 2
     return None
 
 
-def wheel_list(lock_text: str, index: Index, python: str, glibc: tuple[int, int] | None) -> list[dict[str, str]]:
-    """wheels.json of a lock: for each pin, its best file the index lists with a locked hash."""
+SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2")
+_FORMAT_OPT = re.compile(r"^--(no|only)-binary(?:[=\s]+(\S+))?\s*$")
+
+
+@dataclass(frozen=True)
+class FormatControl:
+    """pip's --no-binary / --only-binary: which packages may install from a wheel, from an sdist."""
+
+    no_binary: frozenset[str] = frozenset()
+    only_binary: frozenset[str] = frozenset()
+
+    def allows(self, name: str, rank: int) -> bool:
+        """May pip install this package (canonical name) from a file of this rank (2: sdist, else a wheel)?"""
+        if name in self.only_binary:
+            return rank != 2
+        if name in self.no_binary:
+            return rank == 2
+        if ":all:" in self.only_binary:
+            return rank != 2
+        if ":all:" in self.no_binary:
+            return rank == 2
+        return True
+
+    def lines(self) -> list[str]:
+        """The options as requirements-file lines (pip-compile's form)."""
+        return [f"--no-binary {n}" for n in sorted(self.no_binary)] + [f"--only-binary {n}" for n in sorted(self.only_binary)]
+
+
+def format_control(text: str) -> FormatControl:
+    """The --no-binary/--only-binary lines of a requirements text, combined in order as pip combines them:
+    a name given to one is taken out of the other, :all: clears both first, :none: clears its own."""
+    sets: dict[str, set[str]] = {"no": set(), "only": set()}
+    for raw in text.splitlines():
+        m = _FORMAT_OPT.match(re.split(r"(^|\s)#", raw, maxsplit=1)[0].strip())
+        if not m or not m.group(2):
+            continue
+        target, other = sets[m.group(1)], sets["only" if m.group(1) == "no" else "no"]
+        for value in m.group(2).split(","):
+            if value == ":all:":
+                target.clear()
+                other.clear()
+                target.add(":all:")
+            elif value == ":none:":
+                target.clear()
+            elif value:
+                other.discard(canonical(value))
+                target.add(canonical(value))
+    return FormatControl(frozenset(sets["no"]), frozenset(sets["only"]))
+
+
+def wheel_list(lock_text: str, index: Index, python: str, glibc: tuple[int, int] | None, *, strict: bool = True) -> list[dict[str, str]]:
+    """wheels.json of a lock: for each pin, its best file the index lists with a locked hash, among the
+    formats the lock's --no-binary/--only-binary lines allow (an sdist only when no usable wheel is allowed).
+    Not `strict`: a pin with a hash the index does not list (an app's --find-links file) is left out."""
     out = []
+    control = format_control(lock_text)
     for name, (version, hashes) in sorted(parse_lock(lock_text).items()):
         if not hashes:
             raise LockError(f"{name}=={version} has no hash in the lock")
         files = [f for f in index.files(name) if f.sha256 in hashes]
         missing = hashes - {f.sha256 for f in files}
+        if missing and not strict:
+            continue
         if missing:
             raise LockError(f"{name}=={version}: the index {public_url(index.url)} lists no file with sha256 {sorted(missing)[0]}")
-        ranked = sorted((r, f.filename, f) for f in files if (r := file_rank(f.filename, python, glibc)) is not None)
-        if not ranked:
+        usable = [(r, f.filename, f) for f in files if (r := file_rank(f.filename, python, glibc)) is not None]
+        if not usable:
             raise LockError(
                 f"{name}=={version}: none of its files installs on CPython {python} Linux x86_64 ({', '.join(f.filename for f in files)})"
             )
+        ranked = sorted(u for u in usable if control.allows(name, u[0]))
+        if not ranked:
+            rule = " ".join(control.lines())
+            raise LockError(f"{name}=={version}: the lock's `{rule}` rules out every file that installs ({', '.join(u[1] for u in usable)})")
         f = ranked[0][2]
         out.append({"filename": f.filename, "name": name, "sha256": f.sha256, "url": f.url, "version": version})
     problems = wheel_problems(out, f"the files {public_url(index.url)} lists")  # an index names files: never trust them as paths

@@ -20,10 +20,11 @@ from typing import Any
 from ..errors import InputError
 from ..http import public_url
 from ..schedule import Runtime, Schedule
+from . import buildlock
 from .index import Index
 from .lockfile import LOCK_MARK, dump_wheels, header, parse_lock, read_header, requirement_lines, wheel_list, wheels_match
 from .references import check_references
-from .resolvers import choose
+from .resolvers import Resolver, choose
 from .target import DEFAULT_INDEX, LOCKFILES, LockError, LockInputError, Target, default_inputs, inputs_hash, runtime_target
 
 
@@ -33,6 +34,7 @@ class Status(enum.Enum):
     LOCKED = "locked"
     UP_TO_DATE = "up to date"
     WHEELS = "wheels"  # only its wheels.json was rewritten, from the lock as it is
+    BUILD = "build lock"  # only an app's requirements-build.lock.json was remade, from the lock as it is
     FAILED = "failed"
 
 
@@ -43,10 +45,11 @@ class Freshness(enum.Enum):
     MISSING = "missing"
     STALE = "stale"
     STALE_WHEELS = "stale wheels"  # the lock is current; its wheels.json is missing or does not match it
+    STALE_BUILD = "stale build lock"  # an app lock is current; its requirements-build.lock.json is missing or not made from it
 
     @property
     def label(self) -> str:
-        return "stale" if self is Freshness.STALE_WHEELS else self.value
+        return "stale" if self in (Freshness.STALE_WHEELS, Freshness.STALE_BUILD) else self.value
 
 
 @dataclass
@@ -82,6 +85,13 @@ def state(t: Target, index: str) -> tuple[Freshness, str]:
             return Freshness.STALE_WHEELS, f"{t.wheels.name} is missing"
         if not wheels_match(t.out.read_text(encoding="utf-8"), t.wheels.read_text(encoding="utf-8")):
             return Freshness.STALE_WHEELS, f"{t.wheels.name} does not match the lock"
+    if t.kind == "app":
+        build = buildlock.path_for(t.out)
+        doc = buildlock.load(build)
+        if doc is None:
+            return Freshness.STALE_BUILD, f"{build.name} is missing" + (" or unreadable" if build.exists() else "")
+        if doc.get("inputs") != buildlock.target_hash(t, t.out.read_text(encoding="utf-8"), index):
+            return Freshness.STALE_BUILD, f"{build.name} was not made from this {t.out.name} (or for this runtime and index)"
     return Freshness.OK, fields.get("made by", "")
 
 
@@ -101,12 +111,31 @@ def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto
         raise LockError(f"{made.tool} wrote no pins:\n{body}")
     text = header(t, made, index, digest) + body
     wheels = dump_wheels(wheel_list(text, Index(index), t.python, t.glibc)) if t.wheels is not None else None
+    build = _build_lock(t, text, index, resolver) if t.kind == "app" else None  # made before anything is written
     _write(t.out, text)
     written = [t.out]
     if wheels is not None and t.wheels is not None:
         _write(t.wheels, wheels)
         written.append(t.wheels)
+    if build is not None:
+        _write(buildlock.path_for(t.out), build)
+        written.append(buildlock.path_for(t.out))
     return Outcome(t.key, Status.LOCKED, made.tool, time.monotonic() - start, written)
+
+
+def _build_lock(t: Target, text: str, index: str, resolver: Resolver) -> str:
+    """An app lock's requirements-build.lock.json: the build requirements of every pin whose file for the runtime is an sdist."""
+    files = wheel_list(text, Index(index), t.python, t.glibc, strict=False)
+    return buildlock.make(t, text, files, index, resolver)
+
+
+def refresh_build(t: Target, index: str, *, tool: str = "auto", interpreters: dict[str, str] | None = None) -> Outcome:
+    """Remake a current app lock's requirements-build.lock.json from the lock as it is."""
+    start = time.monotonic()
+    build = _build_lock(t, t.out.read_text(encoding="utf-8"), index, choose(t, tool, interpreters))
+    path = buildlock.path_for(t.out)
+    _write(path, build)
+    return Outcome(t.key, Status.BUILD, f"wrote {path.name} from {t.out.name}", time.monotonic() - start, [path])
 
 
 def refresh_wheels(t: Target, index: str) -> Outcome:
@@ -344,6 +373,7 @@ def lock_app(
 ) -> Outcome:
     """Lock an app's requirements.in (made from an unpinned requirements.txt first, if need be)."""
     t = plan.target
+    fresh = Freshness.MISSING
     if plan.converted:
         _write(t.src, t.out.read_text(encoding="utf-8"))
     else:
@@ -352,6 +382,8 @@ def lock_app(
             return Outcome(t.key, Status.UP_TO_DATE, _short(why))
     start = time.monotonic()
     try:
+        if fresh is Freshness.STALE_BUILD and not (upgrade or force):
+            return refresh_build(t, index, tool=tool, interpreters=interpreters)
         return make_lock(t, index, upgrade=upgrade, tool=tool, interpreters=interpreters)
     except LockError as exc:
         if plan.converted:
