@@ -17,6 +17,7 @@ SAMPLES = sorted(p.name for p in APPS.iterdir() if p.is_dir())
 DIGEST = "@sha256:" + "0123456789abcdef" * 4
 PINNED = "ghcr.io/appengine-flex-python/runtimes/python311-ubuntu22:3.11.15" + DIGEST
 BUILD_PINNED = "ghcr.io/appengine-flex-python/runtimes/python311-ubuntu22:3.11.15-build@sha256:" + "fedcba9876543210" * 4
+IMAGES = ("--runtime-image", PINNED, "--build-image", BUILD_PINNED)  # the final stage's FROM and the build stage's
 DAY = "2026-11-23"
 
 
@@ -88,7 +89,7 @@ def test_folded_entrypoint_is_accepted(cli, tmp_path: Path) -> None:
 def test_literal_multiline_entrypoint_is_refused(cli, tmp_path: Path) -> None:
     app = copy_app(tmp_path)
     (app / "app.yaml").write_text("runtime: python\nenv: flex\nentrypoint: |\n  gunicorn main:app\n  USER root\n")
-    result = cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED)
+    result = cli("app", str(app), *IMAGES)
     assert result.exit_code == 2 and "app.yaml:3: entrypoint: holds the control character '\\n'" in result.stderr
 
 
@@ -111,7 +112,7 @@ def test_module_is_the_old_name_of_service(cli, tmp_path: Path) -> None:
     assert 'ENV GAE_SERVICE="backend"' in dockerfile(tmp_path)
     app = copy_app(tmp_path)
     (app / "app.yaml").write_text((app / "app.yaml").read_text() + "module: other\n")
-    result = cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED)
+    result = cli("app", str(app), *IMAGES)
     assert result.exit_code == 2 and "module: and service: are the same setting" in result.stderr
 
 
@@ -126,7 +127,7 @@ def test_includes_bring_their_env_variables(cli, tmp_path: Path) -> None:
 def test_missing_include_names_the_line(cli, tmp_path: Path) -> None:
     app = copy_app(tmp_path, "includes")
     (app / "env.yaml").unlink()
-    result = cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED)
+    result = cli("app", str(app), *IMAGES)
     assert result.exit_code == 2 and "app.yaml:8: includes[0]: 'env.yaml': no such file beside app.yaml or in the app directory" in result.stderr
 
 
@@ -144,7 +145,7 @@ def test_env_variables_keep_their_written_text(cli, tmp_path: Path) -> None:
 def test_env_values_that_cannot_be_text(cli, tmp_path: Path, value: str, fragment: str) -> None:
     app = copy_app(tmp_path)
     (app / "app.yaml").write_text(f"runtime: python\nenv: flex\nentrypoint: python main.py\nenv_variables:\n  X: {value}\n")
-    result = cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED)
+    result = cli("app", str(app), *IMAGES)
     assert result.exit_code == 2 and f"app.yaml:5: env_variables.X: {fragment}" in result.stderr
 
 
@@ -157,7 +158,7 @@ def test_nested_requirements_and_local_packages_are_copied_first(cli, tmp_path: 
     copies = [line.split()[2] for line in text.splitlines() if line.startswith("COPY") and " . /app" not in line and "--from=" not in line]
     assert copies == ["requirements.txt", "wheels", "constraints.txt", "requirements/base.txt", "requirements/web.txt", "libs/greeting"]
     last_dependency = text.index("COPY --chown=1000:1000 libs/greeting /app/libs/greeting")
-    assert last_dependency < text.index("{ pip install") < text.index("COPY --chown=1000:1000 . /app")
+    assert last_dependency < text.index("rc=0; pip install") < text.index("COPY --chown=1000:1000 . /app")
 
 
 @pytest.mark.parametrize(
@@ -190,7 +191,7 @@ def test_every_reference_is_copied_before_the_install(cli, tmp_path: Path, line:
     assert result.exit_code == 0, result.stderr
     text = dockerfile(tmp_path / "out")
     copy = text.index(f"COPY --chown=1000:1000 {copied} /app/{copied}\n")
-    assert copy < text.index("{ pip install") < text.index("COPY --chown=1000:1000 . /app")
+    assert copy < text.index("rc=0; pip install") < text.index("COPY --chown=1000:1000 . /app")
 
 
 @pytest.mark.parametrize(
@@ -208,7 +209,7 @@ def test_every_reference_is_copied_before_the_install(cli, tmp_path: Path, line:
 def test_references_outside_or_missing_are_refused(cli, tmp_path: Path, line: str, fragment: str) -> None:
     app = copy_app(tmp_path)
     (app / "requirements.txt").write_text(f"gunicorn==23.0.0\n{line}\n")
-    result = cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED)
+    result = cli("app", str(app), *IMAGES)
     assert result.exit_code == 2, result.stderr
     assert fragment in result.stderr
     assert not (app / "Dockerfile").exists()
@@ -218,7 +219,7 @@ def test_install_of_the_app_itself_follows_the_copy(cli, tmp_path: Path) -> None
     assert generate(cli, APPS / "editable-dot", tmp_path).exit_code == 0
     text = dockerfile(tmp_path)
     build_stage = text.split("\nFROM ")[1]
-    assert build_stage.index("COPY --chown=1000:1000 . /app") < build_stage.index("{ pip install")
+    assert build_stage.index("COPY --chown=1000:1000 . /app") < build_stage.index("rc=0; pip install")
     assert build_stage.count("COPY") == 1
 
 
@@ -241,7 +242,7 @@ def test_latin1_with_coding_line_is_read(cli, tmp_path: Path) -> None:
 def test_latin1_without_coding_line_is_a_clear_error(cli, tmp_path: Path) -> None:
     app = copy_app(tmp_path)
     (app / "requirements.txt").write_bytes("Flask==3.0.3\n# équipe\ngunicorn==23.0.0\n".encode("latin-1"))
-    result = cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED)
+    result = cli("app", str(app), *IMAGES)
     assert result.exit_code == 2
     assert "requirements.txt:2: byte 0xe9 is not utf-8" in result.stderr and "coding: latin-1" in result.stderr
 
@@ -252,7 +253,7 @@ def test_hashed_requirements_are_required(cli, tmp_path: Path) -> None:
 
 
 def test_hermetic_refuses_unhashed_requirements(cli, tmp_path: Path) -> None:
-    result = cli("app", str(APPS / "nested-local"), "--out", str(tmp_path), "--runtime-image", PINNED, "--build-image", BUILD_PINNED, "--hermetic")
+    result = cli("app", str(APPS / "nested-local"), "--out", str(tmp_path), *IMAGES, "--hermetic")
     assert result.exit_code == 2
     assert "--hermetic needs every requirement pinned with == and --hash" in result.stderr
     assert "requirements/base.txt:2: flask==3.0.3 has no --hash" in result.stderr
@@ -281,13 +282,13 @@ def test_warns_when_server_not_declared(cli, tmp_path: Path) -> None:
 
 
 def test_flask_dockerfile_parts(cli, tmp_path: Path) -> None:
-    result = cli("app", str(APPS / "flask"), "--out", str(tmp_path), "--runtime-image", PINNED, "--build-image", BUILD_PINNED, "--gunicorn-config")
+    result = cli("app", str(APPS / "flask"), "--out", str(tmp_path), *IMAGES, "--gunicorn-config")
     text = dockerfile(tmp_path)
     assert text.startswith("# Generated by `python -m generator app`")  # no `# syntax=` line: BuildKit pulls nothing
     assert "syntax=" not in text
     assert f"FROM {PINNED.replace(':3.11.15@', '@')}\n" in text
     assert "runtime python311-ubuntu22" in result.stdout
-    assert text.index("COPY --chown=1000:1000 requirements.txt") < text.index("{ pip install") < text.index("COPY --chown=1000:1000 . /app")
+    assert text.index("COPY --chown=1000:1000 requirements.txt") < text.index("rc=0; pip install") < text.index("COPY --chown=1000:1000 . /app")
     assert 'GAE_SERVICE="web"' in text and 'PORT="8080"' in text
     assert 'GREETING="hello from \\$GAE_SERVICE"' in text  # no build-time expansion of app values
     assert 'CMD ["/bin/sh", "-c", "exec gunicorn -c gunicorn.conf.py -b :$PORT main:app"]' in text
@@ -298,7 +299,7 @@ def test_flask_dockerfile_parts(cli, tmp_path: Path) -> None:
 def test_out_is_a_whole_build_context(cli, tmp_path: Path) -> None:
     """--out with --gunicorn-config: the config the CMD names is inside the context, beside the app."""
     out = tmp_path / "ctx"
-    assert cli("app", str(APPS / "flask"), "--out", str(out), "--runtime-image", PINNED, "--build-image", BUILD_PINNED, "--gunicorn-config").exit_code == 0
+    assert cli("app", str(APPS / "flask"), "--out", str(out), *IMAGES, "--gunicorn-config").exit_code == 0
     assert {p.name for p in out.iterdir()} >= {"Dockerfile", ".dockerignore", "gunicorn.conf.py", "main.py", "requirements.txt", "app.yaml"}
     assert "gunicorn.conf.py" not in {p.name for p in (APPS / "flask").iterdir()}
     assert "!gunicorn.conf.py" in (out / ".dockerignore").read_text()
@@ -306,26 +307,26 @@ def test_out_is_a_whole_build_context(cli, tmp_path: Path) -> None:
 
 def test_out_inside_the_app_is_not_copied_into_itself(cli, tmp_path: Path) -> None:
     app = copy_app(tmp_path)
-    assert cli("app", str(app), "--out", str(app / "build"), "--runtime-image", PINNED, "--build-image", BUILD_PINNED).exit_code == 0
+    assert cli("app", str(app), "--out", str(app / "build"), *IMAGES).exit_code == 0
     assert (app / "build" / "main.py").exists() and not (app / "build" / "build").exists()
 
 
 def test_existing_dockerignore_is_kept(cli, tmp_path: Path) -> None:
     app = copy_app(tmp_path, "dockerignore-existing")
     own = (app / ".dockerignore").read_text()
-    assert cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED).exit_code == 0
+    assert cli("app", str(app), *IMAGES).exit_code == 0
     merged = (app / ".dockerignore").read_text()
     assert merged.startswith(own)  # the app's own lines, first and unchanged
     assert "secrets/" in merged and "**/__pycache__" in merged
     assert merged.count(".git\n") == 1  # already there: not added twice
-    assert cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED).exit_code == 0
+    assert cli("app", str(app), *IMAGES).exit_code == 0
     assert (app / ".dockerignore").read_text() == merged  # re-running changes nothing
 
 
 def test_existing_gunicorn_conf_is_kept(cli, tmp_path: Path) -> None:
     app = copy_app(tmp_path)
     (app / "gunicorn.conf.py").write_text("workers = 3\n")
-    assert cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED, "--gunicorn-config").exit_code == 0
+    assert cli("app", str(app), *IMAGES, "--gunicorn-config").exit_code == 0
     assert (app / "gunicorn.conf.py").read_text() == "workers = 3\n"
     assert "exec gunicorn -c gunicorn.conf.py -b :$PORT main:app" in dockerfile(app)
 
@@ -333,11 +334,11 @@ def test_existing_gunicorn_conf_is_kept(cli, tmp_path: Path) -> None:
 def test_config_option_and_env_var(cli, tmp_path: Path, monkeypatch) -> None:
     app = copy_app(tmp_path)
     (app / "app.yaml").rename(app / "prod.yaml")
-    assert cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED).exit_code == 2  # no app.yaml
-    assert cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED, "--config", str(app / "prod.yaml")).exit_code == 0
+    assert cli("app", str(app), *IMAGES).exit_code == 2  # no app.yaml
+    assert cli("app", str(app), *IMAGES, "--config", str(app / "prod.yaml")).exit_code == 0
     (app / "Dockerfile").unlink()
     monkeypatch.setenv("GAE_APPLICATION_YAML_PATH", "prod.yaml")
-    assert cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED).exit_code == 0
+    assert cli("app", str(app), *IMAGES).exit_code == 0
     assert (app / "Dockerfile").exists()
 
 
@@ -358,10 +359,10 @@ BAD = [
 @pytest.mark.parametrize(("name", "text", "fragment"), BAD, ids=[b[0] for b in BAD])
 def test_bad_app_yaml_writes_nothing(cli, tmp_path: Path, name: str, text: str, fragment: str) -> None:
     app = copy_app(tmp_path)
-    assert cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED).exit_code == 0
+    assert cli("app", str(app), *IMAGES).exit_code == 0
     before = {p.name: p.read_bytes() for p in app.iterdir()}
     (app / "app.yaml").write_text(text)
-    result = cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED, "--gunicorn-config")
+    result = cli("app", str(app), *IMAGES, "--gunicorn-config")
     assert result.exit_code == 2
     assert fragment in result.stderr
     after = {p.name: p.read_bytes() for p in app.iterdir()}
@@ -371,10 +372,10 @@ def test_bad_app_yaml_writes_nothing(cli, tmp_path: Path, name: str, text: str, 
 def test_foreign_dockerfile_needs_force(cli, tmp_path: Path) -> None:
     app = copy_app(tmp_path)
     (app / "Dockerfile").write_text("FROM python:3.12\n")
-    result = cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED)
+    result = cli("app", str(app), *IMAGES)
     assert result.exit_code == 2 and "--force" in result.stderr
     assert (app / "Dockerfile").read_text() == "FROM python:3.12\n"
-    assert cli("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED, "--force").exit_code == 0
+    assert cli("app", str(app), *IMAGES, "--force").exit_code == 0
     assert dockerfile(app).startswith("# Generated by `python -m generator app`")
 
 
@@ -511,7 +512,7 @@ def test_no_app_yaml_makes_a_traceback(cli, tmp_path: Path, key: str) -> None:
     (app / "sub").mkdir()
     (app / "main.py").write_bytes(b"\xff\xfe\x00")
     (app / "app.yaml").write_bytes(APP_YAMLS[key])
-    for args in (("resolve", str(app / "app.yaml")), ("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED), ("lock-app", str(app), "--check")):
+    for args in (("resolve", str(app / "app.yaml")), ("app", str(app), *IMAGES), ("lock-app", str(app), "--check")):
         _no_traceback(cli(*args))
 
 
@@ -520,7 +521,7 @@ def test_no_requirements_file_makes_a_traceback(cli, tmp_path: Path, key: str) -
     app = copy_app(tmp_path)
     (app / "sub").mkdir()
     (app / "requirements.txt").write_bytes(REQUIREMENTS[key])
-    for args in (("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED), ("app", str(app), "--runtime-image", PINNED, "--build-image", BUILD_PINNED, "--hermetic")):
+    for args in (("app", str(app), *IMAGES), ("app", str(app), *IMAGES, "--hermetic")):
         _no_traceback(cli(*args))
     (app / "requirements.in").write_bytes(REQUIREMENTS[key])
     _no_traceback(cli("lock-app", str(app), "--check"))
@@ -546,7 +547,7 @@ def test_no_layout_makes_a_traceback(cli, tmp_path: Path, case: str) -> None:
     else:
         (app / "app.yaml").unlink()
         (app / "app.yaml").mkdir()
-    _no_traceback(cli("app", str(app), "--out", str(out), "--runtime-image", PINNED, "--build-image", BUILD_PINNED))
+    _no_traceback(cli("app", str(app), "--out", str(out), *IMAGES))
     _no_traceback(cli("resolve", str(app / "app.yaml")))
     _no_traceback(cli("lock-app", str(app), "--check"))
 
@@ -576,7 +577,7 @@ def test_hermetic_fetches_exactly_the_locked_files(cli, tmp_path: Path) -> None:
     (app / "requirements.txt").write_text("\n".join(pins) + "\n")
     out = tmp_path / "ctx"
     with serve(index) as url:
-        result = cli("app", str(app), "--out", str(out), "--runtime-image", PINNED, "--build-image", BUILD_PINNED, "--hermetic", "--index-url", f"{url}/simple")
+        result = cli("app", str(app), "--out", str(out), *IMAGES, "--hermetic", "--index-url", f"{url}/simple")
         assert result.exit_code == 0, result.stderr
         fetched = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / ".flex-wheels").iterdir()}
         assert fetched == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (index / "files").iterdir()}
@@ -587,7 +588,7 @@ def test_hermetic_fetches_exactly_the_locked_files(cli, tmp_path: Path) -> None:
         assert lint.returncode == 0, lint.stdout
         # a pin whose hash the index does not list: refused, nothing written
         (app / "requirements.txt").write_text(pins[0].rsplit("sha256:", 1)[0] + "sha256:" + "0" * 64 + "\n")
-        refused = cli("app", str(app), "--out", str(tmp_path / "ctx2"), "--runtime-image", PINNED, "--build-image", BUILD_PINNED, "--hermetic", "--index-url", f"{url}/simple")
+        refused = cli("app", str(app), "--out", str(tmp_path / "ctx2"), *IMAGES, "--hermetic", "--index-url", f"{url}/simple")
     assert refused.exit_code == 2 and "lists no file with sha256 " + "0" * 64 in refused.stderr
     assert not (tmp_path / "ctx2").exists()
 

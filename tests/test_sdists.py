@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from generator import locking
 from generator.cli import main
+from generator.incontainer import native_diagnose
 
 from .conftest import SCHEDULE, edit
 
@@ -89,7 +90,7 @@ def test_lock_app_locks_uwsgis_build_requirements_with_pypis_hashes(app: Path) -
 
 def test_hermetic_puts_the_build_requirements_in_the_context(app: Path, tmp_path: Path) -> None:
     out = tmp_path / "ctx"
-    res = invoke("app", str(app), "--out", str(out), "--runtime-image", IMAGE, "--hermetic", "--date", DAY)
+    res = invoke("app", str(app), "--out", str(out), "--runtime-image", IMAGE, "--build-image", IMAGE, "--hermetic", "--date", DAY)
     assert res.exit_code == 0, res.output
     fetched = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / ".flex-wheels").iterdir()}
     entry = build_lock(app)["sdists"]["uwsgi==2.0.28"]
@@ -102,7 +103,7 @@ def test_hermetic_puts_the_build_requirements_in_the_context(app: Path, tmp_path
 def test_hermetic_refuses_an_sdist_without_its_build_lock(app: Path, tmp_path: Path) -> None:
     (app / locking.buildlock.BUILD_LOCK).unlink()
     out = tmp_path / "ctx"
-    res = invoke("app", str(app), "--out", str(out), "--runtime-image", IMAGE, "--hermetic", "--date", DAY)
+    res = invoke("app", str(app), "--out", str(out), "--runtime-image", IMAGE, "--build-image", IMAGE, "--hermetic", "--date", DAY)
     assert res.exit_code == 2, res.output
     assert "uwsgi==2.0.28" in res.stderr and "requirements-build.lock.json is missing" in res.stderr
     assert f"run `python -m generator lock-app {app}`" in res.stderr and "Traceback" not in res.output
@@ -116,7 +117,7 @@ def test_the_build_lock_goes_stale_when_requirements_txt_changes(app: Path, tmp_
     edit(app / "requirements.txt", "uwsgi==2.0.28", "# an edit by hand\nuwsgi==2.0.28")
     check = invoke("lock-app", str(app), "--check", "--date", DAY)
     assert check.exit_code == 1 and f"stale: {app / locking.buildlock.BUILD_LOCK}" in check.stderr
-    res = invoke("app", str(app), "--out", str(tmp_path / "ctx"), "--runtime-image", IMAGE, "--hermetic", "--date", DAY)
+    res = invoke("app", str(app), "--out", str(tmp_path / "ctx"), "--runtime-image", IMAGE, "--build-image", IMAGE, "--hermetic", "--date", DAY)
     assert res.exit_code == 2 and "was not made from this requirements.txt" in res.stderr and "lock-app" in res.stderr
     again = invoke("lock-app", str(app), "--date", DAY)  # the requirements lock is current: only the build lock is remade
     assert again.exit_code == 0 and "wrote requirements-build.lock.json from requirements.txt" in again.output, again.output
@@ -221,7 +222,7 @@ def test_no_binary_and_only_binary_pick_files_from_pypis_list() -> None:
 # The fixtures are real pip output, captured on this machine (tests/fixtures/pip-build-errors/README.md says how).
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pip-build-errors"
-DIAGNOSE = Path(__file__).resolve().parent.parent / "generator" / "native_diagnose.py"
+DIAGNOSE = Path(__file__).resolve().parent.parent / "generator" / "incontainer" / "native_diagnose.py"
 PG = "building psycopg2: pg_config (PostgreSQL's client build settings) is missing: install libpq-dev"
 
 
@@ -253,16 +254,14 @@ PG = "building psycopg2: pg_config (PostgreSQL's client build settings) is missi
     ],
 )
 def test_native_diagnose_names_the_missing_piece(fixture: str, want: str) -> None:
-    from generator import native_diagnose
 
     lines = native_diagnose.diagnose((FIXTURES / fixture).read_text(encoding="utf-8"))
     assert len(lines) == 1 and lines[0].startswith(want), lines
 
 
-@pytest.mark.parametrize(("header", "package"), sorted(__import__("generator.native_diagnose").native_diagnose.HEADERS.items()))
+@pytest.mark.parametrize(("header", "package"), sorted(native_diagnose.HEADERS.items()))
 def test_native_diagnose_knows_each_header_of_its_table(header: str, package: str) -> None:
     """gcc's real line from the python-ldap fixture, with the header it names swapped for each one of the table."""
-    from generator import native_diagnose
 
     text = (FIXTURES / "python-ldap-3.4.4-no-lber-h.txt").read_text(encoding="utf-8")
     assert "fatal error: lber.h: No such file or directory" in text
