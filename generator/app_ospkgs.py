@@ -317,7 +317,11 @@ def state(p: AppOsPlan) -> tuple[str, str]:
         return ("extra", f"there is no {APT_FILE} beside it: delete it, or restore {APT_FILE}") if p.out.exists() else ("none", "")
     if not p.out.exists():
         return "missing", "not locked yet"
-    why = why_stale(load(p.out), [r.name for r in p.requested], p.runtime.id, installed_hash(p.installed()))
+    try:
+        current = load(p.out)
+    except AppOsError as exc:  # reported by --check; lock-app replaces it
+        return "stale", f"not a valid lock: {exc.problems[0]}"
+    why = why_stale(current, [r.name for r in p.requested], p.runtime.id, installed_hash(p.installed()))
     return ("stale", why) if why else ("ok", f"runtime {p.runtime.id}")
 
 

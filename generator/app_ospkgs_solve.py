@@ -199,8 +199,8 @@ class _Solver:
                     break
                 reasons.append(why)
             else:
-                needs = f" needs {' | '.join(map(str, clause))} (through {' → '.join(chain)})" if chain else ""
-                raise ResolveError(f"{self.source}:{origin.line}: {origin.name}{needs}: {'; '.join(reasons)}; searched {self.ix.searched}")
+                needs = f"{origin.name} needs {' | '.join(map(str, clause))} (through {' → '.join(chain)}): " if chain else ""
+                raise ResolveError(f"{self.source}:{origin.line}: {needs}{'; '.join(reasons)}; searched {self.ix.searched}")
             self.chosen[pick.name] = _Present(pick.name, pick.version, pick.provides(), pick, origin)
             for key in ("Pre-Depends", "Depends"):
                 queue.extend((c, origin, (*chain, pick.name)) for c in pick.rels(key))

@@ -309,10 +309,18 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
 @click.argument("app_dir", type=click.Path(path_type=Path, file_okay=False))
 @_lock_options
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False), help="app.yaml to read (default: APP_DIR/app.yaml).")
+@click.option(
+    "--keyring",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="FLEX_PYTHON_UBUNTU_KEYRING",
+    help="Ubuntu's archive keyring, to verify the indices apt-packages.txt is resolved from "
+    "(default: /usr/share/keyrings/ubuntu-archive-keyring.gpg).",
+)
 @date_option
 @click.pass_obj
-def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, interpreters, config, on) -> None:
-    """Lock an app's requirements.in (or unpinned requirements.txt) into a hash-locked requirements.txt for its runtime."""
+def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, interpreters, config, keyring, on) -> None:
+    """Lock an app's requirements.in (or unpinned requirements.txt) into a hash-locked requirements.txt for its runtime,
+    and its apt-packages.txt, if any, into apt-packages.lock.json."""
     from . import locking
 
     sched = load_schedule(schedule_path)
@@ -321,7 +329,14 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
         from .app_requirements import require_utf8
 
         require_utf8(app_dir)
-    plan = locking.app_target(app_dir, sched, on, config)  # bad input: an InputError, exit 2
+    os_plan = locking.app_os_target(app_dir, sched, on, config)  # apt-packages.txt: bad input exits 2 before anything is written
+    has_apt = os_plan.requested is not None
+    os_stale = not has_apt and _lock_app_os(os_plan, check, False, keyring)  # only says so when a lock outlived its apt-packages.txt
+    plan = locking.app_target(app_dir, sched, on, config) if locking.has_requirements(app_dir) or not has_apt else None  # bad input: exit 2
+    if has_apt:  # before the requirements: a package apt cannot install stops lock-app before any lock is written
+        os_stale = _lock_app_os(os_plan, check, upgrade or force, keyring)
+    if plan is None:  # OS packages only
+        sys.exit(1 if os_stale else 0)
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     t = plan.target
@@ -329,7 +344,7 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
         fresh, why = locking.check_app(plan, index_url)
         if fresh is locking.Freshness.OK:
             click.echo(f"{t.out} is up to date for {plan.where}")
-            return
+            sys.exit(1 if os_stale else 0)
         click.echo(f"{fresh.label}: {t.out} ({why})", err=True)
         sys.exit(1)
     if plan.converted:
@@ -343,6 +358,32 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
         click.echo(f"error: locking {t.src} for {plan.where} failed: {outcome.detail}", err=True)
         click.echo(f"{t.out} is untouched", err=True)
         sys.exit(1)
+
+
+def _lock_app_os(plan, check: bool, force: bool, keyring: Path | None) -> bool:
+    """lock-app's step for apt-packages.txt (generator/app_ospkgs.py): one line; True when --check finds the lock stale."""
+    from . import app_ospkgs
+
+    status, why = app_ospkgs.state(plan)
+    if status == "none":
+        return False
+    if status == "extra":
+        click.echo(f"stale: {plan.out} ({why})" if check else f"warning: {plan.out} is stale ({why})", err=True)
+        return check
+    if check:
+        if status == "ok":
+            click.echo(f"{plan.out} is up to date for {why}")
+            return False
+        click.echo(f"{status}: {plan.out} ({why})", err=True)
+        return True
+    made = app_ospkgs.lock(plan, keyring_path=keyring, force=force)
+    n = len(plan.requested)
+    if made is None:
+        click.echo(f"{plan.out} is up to date for runtime {plan.runtime.id} ({n} package(s) requested)")
+    else:
+        debs = len(made.debs)
+        click.echo(f"wrote {plan.out} for runtime {plan.runtime.id}: {n} package(s) requested, {debs} .deb(s) in the closure beyond the image's")
+    return False
 
 
 # --- app ---
