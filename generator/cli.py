@@ -15,8 +15,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__, cli_sbom
+from . import __version__, cli_app, cli_sbom
 from . import schedule as schedule_mod
+from .cli_options import date_option
 from .errors import GeneratorError
 
 
@@ -59,18 +60,6 @@ def last_resort(exc: BaseException) -> str:
     if isinstance(exc, (RecursionError, MemoryError)):
         return f"the input is too large or too deeply nested to process ({type(exc).__name__})"
     return f"internal error, a bug: {type(exc).__name__}: {exc} (GENERATOR_DEBUG=1 shows the traceback)"
-
-
-def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date:
-    if value is None:
-        return dt.date.today()
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date written YYYY-MM-DD") from None
-
-
-date_option = click.option("--date", "on", callback=_date, metavar="YYYY-MM-DD", help="Judge support status as of this day (default: today).")
 
 
 def load_schedule(path: Path | None) -> schedule_mod.Schedule:
@@ -324,10 +313,18 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
 @click.argument("app_dir", type=click.Path(path_type=Path, file_okay=False))
 @_lock_options
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False), help="app.yaml to read (default: APP_DIR/app.yaml).")
+@click.option(
+    "--keyring",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="FLEX_PYTHON_UBUNTU_KEYRING",
+    help="Ubuntu's archive keyring, to verify the indices apt-packages.txt is resolved from "
+    "(default: /usr/share/keyrings/ubuntu-archive-keyring.gpg).",
+)
 @date_option
 @click.pass_obj
-def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, interpreters, config, on) -> None:
-    """Lock an app's requirements.in (or unpinned requirements.txt) into a hash-locked requirements.txt for its runtime."""
+def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, interpreters, config, keyring, on) -> None:
+    """Lock an app's requirements.in (or unpinned requirements.txt) into a hash-locked requirements.txt for its runtime,
+    and its apt-packages.txt, if any, into apt-packages.lock.json."""
     from . import locking
 
     sched = load_schedule(schedule_path)
@@ -336,7 +333,14 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
         from .app_requirements import require_utf8
 
         require_utf8(app_dir)
-    plan = locking.app_target(app_dir, sched, on, config)  # bad input: an InputError, exit 2
+    os_plan = locking.app_os_target(app_dir, sched, on, config)  # apt-packages.txt: bad input exits 2 before anything is written
+    has_apt = os_plan.requested is not None
+    os_stale = not has_apt and _lock_app_os(os_plan, check, False, keyring)  # only says so when a lock outlived its apt-packages.txt
+    plan = locking.app_target(app_dir, sched, on, config) if locking.has_requirements(app_dir) or not has_apt else None  # bad input: exit 2
+    if has_apt:  # before the requirements: a package apt cannot install stops lock-app before any lock is written
+        os_stale = _lock_app_os(os_plan, check, upgrade or force, keyring)
+    if plan is None:  # OS packages only
+        sys.exit(1 if os_stale else 0)
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     t = plan.target
@@ -344,7 +348,7 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
         fresh, why = locking.check_app(plan, index_url)
         if fresh is locking.Freshness.OK:
             click.echo(f"{t.out} is up to date for {plan.where}")
-            return
+            sys.exit(1 if os_stale else 0)
         stale = locking.buildlock.path_for(t.out) if fresh is locking.Freshness.STALE_BUILD else t.out
         click.echo(f"{fresh.label}: {stale} ({why})", err=True)
         sys.exit(1)
@@ -364,59 +368,34 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
         sys.exit(1)
 
 
-# --- app ---
-@main.command()
-@click.argument("app_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option(
-    "--config", type=click.Path(path_type=Path, dir_okay=False), help="app.yaml to read (default: $GAE_APPLICATION_YAML_PATH, else APP_DIR/app.yaml)."
-)
-@click.option(
-    "--out", type=click.Path(path_type=Path, file_okay=False), help="Write a whole build context here (the app + generated files), not into APP_DIR."
-)
-@click.option(
-    "--runtime-image",
-    metavar="REF",
-    help="The runtime image to build on: NAME[:TAG][@sha256:…], containers-storage:NAME:TAG or docker-daemon:NAME:TAG "
-    "(default: the schedule's, pinned to its current digest).",
-)
-@click.option(
-    "--build-image",
-    metavar="REF",
-    help="The image the build stage compiles in (same forms as --runtime-image; default: the runtime image's name, tag + -build).",
-)
-@click.option("--gunicorn-config", is_flag=True, help="Write the recommended gunicorn.conf.py (if absent) and use it in the entrypoint.")
-@click.option("--hermetic", is_flag=True, help="Fetch the hash-locked requirements on the host into the build context: the build needs no network.")
-@click.option("--index-url", metavar="URL", help="Where --hermetic looks the locked files up (default: the requirements' --index-url, else PyPI).")
-@click.option("--force", is_flag=True, help="Replace a Dockerfile that this tool did not write.")
-@date_option
-@click.pass_obj
-def app(schedule_path, app_dir, config, out, runtime_image, build_image, gunicorn_config, hermetic, index_url, force, on) -> None:
-    """Write the Dockerfile of a custom runtime for an app directory (app.yaml, code, requirements.txt)."""
-    from . import app as app_mod
+def _lock_app_os(plan, check: bool, force: bool, keyring: Path | None) -> bool:
+    """lock-app's step for apt-packages.txt (generator/app_ospkgs.py): one line; True when --check finds the lock stale."""
+    from . import app_ospkgs
 
-    sched = load_schedule(schedule_path)
-    target = out or app_dir
-    existing = target / "Dockerfile"
-    if existing.is_file() and not force and app_mod.GENERATED not in existing.read_text(errors="replace"):
-        raise app_mod.AppError(f"{existing} exists and was not written by this tool; pass --force to replace it")
-    plan = app_mod.plan_app(
-        app_dir,
-        sched,
-        config=config,
-        runtime_image=runtime_image,
-        build_image=build_image,
-        gunicorn_config=gunicorn_config,
-        hermetic=hermetic,
-        index_url=index_url,
-        on=on,
-    )
-    for warning in plan.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    for rel in app_mod.write(plan, target, app_dir):
-        click.echo(f"wrote {target / rel}")
-    click.echo(f"runtime {plan.runtime_id}: FROM {plan.image}")
-    if plan.build_image:
-        click.echo(f"build stage: FROM {plan.build_image}")
+    status, why = app_ospkgs.state(plan)
+    if status == "none":
+        return False
+    if status == "extra":
+        click.echo(f"stale: {plan.out} ({why})" if check else f"warning: {plan.out} is stale ({why})", err=True)
+        return check
+    if check:
+        if status == "ok":
+            click.echo(f"{plan.out} is up to date for {why}")
+            return False
+        click.echo(f"{status}: {plan.out} ({why})", err=True)
+        return True
+    made = app_ospkgs.lock(plan, keyring_path=keyring, force=force)
+    n = len(plan.requested)
+    if made is None:
+        click.echo(f"{plan.out} is up to date for runtime {plan.runtime.id} ({n} package(s) requested)")
+    else:
+        debs = len(made.debs)
+        click.echo(f"wrote {plan.out} for runtime {plan.runtime.id}: {n} package(s) requested, {debs} .deb(s) in the closure beyond the image's")
+    return False
+
+
+# --- app (generator/cli_app.py) ---
+main.add_command(cli_app.app)
 
 
 # --- refresh ---

@@ -12,7 +12,9 @@ import pytest
 from .conftest import ROOT
 
 APPS = Path(__file__).parent / "apps"
-SAMPLES = sorted(p.name for p in APPS.iterdir() if p.is_dir())
+# An app with OS packages needs its apt-packages.lock.json, made for the runtime image's packages of the day
+# (lock-app): none is committed, so a refresh that moves them cannot make one stale. The image tests lock it.
+SAMPLES = sorted(p.name for p in APPS.iterdir() if p.is_dir() and not (p / "apt-packages.txt").exists())
 # What a user passes with --runtime-image: any well-formed digest; the generator copies it, never invents one.
 DIGEST = "@sha256:" + "0123456789abcdef" * 4
 PINNED = "ghcr.io/appengine-flex-python/runtimes/python311-ubuntu22:3.11.15" + DIGEST
@@ -58,6 +60,14 @@ def test_sample_app_snapshot(cli, tmp_path: Path, name: str, snapshot) -> None:
     assert {"resolve": json.loads(resolved.stdout), "files": files, "warnings": warnings} == snapshot
     assert not (APPS / name / "Dockerfile").exists()  # --out leaves the app alone
     assert "exec exec" not in files["Dockerfile"] and "Traceback" not in result.stderr
+
+
+def test_os_packages_without_their_lock_are_refused(cli, tmp_path: Path) -> None:
+    """apt-packages.txt names packages, but no lock says which .debs: `app` refuses, naming the file and the fix."""
+    result = generate(cli, APPS / "native-libraries", tmp_path)
+    assert result.exit_code == 2, result.stderr
+    assert "apt-packages.lock.json: not locked yet" in result.stderr and "lock-app" in result.stderr
+    assert not (tmp_path / "Dockerfile").exists()
 
 
 def test_corpus_is_large_enough() -> None:

@@ -389,3 +389,20 @@ def lock_app(
         if plan.converted:
             t.src.unlink(missing_ok=True)  # leave the app as it was
         return Outcome(t.key, Status.FAILED, str(exc), time.monotonic() - start)
+
+
+# --- an app's OS packages: apt-packages.txt → apt-packages.lock.json (generator/app_ospkgs.py) -------
+
+
+def app_os_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None = None) -> Any:
+    """The app's apt-packages.txt (read and checked now: bad input exits 2 before anything is written), for the runtime its app.yaml selects."""
+    from .. import app_ospkgs, appyaml
+
+    if not app_dir.is_dir():
+        raise AppLockError(f"{app_dir}: not a directory")
+    cfg = config or app_dir / "app.yaml"
+    return app_ospkgs.plan(app_dir, appyaml.resolve(appyaml.load(cfg, str(cfg)), schedule, on).runtime)
+
+
+def has_requirements(app_dir: Path) -> bool:
+    return (app_dir / "requirements.in").is_file() or (app_dir / "requirements.txt").is_file()

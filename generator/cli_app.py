@@ -1,0 +1,67 @@
+"""The `app` command: an app directory → the Dockerfile of a custom runtime (generator/app.py).
+
+Registered on the main group by cli.py; errors are GeneratorErrors, printed by its `_Group`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import schedule as schedule_mod
+from .cli_options import date_option
+
+
+@click.command()
+@click.argument("app_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--config", type=click.Path(path_type=Path, dir_okay=False), help="app.yaml to read (default: $GAE_APPLICATION_YAML_PATH, else APP_DIR/app.yaml)."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), help="Write a whole build context here (the app + generated files), not into APP_DIR."
+)
+@click.option(
+    "--runtime-image",
+    metavar="REF",
+    help="The runtime image to build on: NAME[:TAG][@sha256:…], containers-storage:NAME:TAG or docker-daemon:NAME:TAG "
+    "(default: the schedule's, pinned to its current digest).",
+)
+@click.option(
+    "--build-image",
+    metavar="REF",
+    help="The image the build stage compiles in (same forms as --runtime-image; default: the runtime image's name, tag + -build).",
+)
+@click.option("--gunicorn-config", is_flag=True, help="Write the recommended gunicorn.conf.py (if absent) and use it in the entrypoint.")
+@click.option("--hermetic", is_flag=True, help="Fetch the hash-locked requirements on the host into the build context: the build needs no network.")
+@click.option("--index-url", metavar="URL", help="Where --hermetic looks the locked files up (default: the requirements' --index-url, else PyPI).")
+@click.option("--force", is_flag=True, help="Replace a Dockerfile that this tool did not write.")
+@date_option
+@click.pass_obj
+def app(schedule_path, app_dir, config, out, runtime_image, build_image, gunicorn_config, hermetic, index_url, force, on) -> None:
+    """Write the Dockerfile of a custom runtime for an app directory (app.yaml, code, requirements.txt)."""
+    from . import app as app_mod
+
+    sched = schedule_mod.load_given(schedule_path)
+    target = out or app_dir
+    existing = target / "Dockerfile"
+    if existing.is_file() and not force and app_mod.GENERATED not in existing.read_text(errors="replace"):
+        raise app_mod.AppError(f"{existing} exists and was not written by this tool; pass --force to replace it")
+    plan = app_mod.plan_app(
+        app_dir,
+        sched,
+        config=config,
+        runtime_image=runtime_image,
+        build_image=build_image,
+        gunicorn_config=gunicorn_config,
+        hermetic=hermetic,
+        index_url=index_url,
+        on=on,
+    )
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for rel in app_mod.write(plan, target, app_dir):
+        click.echo(f"wrote {target / rel}")
+    click.echo(f"runtime {plan.runtime_id}: FROM {plan.image}")
+    if plan.build_image:
+        click.echo(f"build stage: FROM {plan.build_image}")
