@@ -13,6 +13,7 @@ report mode run for targets no interpreter here has; a pyenv interpreter is used
 from __future__ import annotations
 
 import base64
+import datetime
 import functools
 import hashlib
 import html
@@ -618,3 +619,47 @@ def test_lock_app_without_requirements_is_bad_input(tmp_path) -> None:
     shutil.copytree(ROOT / "tests" / "apps" / "plain", app)
     res = invoke_app("lock-app", str(app))
     assert res.exit_code == 2 and "no requirements.in or requirements.txt to lock" in res.stderr
+
+
+# --- lock-app and app read an app the same way -------------------------------------------------
+
+PINNED = "ghcr.io/appengine-flex-python/runtimes/python311-ubuntu22:3.11.15@sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.xfail(strict=True, reason="lock-app does not check --find-links; app refuses it")
+def test_lock_app_and_app_refuse_find_links_outside_the_app_alike(tmp_path, offline: Served) -> None:
+    """The build context holds only the app directory, so `--find-links ../wheels` is refused by both, naming file and line."""
+    (tmp_path / "wheels").mkdir()
+    app = _app(tmp_path, "  operating_system: ubuntu22\n", requirements_txt="six\n--find-links ../wheels\n")
+    before = sorted(p.name for p in app.iterdir())
+    built = invoke_app("app", str(app), "--runtime-image", PINNED)
+    assert built.exit_code == 2, built.output
+    errors = {"app": built.stderr}
+    for extra in ([], ["--check"]):
+        locked = invoke_app("lock-app", str(app), "--index-url", offline.url, *extra)
+        assert locked.exit_code == 2, locked.output
+        errors[" ".join(["lock-app", *extra])] = locked.stderr
+    for command, stderr in errors.items():
+        assert "requirements.txt:2: --find-links ../wheels" in stderr and "outside the app directory" in stderr, command
+    assert len(set(errors.values())) == 1, errors  # one reader: one verdict, one message
+    assert sorted(p.name for p in app.iterdir()) == before  # nothing written
+
+
+@needs_host_runtime
+@pytest.mark.xfail(strict=True, reason="lock-app ignores $GAE_APPLICATION_YAML_PATH")
+def test_lock_app_locks_for_the_runtime_app_builds_for(tmp_path, offline: Served, host_interpreter, monkeypatch) -> None:
+    """$GAE_APPLICATION_YAML_PATH names the app.yaml for both commands: the lock is for the Python the image has."""
+    rt = SCHED.runtimes[HOST_RUNTIME]
+    app = _app(tmp_path, '  python_version: "3.4"\n', requirements_in="six\n")  # app.yaml alone would mean python34
+    prod = (app / "app.yaml").read_text().split("runtime_config:")[0]
+    (app / "prod.yaml").write_text(f'{prod}runtime_config:\n  operating_system: {rt.os_id}\n  runtime_version: "{rt.minor}"\n')
+    monkeypatch.setenv("GAE_APPLICATION_YAML_PATH", "prod.yaml")
+    assert locking.app_target(app, SCHED, datetime.date(2026, 11, 23)).target.runtime_id == rt.id
+    res = invoke_app("lock-app", str(app), "--index-url", offline.url, "--interpreter", f"{HOST}={host_interpreter.path}")
+    assert res.exit_code == 0, res.output
+    assert f"for runtime {rt.id} (CPython {rt.version})" in res.output
+    first = (app / "requirements.txt").read_text().splitlines()[0]
+    assert first == f"# requirements.txt: hash-locked requirements of this app for runtime {rt.id} (CPython {rt.version}, Linux x86_64)."
+    built = invoke_app("app", str(app), "--runtime-image", PINNED)
+    assert built.exit_code == 0, built.output
+    assert f"runtime {rt.id}: FROM {PINNED}" in built.stdout
