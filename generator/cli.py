@@ -308,7 +308,9 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
 @main.command(name="lock-app")
 @click.argument("app_dir", type=click.Path(path_type=Path, file_okay=False))
 @_lock_options
-@click.option("--config", type=click.Path(path_type=Path, dir_okay=False), help="app.yaml to read (default: APP_DIR/app.yaml).")
+@click.option(
+    "--config", type=click.Path(path_type=Path, dir_okay=False), help="app.yaml to read (default: $GAE_APPLICATION_YAML_PATH, else APP_DIR/app.yaml)."
+)
 @date_option
 @click.pass_obj
 def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, interpreters, config, on) -> None:
@@ -317,10 +319,6 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
 
     sched = load_schedule(schedule_path)
     given = _interpreter_map(interpreters)
-    if app_dir.is_dir():  # app: a UTF-16 or latin-1 requirements file is an error with its fix, not a traceback
-        from .app_requirements import require_utf8
-
-        require_utf8(app_dir)
     plan = locking.app_target(app_dir, sched, on, config)  # bad input: an InputError, exit 2
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
