@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import shlex
 import shutil
@@ -67,8 +66,7 @@ def plan_app(
     """Render the app's Dockerfile, .dockerignore (and gunicorn.conf.py) in memory; raise on any problem."""
     if not app_dir.is_dir():
         raise AppError(f"{app_dir}: not a directory")
-    cfg = config or _config_path(app_dir)
-    doc = appyaml.load(cfg, str(cfg))
+    cfg, doc = appyaml.load_config(app_dir, config)  # --config, else $GAE_APPLICATION_YAML_PATH, else app.yaml
     res = appyaml.resolve(doc, schedule, on or dt.date.today())
     app = doc.data
     warnings = list(res.warnings)
@@ -301,14 +299,6 @@ def _dockerignore(existing: Path, keep: list[str]) -> str:
     have = {line.strip() for line in own.splitlines()}
     added = [line for line in ours.splitlines()[1:] if line and (line.startswith("!") or line not in have)]
     return f"{own}\n{IGNORE_BLOCK}\n" + "\n".join(added) + "\n"
-
-
-def _config_path(app_dir: Path) -> Path:
-    env = os.environ.get("GAE_APPLICATION_YAML_PATH")
-    if env:
-        path = Path(env)
-        return path if path.is_absolute() else app_dir / path
-    return app_dir / "app.yaml"
 
 
 def _service(doc: yamlsrc.Document, cfg: Path) -> str:

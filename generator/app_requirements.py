@@ -1,11 +1,13 @@
-"""An app's requirements.txt as pip reads it: encodings, nested files, the app's own files.
+"""An app's requirements files as pip reads them: encodings, nested files, what they may name.
 
-Not a resolver (pip does that in the build): this finds what the Dockerfile must know before pip
-runs. Every file a requirements file names inside the app (`-r`/`-c` files, `--find-links`
-directories, local packages, `-e` paths) is copied before the install, so the dependency layer
-stays cached while the code changes; a reference outside the app directory cannot be in the build
-context and is refused. Files are decoded like pip's `auto_decode`: a BOM decides (UTF-8, UTF-16,
-UTF-32), else a `coding:` comment in the first two lines, else UTF-8 (the runtime's locale).
+The one reader of requirements files, for `app` (pip reads them in the image, the app at /app) and
+for `lock-app` and `lock` (the resolvers read them on this host). Not a resolver: it finds what must
+be known before pip runs. Every file a requirements file names (`-r`/`-c` files, `--find-links`
+directories and `file:` indexes, local packages, `-e` paths) must be inside the directory being
+read, symlinks resolved: the app's build context holds only the app directory, and pip echoes what
+it cannot parse (`-r /proc/self/environ` would print the environment in a lock error). A refused
+file is neither read nor shown. Files are decoded like pip's `auto_decode`: a BOM decides (UTF-8,
+UTF-16, UTF-32), else a `coding:` comment in the first two lines, else UTF-8 (the runtime's locale).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import codecs
 import re
 import shlex
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -38,10 +41,31 @@ _FILE_OPTS = {"-r": "requirement", "--requirement": "requirement", "-c": "constr
 _VALUE_OPTS = {"-e": "editable", "--editable": "editable", "-f": "find-links", "--find-links": "find-links"}
 _INDEX_OPTS = {"-i", "--index-url", "--extra-index-url"}
 _FLAG_OPTS = {"--no-index", "--pre", "--prefer-binary", "--require-hashes", "--no-binary", "--only-binary", "--trusted-host", "--use-feature"}
+MAX_FILES = 50  # -r/-c chains (a cycle is caught by `seen`)
+MAX_BYTES = 1024 * 1024  # per file: a requirements file is text a person wrote
 
 
 class RequirementsError(InputError):
     """A requirements file pip (or the build context) cannot use; names the file and line."""
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads the files, and so what a reference may name and which encodings are understood."""
+
+    label: str  # the directory being read, in messages
+    runs_at: str | None  # that directory's absolute path where pip reads the files (/app in the image); None: where it is here
+    encodings: frozenset[str] | None  # the encodings every tool that reads the files decodes; None: all of pip's
+    why: str  # why a reference outside the directory is refused, with the fix
+
+
+_BUILD_CONTEXT = "only the app directory is in the build context: move it into the app, or build the package into a wheel inside the app"
+# pip in the image, reading /app/requirements.txt (`app`)
+IMAGE = Reader("the app directory", "/app", None, _BUILD_CONTEXT)
+# pip-compile, uv and pip on this host, in the app directory (`lock-app`); uv reads UTF-8 and UTF-16 with a BOM only
+LOCK = Reader("the app directory", None, frozenset({"utf-8", "utf-16-le", "utf-16-be"}), _BUILD_CONTEXT)
+# the same tools reading a runtime's lockfiles/<id>.in (`lock`)
+LOCK_DIR = Reader("the lock directory", None, LOCK.encodings, "a lock may only read files there: copy the file into it, or name a package")
 
 
 @dataclass(frozen=True)
@@ -66,20 +90,42 @@ class Requirements:
     whole_app: bool = False  # a reference to the app directory itself (-e .): install after the whole copy
 
 
+@dataclass
+class _Walk:
+    """One read: the directory, who reads it, what was found, the files already followed."""
+
+    root: Path
+    reader: Reader
+    reqs: Requirements
+    seen: set[Path] = field(default_factory=set)
+
+
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def decode(path: Path, display: str) -> str:
     """The text of a requirements file, decoded the way pip decodes it."""
+    return _decode(_read_bytes(path, display), display)[0]
+
+
+def _read_bytes(path: Path, display: str) -> bytes:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise RequirementsError(f"{display}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise RequirementsError(f"{display}: larger than {MAX_BYTES // 1024} KiB; this is not a requirements file")
+    return data
+
+
+def _decode(data: bytes, display: str) -> tuple[str, str]:
+    """(text, the encoding it was read with), by pip's rules."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             try:
-                return data[len(bom) :].decode(encoding)
+                return data[len(bom) :].decode(encoding), encoding
             except UnicodeDecodeError as exc:
                 raise RequirementsError(f"{display}: starts with a {encoding} byte-order mark but is not valid {encoding} ({exc.reason})") from None
     encoding = "utf-8"
@@ -90,17 +136,33 @@ def decode(path: Path, display: str) -> str:
                 encoding = m.group(1).decode("ascii")
                 break
     try:
-        codecs.lookup(encoding)
+        encoding = codecs.lookup(encoding).name
     except LookupError:
         raise RequirementsError(f"{display}:1: unknown encoding {encoding!r} in its coding comment") from None
     try:
-        return data.decode(encoding)
+        return data.decode(encoding), encoding
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise RequirementsError(
             f"{display}:{line}: byte 0x{data[exc.start]:02x} is not {encoding}; pip in the runtime reads a file without a byte-order mark "
             f"as UTF-8: save it as UTF-8, or declare its encoding on the first line (# -*- coding: latin-1 -*-)"
         ) from None
+
+
+def _understood(reader: Reader, data: bytes, encoding: str, display: str) -> None:
+    """Refuse an encoding pip reads but another tool of this reader does not (uv: no UTF-32, no coding comment)."""
+    if reader.encodings is None or encoding in reader.encodings:
+        return
+    try:
+        data.decode("utf-8")  # a coding comment on a file that is UTF-8 anyway (ASCII, say) is read alike by all
+        return
+    except UnicodeDecodeError:
+        pass
+    how = "by its byte-order mark" if any(data.startswith(bom) for bom, _ in _BOMS) else "by its coding comment"
+    raise RequirementsError(
+        f"{display}: is {encoding} ({how}); pip reads that, but uv, one of lock's resolvers, reads only UTF-8 and UTF-16 with a "
+        "byte-order mark: save it as UTF-8 and run it again"
+    )
 
 
 def logical_lines(text: str) -> list[tuple[int, str]]:
@@ -126,15 +188,21 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def read(app_dir: Path, name: str = "requirements.txt") -> Requirements:
-    """Follow requirements.txt and everything it names inside the app directory."""
+def read(app_dir: Path, name: str = "requirements.txt", reader: Reader = IMAGE) -> Requirements:
+    """Follow `name` (in `app_dir`) and everything it names, refusing any reference outside `app_dir`.
+
+    `reader` says who reads the files: pip in the image (IMAGE, for `app`), or the lock's resolvers
+    on this host (LOCK for `lock-app`, LOCK_DIR for `lock`). Raises RequirementsError (exit 2).
+    """
     root = app_dir.resolve()
     top = root / name
     if not top.is_file():
         return Requirements(False)
-    reqs = Requirements(True)
-    _read_file(root, top, reqs, seen=set())
-    return reqs
+    walk = _Walk(root, reader, Requirements(True))
+    if _rel(root, top) is None:
+        raise RequirementsError(f"{name}: is a link to a file outside {reader.label} ({top.resolve()}); {reader.why}")
+    _read_file(walk, top)
+    return walk.reqs
 
 
 def _rel(root: Path, path: Path) -> str | None:
@@ -151,13 +219,18 @@ def _add(reqs: Requirements, rel: str) -> None:
         reqs.copy.append(rel)
 
 
-def _read_file(root: Path, path: Path, reqs: Requirements, seen: set[Path]) -> None:
-    rel = _rel(root, path) or str(path)
-    if path.resolve() in seen:
+def _read_file(w: _Walk, path: Path) -> None:
+    real = path.resolve()
+    rel = _rel(w.root, real) or str(path)  # always inside: every caller checked
+    if real in w.seen:
         return
-    seen.add(path.resolve())
-    _add(reqs, rel)
-    text = decode(path, rel)
+    if len(w.seen) >= MAX_FILES:
+        raise RequirementsError(f"{rel}: more than {MAX_FILES} requirements files are chained with -r/-c")
+    w.seen.add(real)
+    _add(w.reqs, rel)
+    data = _read_bytes(real, rel)
+    text, encoding = _decode(data, rel)
+    _understood(w.reader, data, encoding, rel)
     for number, line in logical_lines(text):
         where = f"{rel}:{number}"
         try:
@@ -167,9 +240,9 @@ def _read_file(root: Path, path: Path, reqs: Requirements, seen: set[Path]) -> N
         if not tokens:
             continue
         if tokens[0].startswith("-"):
-            _option(root, path, tokens, where, reqs, seen)
+            _option(w, path, tokens, where)  # relative to the file as named, as pip does
         else:
-            _requirement(root, tokens, where, reqs)
+            _requirement(w, tokens, where)
 
 
 def _split_option(tokens: list[str]) -> tuple[str, str | None, list[str]]:
@@ -186,39 +259,43 @@ def _split_option(tokens: list[str]) -> tuple[str, str | None, list[str]]:
     return opt, (tokens[1] if len(tokens) > 1 else None), tokens[2:]
 
 
-def _option(root: Path, path: Path, tokens: list[str], where: str, reqs: Requirements, seen: set[Path]) -> None:
+def _option(w: _Walk, path: Path, tokens: list[str], where: str) -> None:
     opt, value, rest = _split_option(tokens)
+    reqs = w.reqs
     if opt in _FILE_OPTS:
         if not value:
             raise RequirementsError(f"{where}: {opt} needs a file name")
-        if _URL.match(value):
+        if _URL.match(value) and not value.startswith("file:"):
             reqs.remote.append(f"{where}: {opt} {value}")
             return
-        target = _inside(root, path.parent / value, where, f"{opt} {value}")
+        ref = _file_url_path(w, value, where) if value.startswith("file:") else value
+        target = _target(w, ref, path.parent, where, f"{opt} {value}")
         if not target.is_file():
-            raise RequirementsError(f"{where}: {opt} {value}: no such file in the app ({_rel(root, target)})")
-        _read_file(root, target, reqs, seen)
+            raise RequirementsError(f"{where}: {opt} {value}: no such file in the app ({_rel(w.root, target)})")
+        _read_file(w, target)
     elif opt in _VALUE_OPTS:
         if not value:
             raise RequirementsError(f"{where}: {opt} needs a value")
-        if _URL.match(value) or _VCS.match(value):
+        if (_URL.match(value) and not value.startswith("file:")) or _VCS.match(value):
             reqs.remote.append(f"{where}: {opt} {value}")
             return
-        if value.startswith("file:"):
-            value = _file_url_path(value, where)
-        if opt in ("-f", "--find-links"):
-            beside = path.parent / value
-            candidate = beside if beside.exists() else root / value
+        ref = _file_url_path(w, value, where) if value.startswith("file:") else value
+        if opt in ("-f", "--find-links"):  # pip: relative to the file naming it where that exists, else to the working directory
+            target = _target(w, ref, path.parent if (path.parent / ref).exists() else w.root, where, f"{opt} {value}")
         else:
-            candidate = root / _strip_extras(value)
+            target = _target(w, _strip_extras(ref), w.root, where, f"{opt} {value}")
             reqs.local.append(f"{where}: {opt} {value}")
-        target = _inside(root, candidate, where, f"{opt} {value}")
         if not target.exists():
-            raise RequirementsError(f"{where}: {opt} {value}: no such file or directory in the app ({_rel(root, target)})")
-        _add(reqs, _rel(root, target) or value)
+            raise RequirementsError(f"{where}: {opt} {value}: no such file or directory in the app ({_rel(w.root, target)})")
+        _add(reqs, _rel(w.root, target) or value)
         if rest:
             _hashes(rest, where, reqs)
     elif opt in _INDEX_OPTS:
+        if value and value.startswith("file:"):  # a local index: a directory pip reads, like --find-links
+            target = _target(w, _file_url_path(w, value, where), w.root, where, f"{opt} {value}")
+            if not target.is_dir():
+                raise RequirementsError(f"{where}: {opt} {value}: no such directory in the app ({_rel(w.root, target)})")
+            _add(reqs, _rel(w.root, target) or value)
         if opt != "--extra-index-url" and value:
             reqs.index_url = value
     elif opt == "--hash":
@@ -232,32 +309,36 @@ def _strip_extras(value: str) -> str:
     return re.sub(r"\[[^\]]*\]$", "", value)
 
 
-def _file_url_path(url: str, where: str) -> str:
-    """file:///app/x (the container's path of the app) or file:./x → an app-relative path."""
-    rest = url[len("file:") :]
+def _file_url_path(w: _Walk, url: str, where: str) -> str:
+    """file:///app/x (the image's path of the app), file:///abs/x (a path on this host, for a lock) or file:./x → a path."""
+    rest = urllib.parse.unquote(url[len("file:") :])
     if rest.startswith("//"):
         rest = rest[2:]
         host, _, rest = rest.partition("/")
         if host not in ("", "localhost"):
             raise RequirementsError(f"{where}: {url}: a file URL on another host")
         rest = "/" + rest
-    if rest.startswith("/"):
-        if rest == "/app" or rest.startswith("/app/"):
-            return "." + rest[len("/app") :] if rest != "/app" else "."
+    at = w.reader.runs_at
+    if at is not None and rest.startswith("/") and rest != at and not rest.startswith(at + "/"):
         raise RequirementsError(
-            f"{where}: {url} is an absolute path outside the app; the image only has the app directory (at /app): "
+            f"{where}: {url} is an absolute path outside the app; the image only has the app directory (at {at}): "
             "move the package into the app and name it relative to it (./pkg)"
         )
     return rest
 
 
-def _inside(root: Path, candidate: Path, where: str, ref: str) -> Path:
+def _target(w: _Walk, ref: str, base: Path, where: str, shown: str) -> Path:
+    """The file or directory on this host a reference names (relative to `base`), refused unless inside the directory read."""
+    at = w.reader.runs_at
+    if at is not None and ref.startswith("/"):  # a path in the image: only the app's own (at /app) is there
+        if ref != at and not ref.startswith(at + "/"):
+            raise RequirementsError(f"{where}: {shown} points outside {w.reader.label} ({ref}); {w.reader.why}")
+        candidate = w.root / ref[len(at) :].lstrip("/")
+    else:
+        candidate = base / ref  # an absolute ref stays itself
     resolved = candidate.resolve()
-    if _rel(root, resolved) is None:
-        raise RequirementsError(
-            f"{where}: {ref} points outside the app directory ({resolved}); only the app directory is in the build context: "
-            "move it into the app, or build the package into a wheel inside the app"
-        )
+    if _rel(w.root, resolved) is None:
+        raise RequirementsError(f"{where}: {shown} points outside {w.reader.label} ({resolved}); {w.reader.why}")
     return resolved
 
 
@@ -267,7 +348,8 @@ def _looks_like_path(spec: str) -> bool:
     return "/" in base or "\\" in base or base.startswith(".") or base.lower().endswith(_ARCHIVES)
 
 
-def _requirement(root: Path, tokens: list[str], where: str, reqs: Requirements) -> None:
+def _requirement(w: _Walk, tokens: list[str], where: str) -> None:
+    reqs = w.reqs
     args = []
     opts = []
     for i, tok in enumerate(tokens):
@@ -280,12 +362,12 @@ def _requirement(root: Path, tokens: list[str], where: str, reqs: Requirements) 
     hashes = frozenset(h for o in opts for h in _HASH.findall(o.partition("=")[2] if "=" in o else ""))
     if _URL.match(spec) or _VCS.match(spec) or spec.startswith("file:"):
         if spec.startswith("file:"):
-            _local(root, _file_url_path(spec.split()[0], where), where, reqs, spec)
+            _local(w, _file_url_path(w, spec.split()[0], where), where, spec)
         else:
             reqs.remote.append(f"{where}: {spec}")
         return
     if _looks_like_path(spec) and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@", spec):
-        _local(root, args[0], where, reqs, spec)
+        _local(w, args[0], where, spec)
         return
     m = _NAME.match(spec)
     if not m:
@@ -295,7 +377,7 @@ def _requirement(root: Path, tokens: list[str], where: str, reqs: Requirements) 
     if rest.startswith("@"):
         url = rest[1:].strip().split(";", 1)[0].strip()
         if url.startswith("file:"):
-            _local(root, _file_url_path(url, where), where, reqs, spec)
+            _local(w, _file_url_path(w, url, where), where, spec)
         else:
             reqs.remote.append(f"{where}: {spec}")
         return
@@ -303,12 +385,12 @@ def _requirement(root: Path, tokens: list[str], where: str, reqs: Requirements) 
     reqs.pins.append(Pin(canonical(name), pin.group(1) if pin else None, hashes, where))
 
 
-def _local(root: Path, ref: str, where: str, reqs: Requirements, spec: str) -> None:
-    target = _inside(root, root / _strip_extras(ref.split(";", 1)[0].strip()), where, ref)
+def _local(w: _Walk, ref: str, where: str, spec: str) -> None:
+    target = _target(w, _strip_extras(ref.split(";", 1)[0].strip()), w.root, where, ref)
     if not target.exists():
-        raise RequirementsError(f"{where}: {ref}: no such file or directory in the app ({_rel(root, target)})")
-    _add(reqs, _rel(root, target) or ref)
-    reqs.local.append(f"{where}: {spec}")
+        raise RequirementsError(f"{where}: {ref}: no such file or directory in the app ({_rel(w.root, target)})")
+    _add(w.reqs, _rel(w.root, target) or ref)
+    w.reqs.local.append(f"{where}: {spec}")
 
 
 def _hashes(opts: list[str], where: str, reqs: Requirements) -> None:
@@ -339,18 +421,3 @@ def lock_text(reqs: Requirements) -> str:
     for pin in sorted(reqs.pins, key=lambda p: p.name):
         lines.append(f"{pin.name}=={pin.version} " + " ".join(f"--hash=sha256:{h.lower()}" for h in sorted(pin.hashes)))
     return "\n".join(lines) + "\n"
-
-
-def require_utf8(app_dir: Path) -> None:
-    """lock-app reads requirements.in/.txt as UTF-8: refuse any other encoding with the fix, not a traceback."""
-    for name in ("requirements.in", "requirements.txt"):
-        path = app_dir / name
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            found = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
-            what = f"is {found} (what PowerShell's `pip freeze >` writes)" if found else f"is not UTF-8 (byte 0x{data[exc.start]:02x})"
-            raise RequirementsError(f"{path}: {what}; lock-app reads UTF-8: save it as UTF-8 and run it again") from None

@@ -9,6 +9,7 @@ value and the valid choices; versions are read as written, so an unquoted 3.10 i
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +23,14 @@ FLEX_ENV = ("flex", "flexible", "2")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # a newline in a value would inject Dockerfile lines
 # One Dockerfile line each: podman drops lines of 64 KiB without a word, and shlex is slow on huge text.
 MAX_VALUE = 4096
+CONFIG_ENV = "GAE_APPLICATION_YAML_PATH"  # the platform's way to name another app.yaml, relative to the app directory
 
 
 class AppYamlError(InputError):
     """An app.yaml the runtime would refuse; the CLI prints it and exits 2."""
 
     def __init__(self, file: str, message: str, line: int | None = None) -> None:
-        self.file, self.line = file, line
+        self.file, self.line, self.message = file, line, message
         super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")
 
 
@@ -67,6 +69,40 @@ def load(path: Path | str, display: str | None = None) -> yamlsrc.Document:
     if not isinstance(doc.data, dict):
         raise AppYamlError(name, f"the file must be a YAML mapping of settings, not a {_kind(doc.data)}", doc.line(()))
     return doc
+
+
+@dataclass(frozen=True)
+class Config:
+    """The app.yaml of an app directory, and what chose it (said in every error about loading the file)."""
+
+    path: Path
+    chosen_by: str  # "named by --config", …
+
+
+def find_config(app_dir: Path, option: Path | None = None) -> Config:
+    """`--config`, else `$GAE_APPLICATION_YAML_PATH` (relative to the app directory), else APP_DIR/app.yaml.
+
+    The one rule for every command that reads an app directory (`app`, `lock-app`), so they resolve
+    the same runtime; `resolve` is given the file itself.
+    """
+    if option is not None:
+        return Config(option, "named by --config")
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        path = Path(env)
+        if path.is_absolute():
+            return Config(path, f"named by ${CONFIG_ENV}")
+        return Config(app_dir / path, f"named by ${CONFIG_ENV}, relative to the app directory")
+    return Config(app_dir / "app.yaml", f"the default: neither --config nor ${CONFIG_ENV} names another file")
+
+
+def load_config(app_dir: Path, option: Path | None = None) -> tuple[Path, yamlsrc.Document]:
+    """Find (find_config) and load an app directory's app.yaml; a file that cannot be loaded is named with what chose it."""
+    cfg = find_config(app_dir, option)
+    try:
+        return cfg.path, load(cfg.path, str(cfg.path))
+    except AppYamlError as exc:
+        raise AppYamlError(exc.file, f"{exc.message} ({cfg.chosen_by})", exc.line) from None
 
 
 def resolve(doc: yamlsrc.Document, schedule: Schedule, on: dt.date) -> Resolution:

@@ -312,7 +312,9 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
 @main.command(name="lock-app")
 @click.argument("app_dir", type=click.Path(path_type=Path, file_okay=False))
 @_lock_options
-@click.option("--config", type=click.Path(path_type=Path, dir_okay=False), help="app.yaml to read (default: APP_DIR/app.yaml).")
+@click.option(
+    "--config", type=click.Path(path_type=Path, dir_okay=False), help="app.yaml to read (default: $GAE_APPLICATION_YAML_PATH, else APP_DIR/app.yaml)."
+)
 @click.option(
     "--keyring",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -329,16 +331,14 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
 
     sched = load_schedule(schedule_path)
     given = _interpreter_map(interpreters)
-    if app_dir.is_dir():  # app: a UTF-16 or latin-1 requirements file is an error with its fix, not a traceback
-        from .app_requirements import require_utf8
-
-        require_utf8(app_dir)
     os_plan = locking.app_os_target(app_dir, sched, on, config)  # apt-packages.txt: bad input exits 2 before anything is written
     has_apt = os_plan.requested is not None
     os_stale = not has_apt and _lock_app_os(os_plan, check, False, keyring)  # only says so when a lock outlived its apt-packages.txt
     plan = locking.app_target(app_dir, sched, on, config) if locking.has_requirements(app_dir) or not has_apt else None  # bad input: exit 2
+
     if has_apt:  # before the requirements: a package apt cannot install stops lock-app before any lock is written
         os_stale = _lock_app_os(os_plan, check, upgrade or force, keyring)
+
     if plan is None:  # OS packages only
         sys.exit(1 if os_stale else 0)
     for warning in plan.warnings:

@@ -352,6 +352,35 @@ def test_config_option_and_env_var(cli, tmp_path: Path, monkeypatch) -> None:
     assert (app / "Dockerfile").exists()
 
 
+@pytest.mark.parametrize(
+    ("how", "says"),
+    [
+        ("default", "app.yaml: file not found (the default: neither --config nor $GAE_APPLICATION_YAML_PATH names another file)"),
+        ("env", "prod.yaml: file not found (named by $GAE_APPLICATION_YAML_PATH, relative to the app directory)"),
+        ("env absolute", "prod.yaml: file not found (named by $GAE_APPLICATION_YAML_PATH)"),
+        ("option", "prod.yaml: file not found (named by --config)"),
+    ],
+)
+def test_app_and_lock_app_find_app_yaml_alike_and_say_how(cli, tmp_path: Path, monkeypatch, how: str, says: str) -> None:
+    """--config, else $GAE_APPLICATION_YAML_PATH, else APP_DIR/app.yaml, for both commands; the error says which one chose the file."""
+    app = copy_app(tmp_path)
+    extra: list[str] = []
+    if how == "default":
+        (app / "app.yaml").unlink()
+    elif how == "env":
+        monkeypatch.setenv("GAE_APPLICATION_YAML_PATH", "prod.yaml")  # wins over app.yaml, which is there
+    elif how == "env absolute":
+        monkeypatch.setenv("GAE_APPLICATION_YAML_PATH", str(tmp_path / "prod.yaml"))
+    else:
+        monkeypatch.setenv("GAE_APPLICATION_YAML_PATH", "app.yaml")  # --config wins over it
+        extra = ["--config", str(app / "prod.yaml")]
+    for args in (("app", str(app), "--runtime-image", PINNED, *extra), ("lock-app", str(app), "--check", *extra)):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert says in result.stderr, (args, result.stderr)
+    assert not (app / "Dockerfile").exists() and not (app / "requirements.in").exists()
+
+
 BAD = [
     ("no entrypoint", "runtime: python\nenv: flex\n", "entrypoint: is missing"),
     ("exec alone", "runtime: python\nenv: flex\nentrypoint: exec\n", "`exec` alone runs nothing"),

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from generator import escape, render
+from generator import app_requirements, escape, render
 from generator import schedule as schedule_mod
-from generator.locking import Index, LockError, LockInputError
+from generator.locking import Index, LockError
 from generator.locking.interpreters import clean_env
 from generator.locking.lockfile import wheel_list
-from generator.locking.references import check_references
 
 from . import dockerfile_syntax as dsx
 from .conftest import ROOT, SCHEDULE, edit
@@ -265,7 +264,7 @@ def test_lock_app_refuses_references_outside_the_app(tmp_path: Path, requirement
     for extra in ([], ["--check"]):
         proc = run("lock-app", str(app), *extra, env=env)
         assert proc.returncode == 2, proc.stderr
-        assert "is outside the app directory" in proc.stderr and "requirements.in:" in proc.stderr
+        assert "points outside the app directory" in proc.stderr and "requirements.in:" in proc.stderr
         assert "hunter2" not in proc.stdout + proc.stderr
 
 
@@ -274,15 +273,69 @@ def test_lock_app_follows_chains_and_symlinks(tmp_path: Path) -> None:
     (app / "base.in").write_text("flask\n-c constraints/c.txt\n")
     (app / "constraints").mkdir()
     (app / "constraints" / "c.txt").write_text("-r ../base.in\n")  # a cycle is fine
-    check_references(app / "requirements.in", app)
+    read = app_requirements.read(app, "requirements.in", app_requirements.LOCK)
+    assert read.copy == ["requirements.in", "base.in", "constraints/c.txt"] and read.names == {"flask"}
     (app / "constraints" / "c.txt").unlink()
     (app / "constraints" / "c.txt").symlink_to("/etc/passwd")
-    with pytest.raises(LockInputError, match=r"base\.in:2: 'constraints/c\.txt' is outside the app directory"):
-        check_references(app / "requirements.in", app)
+    outside = r"base\.in:2: -c constraints/c\.txt points outside the app directory \(/etc/passwd\)"
+    with pytest.raises(app_requirements.RequirementsError, match=outside):
+        app_requirements.read(app, "requirements.in", app_requirements.LOCK)
     unpinned = _app(tmp_path / "u", "-r /etc/passwd\n", name="requirements.txt")
     proc = run("lock-app", str(unpinned))
-    assert proc.returncode == 2 and "requirements.txt:1: '/etc/passwd' is outside" in proc.stderr
+    assert proc.returncode == 2 and "requirements.txt:1: -r /etc/passwd points outside the app directory" in proc.stderr
     assert not (unpinned / "requirements.in").exists()
+
+
+def _chain(app: Path) -> None:
+    for i in range(app_requirements.MAX_FILES + 1):
+        (app / f"r{i}.txt").write_text(f"-r r{i + 1}.txt\n")
+    (app / f"r{app_requirements.MAX_FILES + 1}.txt").write_text("six\n")
+
+
+# name: requirements.txt, set-up, what both commands say
+REFUSED = {
+    "find-links": ("six\n--find-links ../wheels\n", None, "requirements.txt:2: --find-links ../wheels points outside the app directory"),
+    "file index": ("--extra-index-url file:../wheels\nsix\n", None, "requirements.txt:1: --extra-index-url file:../wheels points outside the app"),
+    "-r file:": ("-r file:../secret.txt\n", None, "requirements.txt:1: -r file:../secret.txt points outside the app directory"),
+    "-e": ("-e ../wheels\n", None, "requirements.txt:1: -e ../wheels points outside the app directory"),
+    "nested link": ("-r base.txt\n", lambda app: (app / "base.txt").symlink_to("../secret.txt"), "requirements.txt:1: -r base.txt points outside"),
+    "top link": (None, lambda app: (app / "requirements.txt").symlink_to("../secret.txt"), "requirements.txt: is a link to a file outside the app"),
+    "size": ("six\n" + "#" * app_requirements.MAX_BYTES, None, "requirements.txt: larger than 1024 KiB; this is not a requirements file"),
+    "chain": ("-r r0.txt\n", _chain, f"more than {app_requirements.MAX_FILES} requirements files are chained with -r/-c"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_app_and_lock_app_refuse_references_alike(cli, tmp_path: Path, case: str) -> None:
+    """One reader for both commands: the same refusal, in the same words, and nothing of the file outside shown."""
+    text, setup, says = REFUSED[case]
+    (tmp_path / "secret.txt").write_text("TOKEN=hunter2-from-a-file\n")
+    (tmp_path / "wheels").mkdir()
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "app.yaml").write_text("runtime: python\nenv: flex\nentrypoint: gunicorn -b :$PORT main:app\n")
+    if text is not None:
+        (app / "requirements.txt").write_text(text)
+    if setup:
+        setup(app)
+    errors = []
+    for args in (("app", str(app), "--runtime-image", IMAGE, "--build-image", IMAGE), ("lock-app", str(app), "--check")):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert says in result.stderr and "hunter2" not in result.output, (args, result.output)
+        errors.append(result.stderr)
+    assert errors[0] == errors[1]
+    assert not (app / "Dockerfile").exists() and not (app / "requirements.in").exists()
+
+
+def test_lock_app_allows_what_pip_fetches_itself(cli, tmp_path: Path) -> None:
+    """Remote -r files, URL and VCS requirements are read by pip from the network, in the image and when locking: not refused."""
+    app = _app(tmp_path, "-r https://example.com/r.txt\nsix @ https://example.com/six-1.0-py3-none-any.whl\ngit+https://example.com/x.git#egg=x\n")
+    (app / "app.yaml").write_text((app / "app.yaml").read_text() + "entrypoint: python main.py\n")
+    result = cli("lock-app", str(app), "--check")
+    assert result.exit_code == 1 and "missing:" in result.stderr, result.output  # not locked yet; not refused
+    (app / "requirements.in").rename(app / "requirements.txt")
+    assert cli("app", str(app), "--runtime-image", IMAGE, "--build-image", IMAGE).exit_code == 0
 
 
 def test_tools_get_an_allowlisted_environment(monkeypatch) -> None:
@@ -357,7 +410,7 @@ def _app_yaml(tmp_path: Path, text: str) -> Path:
 def test_app_values_that_cannot_be_one_dockerfile_line(tmp_path: Path, text: str, says: str) -> None:
     app = _app_yaml(tmp_path, text)
     start = time.monotonic()
-    proc = run("app", str(app), "--runtime-image", IMAGE)
+    proc = run("app", str(app), "--runtime-image", IMAGE, "--build-image", IMAGE)
     assert proc.returncode == 2, proc.stderr
     assert says in proc.stderr
     assert time.monotonic() - start < 5
@@ -369,7 +422,7 @@ def test_lock_refuses_a_runtime_input_that_reads_outside_lockfiles(tree: Path) -
     env = {**os.environ, "GH_TOKEN": "hunter2-from-the-env", "FLEX_PYTHON_TOOLS_INDEX_URL": "http://127.0.0.1:9/"}
     proc = run("--schedule", str(tree / "schedule.yaml"), "lock", "python312-ubuntu22", "--index-url", "http://127.0.0.1:9/simple", env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "python312-ubuntu22.in:2: '/proc/self/environ' is outside the lock directory" in proc.stdout
+    assert "python312-ubuntu22.in:2: -r /proc/self/environ points outside the lock directory" in proc.stdout
     assert "hunter2" not in proc.stdout + proc.stderr
 
 

@@ -13,6 +13,7 @@ report mode run for targets no interpreter here has; a pyenv interpreter is used
 from __future__ import annotations
 
 import base64
+import codecs
 import datetime
 import functools
 import hashlib
@@ -552,7 +553,7 @@ def test_every_runtime_has_a_current_lock_made_by_the_right_kind_of_tool(cli) ->
 
 def _app(tmp_path: Path, config: str, **files: str) -> Path:
     app = tmp_path / "app"
-    app.mkdir()
+    app.mkdir(parents=True)
     (app / "app.yaml").write_text(f"runtime: python\nenv: flex\nentrypoint: gunicorn -b :$PORT main:app\nruntime_config:\n{config}")
     for name, text in files.items():
         (app / name.replace("_", ".")).write_text(text)
@@ -622,3 +623,84 @@ def test_lock_app_without_requirements_is_bad_input(tmp_path) -> None:
     shutil.copytree(ROOT / "tests" / "apps" / "plain", app)
     res = invoke_app("lock-app", str(app))
     assert res.exit_code == 2 and "no requirements.in or requirements.txt to lock" in res.stderr
+
+
+# --- lock-app and app read an app the same way -------------------------------------------------
+
+PINNED = "ghcr.io/appengine-flex-python/runtimes/python311-ubuntu22:3.11.15@sha256:" + "0123456789abcdef" * 4
+
+
+def test_lock_app_and_app_refuse_find_links_outside_the_app_alike(tmp_path, offline: Served) -> None:
+    """The build context holds only the app directory, so `--find-links ../wheels` is refused by both, naming file and line."""
+    (tmp_path / "wheels").mkdir()
+    app = _app(tmp_path, "  operating_system: ubuntu22\n", requirements_txt="six\n--find-links ../wheels\n")
+    before = sorted(p.name for p in app.iterdir())
+    built = invoke_app("app", str(app), "--runtime-image", PINNED, "--build-image", PINNED)
+    assert built.exit_code == 2, built.output
+    errors = {"app": built.stderr}
+    for extra in ([], ["--check"]):
+        locked = invoke_app("lock-app", str(app), "--index-url", offline.url, *extra)
+        assert locked.exit_code == 2, locked.output
+        errors[" ".join(["lock-app", *extra])] = locked.stderr
+    for command, stderr in errors.items():
+        assert "requirements.txt:2: --find-links ../wheels" in stderr and "outside the app directory" in stderr, command
+    assert len(set(errors.values())) == 1, errors  # one reader: one verdict, one message
+    assert sorted(p.name for p in app.iterdir()) == before  # nothing written
+
+
+@needs_host_runtime
+def test_lock_app_locks_for_the_runtime_app_builds_for(tmp_path, offline: Served, host_interpreter, monkeypatch) -> None:
+    """$GAE_APPLICATION_YAML_PATH names the app.yaml for both commands: the lock is for the Python the image has."""
+    rt = SCHED.runtimes[HOST_RUNTIME]
+    app = _app(tmp_path, '  python_version: "3.4"\n', requirements_in="six\n")  # app.yaml alone would mean python34
+    prod = (app / "app.yaml").read_text().split("runtime_config:")[0]
+    (app / "prod.yaml").write_text(f'{prod}runtime_config:\n  operating_system: {rt.os_id}\n  runtime_version: "{rt.minor}"\n')
+    monkeypatch.setenv("GAE_APPLICATION_YAML_PATH", "prod.yaml")
+    assert locking.app_target(app, SCHED, datetime.date(2026, 11, 23)).target.runtime_id == rt.id
+    res = invoke_app("lock-app", str(app), "--index-url", offline.url, "--interpreter", f"{HOST}={host_interpreter.path}")
+    assert res.exit_code == 0, res.output
+    assert f"for runtime {rt.id} (CPython {rt.version})" in res.output
+    first = (app / "requirements.txt").read_text().splitlines()[0]
+    assert first == f"# requirements.txt: hash-locked requirements of this app for runtime {rt.id} (CPython {rt.version}, Linux x86_64)."
+    built = invoke_app("app", str(app), "--runtime-image", PINNED, "--build-image", PINNED)
+    assert built.exit_code == 0, built.output
+    assert f"runtime {rt.id}: FROM " in built.stdout
+
+
+@needs_host_runtime
+def test_lock_app_reads_encodings_as_app_does(tmp_path, offline: Served, host_interpreter) -> None:
+    """UTF-16 with a byte-order mark (PowerShell's `pip freeze >`) is locked by pip-compile and uv alike; a file
+    pip reads but uv does not (UTF-32, a coding comment) is refused with the fix, as a latin-1 file is by both commands."""
+    rt = SCHED.runtimes[HOST_RUNTIME]
+    config = f'  operating_system: {rt.os_id}\n  runtime_version: "{rt.minor}"\n'
+    host = ["--interpreter", f"{HOST}={host_interpreter.path}"]
+    windows = _app(tmp_path / "windows", config)
+    (windows / "requirements.txt").write_bytes("six\n".encode("utf-16"))
+    res = invoke_app("lock-app", str(windows), "--index-url", offline.url, *host)
+    assert res.exit_code == 0, res.output
+    assert (windows / "requirements.in").read_bytes() == b"six\n"  # the input, kept as UTF-8
+    assert {n: v for n, (v, _) in pins(windows / "requirements.txt").items()} == {"six": "1.17.0"}
+    nested = _app(tmp_path / "nested", config)
+    (nested / "requirements.in").write_bytes("-r base.in\n".encode("utf-16"))
+    (nested / "base.in").write_bytes(codecs.BOM_UTF16_BE + "six\n".encode("utf-16-be"))
+    res = invoke_app("lock-app", str(nested), "--index-url", offline.url, "--tool", "uv")
+    assert res.exit_code == 0, res.output
+    assert {n: v for n, (v, _) in pins(nested / "requirements.txt").items()} == {"six": "1.17.0"}
+    assert invoke_app("lock-app", str(nested), "--check", "--index-url", offline.url).exit_code == 0  # the inputs hash reads it alike
+
+    latin1 = _app(tmp_path / "latin1", config)
+    (latin1 / "requirements.txt").write_bytes("six\n# équipe\n".encode("latin-1"))
+    for args in (["app", str(latin1), "--runtime-image", PINNED, "--build-image", PINNED], ["lock-app", str(latin1), "--index-url", offline.url]):
+        res = invoke_app(*args)
+        assert res.exit_code == 2 and "requirements.txt:2: byte 0xe9 is not utf-8" in res.stderr, (args, res.output)
+    for name, data in (
+        ("utf32", "six\n".encode("utf-32")),
+        ("coding", "# -*- coding: latin-1 -*-\n# équipe\nsix\n".encode("latin-1")),
+    ):
+        app = _app(tmp_path / name, config)
+        (app / "requirements.txt").write_bytes(data)
+        assert invoke_app("app", str(app), "--runtime-image", PINNED, "--build-image", PINNED).exit_code == 0  # pip in the image reads it
+        res = invoke_app("lock-app", str(app), "--index-url", offline.url)
+        assert res.exit_code == 2, res.output
+        assert "requirements.txt: is " in res.stderr and "uv, one of lock's resolvers, reads only UTF-8 and UTF-16" in res.stderr
+        assert "save it as UTF-8" in res.stderr and not (app / "requirements.in").exists()

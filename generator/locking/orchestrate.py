@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import app_requirements
 from ..errors import InputError
 from ..http import public_url
 from ..schedule import Runtime, Schedule
 from . import buildlock
 from .index import Index
 from .lockfile import LOCK_MARK, dump_wheels, header, parse_lock, read_header, requirement_lines, wheel_list, wheels_match
-from .references import check_references
 from .resolvers import Resolver, choose
 from .target import DEFAULT_INDEX, LOCKFILES, LockError, LockInputError, Target, default_inputs, inputs_hash, runtime_target
 
@@ -67,6 +67,33 @@ def _write(path: Path, text: str) -> None:
     write_atomic(path, text)
 
 
+def _read_text(path: Path) -> str:
+    """A lock input's text (what the inputs hash covers), newlines as Python's text mode reads them.
+
+    A UTF-8 file reads exactly as before (a BOM kept), so no existing lock turns stale; anything else
+    (UTF-16 from PowerShell) is decoded by app_requirements, as pip and the resolvers decode it.
+    """
+    try:
+        data = path.read_bytes()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            text = app_requirements.decode(path, path.name)
+        except app_requirements.RequirementsError as exc:
+            raise LockInputError(str(exc)) from None
+    except OSError as exc:
+        raise LockInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _check_input(src: Path, reader: app_requirements.Reader) -> app_requirements.Requirements:
+    """Read a lock input and every file it names, as app_requirements does for `app`: nothing outside its directory is read or shown."""
+    try:
+        return app_requirements.read(src.parent, src.name, reader)
+    except app_requirements.RequirementsError as exc:
+        raise LockInputError(str(exc)) from None
+
+
 def state(t: Target, index: str) -> tuple[Freshness, str]:
     """(freshness, why) of a lock; for OK, why is the header's `made by`."""
     if not t.src.is_file():
@@ -76,7 +103,7 @@ def state(t: Target, index: str) -> tuple[Freshness, str]:
     fields = read_header(t.out)
     if not fields.get("inputs"):
         return Freshness.STALE, "no lock header (not made by `python -m generator lock`)"
-    if fields["inputs"] != inputs_hash(t, t.src.read_text(encoding="utf-8"), index):
+    if fields["inputs"] != inputs_hash(t, _read_text(t.src), index):
         if fields.get("index") and fields["index"] != public_url(index):
             return Freshness.STALE, f"locked against {fields['index']}, not {public_url(index)}"
         return Freshness.STALE, f"inputs changed since it was locked ({t.src.name}, Python {t.python}, or the resolver policy)"
@@ -99,8 +126,8 @@ def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto
     """Resolve and write one lock (and its wheels.json): all or nothing."""
     start = time.monotonic()
     if t.kind == "runtime":  # a runtime's .in reads nothing outside lockfiles/ (an app's was checked by app_target)
-        check_references(t.src, t.src.parent, "the lock directory")
-    in_text = t.src.read_text(encoding="utf-8")
+        _check_input(t.src, app_requirements.LOCK_DIR)
+    in_text = _read_text(t.src)
     digest = inputs_hash(t, in_text, index)
     resolver = choose(t, tool, interpreters)
     t.out.parent.mkdir(parents=True, exist_ok=True)
@@ -322,15 +349,18 @@ def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None =
 
     if not app_dir.is_dir():
         raise AppLockError(f"{app_dir}: not a directory")
-    cfg = config or app_dir / "app.yaml"
-    res = appyaml.resolve(appyaml.load(cfg, str(cfg)), schedule, on)
+    _, doc = appyaml.load_config(app_dir, config)  # --config, else $GAE_APPLICATION_YAML_PATH, else app.yaml: as `app` reads it
+    res = appyaml.resolve(doc, schedule, on)
     r = res.runtime
     req_in, req_txt = app_dir / "requirements.in", app_dir / "requirements.txt"
-    converted = False
-    if not req_in.is_file():
-        if not req_txt.is_file():
-            raise AppLockError(f"{app_dir}: no requirements.in or requirements.txt to lock")
-        text = req_txt.read_text(encoding="utf-8")
+    converted = not req_in.is_file()
+    if converted and not req_txt.is_file():
+        raise AppLockError(f"{app_dir}: no requirements.in or requirements.txt to lock")
+    src = req_txt if converted else req_in
+    # the reader `app` uses: nothing outside the app is read, or echoed in an error
+    app_requirements.read(app_dir, src.name, app_requirements.LOCK)
+    if converted:
+        text = app_requirements.decode(req_txt, req_txt.name)
         if LOCK_MARK in text[:4096]:
             raise AppLockError(
                 f"{req_txt} was written by `python -m generator lock-app` but {req_in.name} is gone; "
@@ -338,8 +368,6 @@ def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None =
             )
         if "--hash=" in text:
             raise AppLockError(f"{req_txt} is already hash-locked; put the app's top-level requirements in {req_in.name} and lock that")
-        converted = True
-    check_references(req_txt if converted else req_in, app_dir)  # nothing outside the app is read, or echoed in an error
     t = Target(
         kind="app",
         key=str(app_dir),
@@ -375,7 +403,7 @@ def lock_app(
     t = plan.target
     fresh = Freshness.MISSING
     if plan.converted:
-        _write(t.src, t.out.read_text(encoding="utf-8"))
+        _write(t.src, _read_text(t.out))  # as UTF-8, whatever pip-readable encoding requirements.txt had
     else:
         fresh, why = state(t, index)
         if fresh is Freshness.OK and not (upgrade or force):
@@ -400,8 +428,8 @@ def app_os_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | Non
 
     if not app_dir.is_dir():
         raise AppLockError(f"{app_dir}: not a directory")
-    cfg = config or app_dir / "app.yaml"
-    return app_ospkgs.plan(app_dir, appyaml.resolve(appyaml.load(cfg, str(cfg)), schedule, on).runtime)
+    _, doc = appyaml.load_config(app_dir, config)  # the one rule: the runtime `app` builds for
+    return app_ospkgs.plan(app_dir, appyaml.resolve(doc, schedule, on).runtime)
 
 
 def has_requirements(app_dir: Path) -> bool:

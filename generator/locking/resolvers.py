@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from .. import app_requirements
 from ..http import public_url
 from .index import canonical
 from .interpreters import Interpreter, clean_env, find_interpreter
@@ -101,7 +102,10 @@ def _seed(t: Target, scratch: Path, upgrade: bool) -> Path:
     """
     out = scratch / t.out.name
     if not upgrade and t.out.is_file():
-        old = parse_lock(t.out.read_text(encoding="utf-8"))
+        try:  # an app's unpinned requirements.txt, about to become the lock, may be UTF-16 (read as pip reads it)
+            old = parse_lock(app_requirements.decode(t.out, t.out.name))
+        except app_requirements.RequirementsError:
+            return out  # preferences only: without them the tool resolves afresh
         out.write_text("".join(f"{name}=={version}\n" for name, (version, _) in sorted(old.items())), encoding="utf-8")
     return out
 
