@@ -21,6 +21,8 @@ SHARE = "/usr/share/flex-python"
 RUNTIME_PACKAGES = SHARE + "/runtime-packages.txt"  # installed in the runtime image (recorded before the build image's packages)
 DEBS = SHARE + "/debs"  # the kept .debs; index.txt: "package filename" lines
 DPKG_INFO = "/var/lib/dpkg/info"
+# the runtime's interpreter prefix (/opt/pythonX.Y), part of both images: /env's python is a venv (3) or a virtualenv (2) of it
+INTERPRETER = os.path.realpath(getattr(sys, "real_prefix", None) or getattr(sys, "base_prefix", sys.prefix))
 _LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+)(?:\s+\(0x[0-9a-f]+\))?\s*$")
 # a shared library where the dynamic linker looks (not a compiler's plugin under /usr/lib/gcc/…)
 _SONAME_FILE = re.compile(r"^(?:/usr)?/lib(?:/x86_64-linux-gnu)?/lib[^/]+\.so\.[0-9][^/]*$")
@@ -182,8 +184,8 @@ def scan(env, out_dir, app_packages_file):
         for soname in missing:
             problems.append("%s needs %s, which is on no library path of the build image" % (path, soname))
         for soname, lib in sorted(found.items()):
-            if lib.startswith(env.rstrip("/") + "/"):
-                continue  # shipped inside the wheel (auditwheel's .libs) or the app's own
+            if lib.startswith(env.rstrip("/") + "/") or lib.startswith(INTERPRETER + "/"):
+                continue  # shipped inside the wheel (auditwheel's .libs), the app's own, or the interpreter's (libpython)
             package = owner_of(lib, table)
             if package is None:
                 problems.append("%s needs %s (%s), which no installed package owns" % (path, soname, lib))
