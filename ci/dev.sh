@@ -19,6 +19,9 @@ setup_system() {
   [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
   # the root of the image tests' chain of trust to Ubuntu's archive keys (tests/ubuntu.py)
   [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+  # lock-app prepares an sdist's metadata on the host, as pip-compile does: mysqlclient's setup.py asks
+  # pkg-config for the MySQL client library there (the native-libraries image test locks it)
+  pkg-config --exists mysqlclient 2>/dev/null || need+=(default-libmysqlclient-dev)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing system packages (missing: ${need[*]})"
@@ -26,7 +29,7 @@ setup_system() {
     $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
       podman runc buildah uidmap slirp4netns fuse-overlayfs mmdebstrap debootstrap apt-utils gnupg gpgv debian-archive-keyring nix-bin bubblewrap docker-registry skopeo \
-      ca-certificates curl git python3-venv dpkg-dev xz-utils >/dev/null
+      ca-certificates curl git python3-venv dpkg-dev xz-utils pkg-config default-libmysqlclient-dev >/dev/null
     command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs npm >/dev/null
   fi
   bash ci/configure-containers.sh

@@ -249,7 +249,16 @@ def build(
     result = BuildResult(image_id=data.get("Id", ""), digest=data.get("Digest") or "", tag=tag, seconds=seconds, log=log_path, sbom=written)
     if with_build_image:
         result.build_image = build_image(
-            schedule, r, exe, result.image_id, build_tag(tag), apt_mirrors=apt_mirrors, no_cache=no_cache, progress=progress, verbose=verbose
+            schedule,
+            r,
+            exe,
+            result.image_id,
+            build_tag(tag),
+            apt_mirrors=apt_mirrors,
+            no_cache=no_cache,
+            progress=progress,
+            verbose=verbose,
+            sbom_dir=sbom_dir,
         )
     return result
 
@@ -265,8 +274,10 @@ def build_image(
     no_cache: bool = False,
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     verbose: bool = False,
+    sbom_dir: Path | None = None,
 ) -> BuiltImage:
-    """The build image of runtime `r`, FROM the runtime image just built (by id), offline."""
+    """The build image of runtime `r`, FROM the runtime image just built (by id), offline; its SBOMs
+    (`<id>-build.spdx.json`, `.cdx.json`, from the lock) are written beside the runtime image's."""
     log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"
     never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
     same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if Path(exe).name == "podman" else []
@@ -283,4 +294,5 @@ def build_image(
     if code != 0:
         raise _failure(f"{r.id}'s build image", code, step, mismatch, log_path)
     data = _inspect(exe, tag)
+    sbom_mod.write(sbom_mod.documents(schedule, r, build_image=True), f"{r.id}-build", sbom_dir or sbom_mod.default_dir(schedule))
     return BuiltImage(image_id=data.get("Id", ""), digest=data.get("Digest") or "", tag=tag, seconds=seconds, log=log_path)

@@ -30,15 +30,16 @@ def runtime_of(sched: schedule_mod.Schedule, runtime_id: str) -> schedule_mod.Ru
     help="SPDX 2.3 or CycloneDX 1.6 JSON.",
 )
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write it to this file (atomically) instead of stdout.")
+@click.option("--build-image", is_flag=True, help="The SBOM of the runtime's build image (its packages plus the compilers and -dev packages).")
 @click.pass_obj
-def sbom(schedule_path: Path | None, runtime_id: str, fmt: str, output: Path | None) -> None:
-    """The SBOM of a runtime's image, made from the lock: base image, OS packages, CPython, tools."""
+def sbom(schedule_path: Path | None, runtime_id: str, fmt: str, output: Path | None, build_image: bool) -> None:
+    """The SBOM of a runtime's image (or its build image), made from the lock: base image, OS packages, CPython, tools."""
     from . import render
     from . import sbom as sbom_mod
 
     sched = schedule_mod.load_given(schedule_path)
     r = runtime_of(sched, runtime_id)
-    text = sbom_mod.render_sbom(sched, r, fmt)
+    text = sbom_mod.render_sbom(sched, r, fmt, build_image)
     if output is None:
         click.echo(text, nl=False)
         return

@@ -118,6 +118,13 @@ class OsPackages:
         kept: list[Deb | BasePackage] = [p for p in self.base if p.name not in upgraded]
         return sorted([*kept, *self.runtime], key=lambda p: (p.name, p.architecture))
 
+    def build_image_packages(self) -> list[Deb | BasePackage]:
+        """Every package installed in a runtime's build image: the runtime image's, each one its devel
+        closure upgrades replaced, and the rest of that closure."""
+        upgraded = {d.name for d in self.devel}
+        kept = [p for p in self.image_packages() if p.name not in upgraded]
+        return sorted([*kept, *self.devel], key=lambda p: (p.name, p.architecture))
+
 
 @dataclass(frozen=True)
 class Pins:

@@ -85,8 +85,8 @@ def purl(kind: str, name: str, version: str | None = None, namespace: str | None
     return PackageURL(type=kind, namespace=namespace, name=name, version=version, qualifiers=qualifiers).to_string()
 
 
-def inventory(schedule: Schedule, r: Runtime) -> Inventory:
-    """Everything runtime `r`'s image holds, from the lock; SbomError when the lock cannot say it all."""
+def inventory(schedule: Schedule, r: Runtime, build_image: bool = False) -> Inventory:
+    """Everything runtime `r`'s image (or its build image) holds, from the lock; SbomError when the lock cannot say it all."""
     root = schedule.path.resolve().parent
     lock = r.packages
     if lock is None:
@@ -132,7 +132,7 @@ def inventory(schedule: Schedule, r: Runtime) -> Inventory:
             source=f"built from {tarball} into {r.prefix}" + (f" (where that file cannot be fetched, from {others})" if others else ""),
         )
     )
-    for p in lock.image_packages():
+    for p in lock.build_image_packages() if build_image else lock.image_packages():
         ref, deb_purl = _ref("deb", p.name, p.architecture), purl("deb", p.name, p.version, "ubuntu", arch=p.architecture, distro=distro)
         if isinstance(p, Deb):
             where = f"{ospkgs.SNAPSHOT_SERVICE}/{lock.snapshot}/{p.filename}"
@@ -145,8 +145,9 @@ def inventory(schedule: Schedule, r: Runtime) -> Inventory:
             Item(_ref("pypi", t["name"]), "pypi", t["name"], t["version"], pypi_purl, t["sha256"], t["url"], source=f"{t['filename']} in /env")
         )
     input_hash = render.runtime_input_hash(schedule, root, r)
-    namespace = f"{schedule.model.publish.source.rstrip('/')}/spdx/{r.id}-{input_hash.removeprefix('sha256:')}"
-    return Inventory(r.id, r.image, r.version, input_hash, namespace, items)
+    name, image = (f"{r.id}-build", f"{r.image}-build") if build_image else (r.id, r.image)
+    namespace = f"{schedule.model.publish.source.rstrip('/')}/spdx/{name}-{input_hash.removeprefix('sha256:')}"
+    return Inventory(name, image, r.version, input_hash, namespace, items)
 
 
 def _in_base(p: BasePackage) -> str:
@@ -286,14 +287,14 @@ def cyclonedx_json(inv: Inventory, *, validate: bool = True) -> str:
     return text
 
 
-def render_sbom(schedule: Schedule, r: Runtime, fmt: str) -> str:
-    inv = inventory(schedule, r)
+def render_sbom(schedule: Schedule, r: Runtime, fmt: str, build_image: bool = False) -> str:
+    inv = inventory(schedule, r, build_image)
     return spdx_json(inv) if fmt == "spdx-json" else cyclonedx_json(inv)
 
 
-def documents(schedule: Schedule, r: Runtime) -> dict[str, str]:
-    """Both documents of runtime `r`, by format."""
-    inv = inventory(schedule, r)
+def documents(schedule: Schedule, r: Runtime, build_image: bool = False) -> dict[str, str]:
+    """Both documents of runtime `r`'s image (or its build image), by format."""
+    inv = inventory(schedule, r, build_image)
     return {"spdx-json": spdx_json(inv), "cyclonedx-json": cyclonedx_json(inv)}
 
 

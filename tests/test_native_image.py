@@ -16,6 +16,7 @@ import pytest
 
 from generator.locking import Index
 
+from . import ubuntu
 from .conftest import ROOT
 from .image_fixtures import FACTS, container, free_port, get, podman, run
 
@@ -153,7 +154,7 @@ def test_native_libraries_build_and_import(image: dict, build_images, tmp_path: 
     the final image holds exactly the OS packages they need, no more."""
     b = build_images("python311-ubuntu22")
     app = app_copy("native-libraries", tmp_path / "app")
-    gen("lock-app", str(app))
+    gen("lock-app", str(app), "--keyring", str(ubuntu.keyring()))  # Ubuntu's archive keyring, reached from Debian's (tests/ubuntu.py)
     ref = local_pair(image, b, "native")
     ctx = tmp_path / "ctx"
     gen("app", str(app), "--out", str(ctx), "--hermetic", "--runtime-image", ref)

@@ -92,6 +92,22 @@ def test_every_runtime_validates_and_lists_exactly_the_lock(runtime_id: str, tmp
     assert bom["serialNumber"] == f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, doc['documentNamespace'])}"
 
 
+@pytest.mark.parametrize("runtime_id", ["python311-ubuntu22", "python2"])
+def test_a_build_image_sbom_adds_exactly_the_devel_closure(cli, runtime_id: str) -> None:
+    """`sbom --build-image`: the runtime image's contents, upgraded and extended by the OS's build-image closure in the lock."""
+    result = cli("sbom", runtime_id, "--build-image", "--format", "cyclonedx-json")
+    assert result.exit_code == 0, result.stderr
+    bom = json.loads(result.stdout)
+    want = expected(runtime_id)
+    devel = LOCK["os_packages"][RUNTIMES[runtime_id]["operating_system"]]["devel"]
+    assert devel, "the lock has a build-image closure"
+    debs = {d[0]: d for d in want["deb"]} | {d["name"]: (d["name"], d["version"], d["sha256"]) for d in devel}
+    assert cyclonedx_listed(bom) == {**want, "deb": set(debs.values())}
+    assert bom["metadata"]["component"]["name"] == f"{runtime_id}-build"
+    plain = json.loads(cli("sbom", runtime_id, "--format", "cyclonedx-json").stdout)
+    assert bom["serialNumber"] != plain["serialNumber"]
+
+
 def test_licenses_only_where_known() -> None:
     doc = json.loads(sbom.render_sbom(SCHED, SCHED.runtimes["python312-ubuntu24"], "spdx-json"))
     declared = {p["name"]: p.get("licenseDeclared") for p in doc["packages"] if p["SPDXID"] != "SPDXRef-image"}
