@@ -251,6 +251,8 @@ def _build_files(wheels: list[dict[str, str]], runtime: Any, app_dir: Path) -> l
     from .locking import SDIST_SUFFIXES, buildlock
 
     sdists = [w for w in wheels if w["filename"].endswith(SDIST_SUFFIXES)]
+    if runtime.version.startswith("2."):
+        sdists = [w for w in sdists if _isolated_on_python2(w)]
     if not sdists:
         return []
     req = app_dir / "requirements.txt"
@@ -276,6 +278,18 @@ def _build_files(wheels: list[dict[str, str]], runtime: Any, app_dir: Path) -> l
     if clash:
         raise AppError(f"--hermetic: {path} locks {clash[0]} with another sha256 than {req.name}; {fix}")
     return [f for f in build if f["filename"] not in have]
+
+
+def _isolated_on_python2(sdist: dict[str, str]) -> bool:
+    """Does the python2 runtime's pip (20.3, locked below 21) build this sdist in an isolated environment?
+    Only with a pyproject.toml (PEP 518); without one it runs the sdist's setup.py with /env's own
+    setuptools and wheel (locked with the runtime's tools), so there is nothing more to fetch."""
+    from .http import fetch_verified
+    from .locking import buildlock
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = fetch_verified(sdist["url"], sdist["sha256"], Path(tmp) / sdist["filename"])
+        return "has no pyproject.toml" not in buildlock.declared(archive, sdist["filename"]).source
 
 
 def _copy_args(rel: str) -> str:

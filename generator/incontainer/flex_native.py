@@ -129,12 +129,21 @@ def elf_files(top):
 
 
 def ldd(path):
-    """(resolved {soname: path}, [missing sonames]) of one ELF file; ({}, []) for a static one."""
+    """(resolved {soname: path}, [missing sonames]) of one ELF file; ({}, []) for a static one.
+
+    A library a wheel bundles beside others (auditwheel's `<pkg>.libs/`) finds its siblings through
+    the extension module's rpath, not its own: ldd on it alone says "not found" for them, so a
+    missing name that is a file beside it counts as found there."""
     _, out, err = run(["ldd", path])
     found, missing = {}, []
+    here = os.path.dirname(path)
     for line in (out + err).splitlines():
         if "not found" in line and "=>" in line:
-            missing.append(line.split("=>")[0].strip())
+            soname = line.split("=>")[0].strip()
+            if os.path.exists(os.path.join(here, soname)):
+                found[soname] = os.path.join(here, soname)
+            else:
+                missing.append(soname)
             continue
         m = _LDD_LINE.match(line)
         if m and m.group(2).startswith("/"):
