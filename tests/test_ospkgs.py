@@ -28,8 +28,8 @@ def test_every_os_has_a_package_lock_with_a_sha256_for_every_deb() -> None:
     for os_id in ("ubuntu16", "ubuntu18", "ubuntu22", "ubuntu24"):
         assert f"  {os_id}:" in schedule
         entry = LOCK.os_packages[os_id]
-        assert entry.build and entry.runtime, os_id
-        assert all(len(d.sha256) == 64 and d.size > 0 and d.filename.endswith(".deb") for d in entry.build + entry.runtime)
+        assert entry.build and entry.runtime and entry.devel, os_id
+        assert all(len(d.sha256) == 64 and d.size > 0 and d.filename.endswith(".deb") for d in entry.build + entry.runtime + entry.devel)
         assert entry.suites and entry.resolved_in
 
 
@@ -43,6 +43,19 @@ def test_generated_dockerfiles_fetch_nothing_and_install_the_lock() -> None:
         text = (ROOT / "images" / rid / "Dockerfile").read_text()
         for deb in LOCK.os_packages[entry["operating_system"]].runtime:
             assert f"        ./{Path(deb.filename).name} " in text, (rid, deb.name)
+
+
+def test_build_image_dockerfiles_install_the_devel_closure_offline() -> None:
+    """Each runtime's build image: FROM its runtime image, the OS's whole devel closure from the context, no package lists."""
+    runtime = json.loads((ROOT / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    for rid, entry in runtime.items():
+        text = (ROOT / "images" / rid / "build" / "Dockerfile").read_text()
+        assert "apt-get update" not in text and " wget " not in text and " curl " not in text, rid  # (libcurl4's .debs are listed)
+        assert "-o Dir::Etc::SourceList=/dev/null" in text and "\nFROM ${RUNTIME_IMAGE}\n" in text
+        assert f"ARG RUNTIME_IMAGE={entry['image']}\n" in text
+        devel = LOCK.os_packages[entry["operating_system"]].devel
+        listed = [line.strip().removeprefix("./").rstrip(" \\") for line in text.splitlines() if line.strip().startswith("./")]
+        assert sorted(listed) == sorted(Path(d.filename).name for d in devel), rid
 
 
 def test_input_hash_moves_for_exactly_the_runtimes_of_the_os_whose_packages_moved(tree: Path) -> None:

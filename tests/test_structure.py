@@ -117,3 +117,11 @@ MAX_LINES = 500  # split a module past this along its seams
 def test_no_module_is_past_the_size_where_it_should_be_split(name: str) -> None:
     lines = len(modules(PACKAGE)[name].read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines; split it along its seams"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "incontainer").glob("*.py")), ids=lambda p: p.name)
+def test_in_container_scripts_run_under_python_2(path: Path) -> None:
+    """They run inside the python2 images too: ASCII only (Python 2 refuses other bytes without a coding line)."""
+    data = path.read_bytes()
+    assert data.isascii(), [i + 1 for i, line in enumerate(data.splitlines()) if not line.isascii()]
+    assert b"from __future__ import print_function" in data or b"print(" not in data

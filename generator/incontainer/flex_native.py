@@ -24,7 +24,7 @@ DPKG_INFO = "/var/lib/dpkg/info"
 # the runtime's interpreter prefix (/opt/pythonX.Y), part of both images: /env's python is a venv (3) or a virtualenv (2) of it
 INTERPRETER = os.path.realpath(getattr(sys, "real_prefix", None) or getattr(sys, "base_prefix", sys.prefix))
 _LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+)(?:\s+\(0x[0-9a-f]+\))?\s*$")
-# a shared library where the dynamic linker looks (not a compiler's plugin under /usr/lib/gcc/…)
+# a shared library where the dynamic linker looks (not a compiler's plugin under /usr/lib/gcc/...)
 _SONAME_FILE = re.compile(r"^(?:/usr)?/lib(?:/x86_64-linux-gnu)?/lib[^/]+\.so\.[0-9][^/]*$")
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+~_:%-]*$")
 
