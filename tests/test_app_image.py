@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT
-from .image_fixtures import CACHE, container, free_port, get, podman, run
+from .image_fixtures import CACHE, RUNTIME, container, free_port, get, podman, run
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("need_podman")]
 
@@ -78,15 +78,19 @@ def serves(tag: str, app: str, path: str = "/") -> dict:
 
 
 @pytest.fixture(scope="module")
-def runtime(image: dict):
-    """The session's runtime image under a name of this process (a shared tag can be moved by another
-    build on the same machine), as a local reference, and the FROM that reference must give."""
+def runtime(image: dict, build_images):
+    """The session's runtime image and its build image under a name of this process (a shared tag can be
+    moved by another build on the same machine), as a local reference (`app` finds the build image as
+    NAME:TAG-build), and the FROM that reference must give."""
     image_id = re.search(r"^image id: (\S+)$", image["stdout"], re.M).group(1)
+    build_id = re.search(r"^build image id: (\S+)$", build_images(RUNTIME)["stdout"], re.M).group(1)
     name = f"localhost/flex-test/app-runtime-{os.getpid()}"
     podman("tag", image_id, f"{name}:session")
+    podman("tag", build_id, f"{name}:session-build")
     digest = json.loads(podman("image", "inspect", f"{name}:session").stdout)[0]["Digest"]
     yield {"ref": f"containers-storage:{name}:session", "from": f"FROM {name}@{digest}\n"}
     podman("untag", image_id, f"{name}:session", check=False)
+    podman("untag", build_id, f"{name}:session-build", check=False)
 
 
 def test_flask_via_gunicorn(runtime: dict, tmp_path: Path) -> None:

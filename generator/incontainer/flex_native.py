@@ -133,15 +133,19 @@ def ldd(path):
 
     A library a wheel bundles beside others (auditwheel's `<pkg>.libs/`) finds its siblings through
     the extension module's rpath, not its own: ldd on it alone says "not found" for them, so a
-    missing name that is a file beside it counts as found there."""
+    missing name that is a file beside it counts as found there. Likewise libpython: an extension
+    built against a shared interpreter may name it without an rpath, since the interpreter that
+    imports it has it loaded already."""
     _, out, err = run(["ldd", path])
     found, missing = {}, []
     here = os.path.dirname(path)
     for line in (out + err).splitlines():
         if "not found" in line and "=>" in line:
             soname = line.split("=>")[0].strip()
-            if os.path.exists(os.path.join(here, soname)):
-                found[soname] = os.path.join(here, soname)
+            for where in (here, os.path.join(INTERPRETER, "lib")):
+                if os.path.exists(os.path.join(where, soname)):
+                    found[soname] = os.path.join(where, soname)
+                    break
             else:
                 missing.append(soname)
             continue
