@@ -11,9 +11,11 @@ dependency closure. The final stage installs exactly those, then `check` proves 
 
 from __future__ import print_function
 
+import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -249,6 +251,72 @@ def check(env, report_file):
     print("native libraries: all %d ELF files under %s resolve their libraries" % (len(files), env))
 
 
+def _entries(top):
+    """relative path -> ("f", sha256) of each file, ("l", target) of each symlink under `top`."""
+    out = {}
+    for directory, dirs, files in os.walk(top):
+        dirs.sort()
+        for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
+            path = os.path.join(directory, name)
+            rel = os.path.relpath(path, top)
+            if os.path.islink(path):
+                out[rel] = ("l", os.readlink(path))
+            elif os.path.isfile(path):
+                digest = hashlib.sha256()
+                with open(path, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 16), b""):
+                        digest.update(block)
+                out[rel] = ("f", digest.hexdigest())
+    return out
+
+
+def manifest(env, out_file):
+    """Build stage, before pip: what /env holds (the runtime image's), to tell what the app's install changed."""
+    with open(out_file, "w") as fh:
+        for rel, (kind, value) in sorted(_entries(env).items()):
+            fh.write("%s %s %s\n" % (kind, value, rel))
+
+
+def delta(env, manifest_file, out_dir):
+    """Build stage, after pip: only the files of /env the install added or changed go to `out_dir` (the final
+    stage copies that over the runtime image's /env, not a second copy of all of it); what it removed is
+    listed in `out_dir`.deleted for the final stage to remove."""
+    before = {}
+    for line in read_lines(manifest_file):
+        kind, value, rel = line.split(" ", 2)
+        before[rel] = (kind, value)
+    now = _entries(env)
+    changed = sorted(rel for rel, entry in now.items() if before.get(rel) != entry)
+    removed = sorted(rel for rel in before if rel not in now)
+    if not os.path.isdir(out_dir):
+        os.makedirs(out_dir)
+    for rel in changed:
+        src, dst = os.path.join(env, rel), os.path.join(out_dir, rel)
+        if not os.path.isdir(os.path.dirname(dst)):
+            os.makedirs(os.path.dirname(dst))
+        if now[rel][0] == "l":
+            os.symlink(os.readlink(src), dst)
+        else:
+            shutil.copy2(src, dst)
+            os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode))
+    with open(out_dir.rstrip("/") + ".deleted", "w") as fh:
+        fh.write("".join("%s\n" % os.path.join(env, rel) for rel in removed))
+    print("%s: %d files added or changed, %d removed by the install" % (env, len(changed), len(removed)))
+
+
+def remove(listing):
+    """Final stage: remove what the install removed from /env (listed by `delta`), before anything runs there."""
+    paths = read_lines(listing)
+    for path in paths:
+        if not path.startswith("/env/") or "/../" in path:
+            fail("refusing to remove %r: not a path under /env" % path)
+        if os.path.islink(path) or os.path.isfile(path):
+            os.remove(path)
+        elif os.path.isdir(path):
+            shutil.rmtree(path)
+    print("/env: %d files the install removed are removed" % len(paths))
+
+
 def diagnose(log):
     """Build stage, after pip failed: one line naming the missing piece and its package (native_diagnose.py beside this file)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -258,9 +326,20 @@ def diagnose(log):
 
 
 def main(argv):
-    commands = {"keep-debs": (keep_debs, 2), "scan": (scan, 3), "check": (check, 2), "diagnose": (diagnose, 1)}
+    commands = {
+        "keep-debs": (keep_debs, 2),
+        "manifest": (manifest, 2),
+        "delta": (delta, 3),
+        "scan": (scan, 3),
+        "check": (check, 2),
+        "remove": (remove, 1),
+        "diagnose": (diagnose, 1),
+    }
     if len(argv) < 2 or argv[1] not in commands or len(argv) - 2 != commands[argv[1]][1]:
-        sys.stderr.write("usage: flex_native.py keep-debs DEB_DIR OUT_DIR | scan ENV OUT_DIR APP_PACKAGES | check ENV REPORT | diagnose PIP_LOG\n")
+        sys.stderr.write(
+            "usage: flex_native.py keep-debs DEB_DIR OUT_DIR | manifest ENV OUT | delta ENV MANIFEST OUT_DIR"
+            " | scan ENV OUT_DIR APP_PACKAGES | check ENV REPORT | remove LIST | diagnose PIP_LOG\n"
+        )
         return 2
     commands[argv[1]][0](*argv[2:])
     return 0
