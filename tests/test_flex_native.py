@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "generator" / "incontainer" / "flex_native.py"
 
 
@@ -52,3 +54,37 @@ def test_remove_touches_nothing_outside_env(tmp_path: Path) -> None:
 def test_usage_is_refused_with_the_commands() -> None:
     proc = run("nonsense")
     assert proc.returncode == 2 and "keep-debs" in proc.stderr and "delta" in proc.stderr
+
+
+def test_a_failed_build_names_the_missing_piece_and_its_package() -> None:
+    """What the build stage runs when pip fails: flex_native's diagnose over pip's real output (a fixture)."""
+    log = Path(__file__).resolve().parent / "fixtures" / "pip-build-errors" / "psycopg2-2.9.10-no-pg_config.txt"
+    proc = run("diagnose", str(log))
+    assert proc.returncode == 0, proc.stderr
+    assert "pg_config" in proc.stdout and "libpq-dev" in proc.stdout
+
+
+def test_check_names_a_missing_library_and_its_package(tmp_path: Path) -> None:
+    """The final stage's check: an extension whose library is not in the image stops the build, naming both."""
+    import shutil
+
+    if shutil.which("gcc") is None:  # dev.sh's machines have it (dpkg-dev brings it)
+        pytest.skip("no C compiler on this host")
+    env = tmp_path / "env"
+    env.mkdir()
+    (tmp_path / "flexdemo.c").write_text("int flexdemo(void) { return 1; }\n")
+    (tmp_path / "ext.c").write_text("int flexdemo(void);\nint ext(void) { return flexdemo(); }\n")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    soname = "-Wl,-soname,libflexdemo.so.1"
+    subprocess.run(["gcc", "-shared", "-fPIC", soname, "-o", str(lib / "libflexdemo.so.1"), str(tmp_path / "flexdemo.c")], check=True)
+    (lib / "libflexdemo.so").symlink_to("libflexdemo.so.1")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(env / "ext.so"), str(tmp_path / "ext.c"), f"-L{lib}", "-lflexdemo"], check=True)
+    report = tmp_path / "report.txt"
+    report.write_text(f"libflexdemo.so.1 libflexdemo1 {env}/ext.so\n")  # what the build stage's scan recorded
+    proc = run("check", str(env), str(report))  # the library is on no path the dynamic linker searches
+    assert proc.returncode == 1
+    assert f"{env}/ext.so: libflexdemo.so.1 not found (package libflexdemo1)" in proc.stderr
+    found = {"LD_LIBRARY_PATH": str(lib)}
+    ok = subprocess.run([sys.executable, str(SCRIPT), "check", str(env), str(report)], capture_output=True, text=True, env=found)
+    assert ok.returncode == 0 and "all 1 ELF files" in ok.stdout, ok.stderr
