@@ -68,7 +68,7 @@ def test_check_names_a_missing_library_and_its_package(tmp_path: Path) -> None:
     """The final stage's check: an extension whose library is not in the image stops the build, naming both."""
     import shutil
 
-    if shutil.which("gcc") is None:  # dev.sh's machines have it (dpkg-dev brings it)
+    if shutil.which("gcc") is None:  # the project's machines come with gcc
         pytest.skip("no C compiler on this host")
     env = tmp_path / "env"
     env.mkdir()
