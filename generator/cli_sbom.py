@@ -31,15 +31,27 @@ def runtime_of(sched: schedule_mod.Schedule, runtime_id: str) -> schedule_mod.Ru
 )
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write it to this file (atomically) instead of stdout.")
 @click.option("--build-image", is_flag=True, help="The SBOM of the runtime's build image (its packages plus the compilers and -dev packages).")
+@click.option("--app-image", metavar="IMAGE", help="The SBOM of an app image `app` made on this runtime (read with podman: what its build added).")
+@click.option(
+    "--app", "app_dir", type=click.Path(path_type=Path, file_okay=False), help="With --app-image: the app directory (its apt-packages.lock.json)."
+)
 @click.pass_obj
-def sbom(schedule_path: Path | None, runtime_id: str, fmt: str, output: Path | None, build_image: bool) -> None:
+def sbom(
+    schedule_path: Path | None, runtime_id: str, fmt: str, output: Path | None, build_image: bool, app_image: str | None, app_dir: Path | None
+) -> None:
     """The SBOM of a runtime's image (or its build image), made from the lock: base image, OS packages, CPython, tools."""
     from . import render
     from . import sbom as sbom_mod
 
     sched = schedule_mod.load_given(schedule_path)
     r = runtime_of(sched, runtime_id)
-    text = sbom_mod.render_sbom(sched, r, fmt, build_image)
+    if app_image:
+        from . import app_sbom
+
+        inv = app_sbom.inventory(sched, r, app_image, app_dir)
+        text = sbom_mod.spdx_json(inv) if fmt == "spdx-json" else sbom_mod.cyclonedx_json(inv)
+    else:
+        text = sbom_mod.render_sbom(sched, r, fmt, build_image)
     if output is None:
         click.echo(text, nl=False)
         return

@@ -178,6 +178,17 @@ def test_native_libraries_build_and_import(image: dict, build_images, tmp_path: 
     assert app_debs <= set(listed), (listed, app_debs)
     assert added == set(listed), (sorted(added), listed)  # exactly what the build listed, nothing else
     assert {"libpq5", "libmysqlclient21", "libodbc2", "libxslt1.1", "libmagic1"} <= added, sorted(added)  # what ldd and the app asked for
+    # the app's SBOM: the runtime's, plus each added .deb with the sha256 a lock pins for it, plus what pip installed
+    tree = image["tree"]
+    out = gen(
+        "--schedule", str(tree / "schedule.yaml"), "sbom", "python311-ubuntu22", "--app-image", tag, "--app", str(app), "--format", "cyclonedx-json"
+    )
+    components = {c["name"]: c for c in json.loads(out.stdout)["components"]}
+    pinned = {d["name"]: d["sha256"] for d in json.loads((tree / "lockfiles" / "schedule.lock.json").read_text())["os_packages"]["ubuntu22"]["devel"]}
+    pinned.update({d["name"]: d["sha256"] for d in lock["debs"]})
+    for name in added:
+        assert [h["content"] for h in components[name]["hashes"]] == [pinned[name]], name
+    assert {"psycopg2", "lxml", "mysqlclient", "uWSGI", "pyodbc", "python-ldap"} <= set(components), sorted(components)
     runtime_size = int(podman("image", "inspect", "--format", "{{.Size}}", image["tag"]).stdout.strip())
     print(f"native libraries: {summary.group(1)} of {summary.group(2)} build and import")
     print(f"app image {size / 1e6:.1f} MB, runtime image {runtime_size / 1e6:.1f} MB, build image {b['bytes'] / 1e6:.1f} MB; built in {seconds:.0f}s")
