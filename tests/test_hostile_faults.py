@@ -58,7 +58,7 @@ def commands(tree: Path) -> list[list[str]]:
         [*s, "generate", "--check"],
         [*s, "list", "--json"],
         [*s, "resolve", f"{app}/app.yaml"],
-        [*s, "app", app, "--runtime-image", APP_IMAGE, "--out", str(tree / "app-out")],
+        [*s, "app", app, "--runtime-image", APP_IMAGE, "--build-image", APP_IMAGE, "--out", str(tree / "app-out")],
         [*s, "lock", "--check"],
         [*s, "lock-app", app, "--check"],
         [*s, "matrix"],

@@ -303,25 +303,30 @@ def app_wheels(current) -> Path:
 
 
 @pytest.fixture(scope="session")
-def flask_images(images, current, app_wheels: Path, tmp_path_factory):
-    """os id → the Flask sample built FROM that OS's python311 runtime image (built once each)."""
+def flask_images(images, build_images, current, app_wheels: Path, tmp_path_factory):
+    """os id → the Flask sample built FROM that OS's python311 runtime image, in its build image (built once each)."""
     built: dict[str, str] = {}
 
     def get_image(os_id: str) -> str:
         if os_id not in built:
-            built[os_id] = flask_image(images(current[os_id][0]), app_wheels, tmp_path_factory.mktemp(f"flask-{os_id}"), os_id)
+            runtime = current[os_id][0]
+            app = tmp_path_factory.mktemp(f"flask-{os_id}")
+            built[os_id] = flask_image(images(runtime), build_images(runtime), app_wheels, app, os_id)
         return built[os_id]
 
     return get_image
 
 
-def flask_image(image: dict, app_wheels: Path, app: Path, os_id: str) -> str:
+def flask_image(image: dict, build: dict, app_wheels: Path, app: Path, os_id: str) -> str:
     """The Flask sample, Dockerfile written by `generator app`, built FROM the runtime image (network off)."""
     shutil.copytree(ROOT / "tests" / "apps" / "flask", app, dirs_exist_ok=True)
     digest = json.loads(podman("image", "inspect", image["tag"]).stdout)[0]["Digest"]
     ref = f"{image['tag'].rsplit(':', 1)[0]}@{digest}"
+    build_digest = json.loads(podman("image", "inspect", build["tag"]).stdout)[0]["Digest"]
+    build_ref = f"{build['tag'].rsplit(':', 1)[0]}@{build_digest}"  # pinned by digest alone: named as given
     proc = run(
-        str(ROOT / ".venv" / "bin" / "python"), "-m", "generator", "app", str(app), "--runtime-image", ref, "--gunicorn-config", cwd=ROOT,
+        str(ROOT / ".venv" / "bin" / "python"), "-m", "generator", "app", str(app), "--runtime-image", ref, "--build-image", build_ref,
+        "--gunicorn-config", cwd=ROOT,
     )  # fmt: skip
     (app / "pip.conf").write_text("[global]\nno-index = true\nfind-links = /wheels\n")
     tag = f"localhost/flex-test/flask-{os_id}:latest"
