@@ -46,6 +46,8 @@ def main() -> None:
         work = Path(tmp)
         shutil.copy(ROOT / "schedule.yaml", work)
         shutil.copy(ROOT / "README.md", work)
+        # the schedule's lock and the tool locks are inputs of `generate` (lockfiles/), not outputs
+        shutil.copytree(ROOT / "lockfiles", work / "lockfiles")
         gen = [sys.executable, "-m", "generator", "--schedule", str(work / "schedule.yaml"), "generate"]
 
         def wipe() -> None:
