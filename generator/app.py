@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shlex
 import shutil
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import app_image, app_ospkgs, app_requirements, appyaml, escape, ospkgs, render, yamlsrc
+from . import app_image, app_ospkgs, app_requirements, appyaml, escape, ospkgs, readfile, render, yamlsrc
 from .errors import GeneratorError, InputError
 from .pins import Deb
 from .schedule import Runtime, Schedule
@@ -32,6 +33,7 @@ IGNORE_BLOCK = "# --- added by `python -m generator app`: keep the lines above, 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)  # fullmatch: `$` would let "FOO\n" through
 _SERVERS = ("gunicorn", "uwsgi")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@=-]+$")
+MAX_IGNORE = 1024 * 1024  # an app's own .dockerignore: patterns a person wrote
 
 
 class AppError(InputError):
@@ -266,7 +268,8 @@ def _build_files(wheels: list[dict[str, str]], runtime: Any, app_dir: Path) -> l
             f"--hermetic: {req} installs sdists ({names}) that pip builds with the network off, and {path} {why}: "
             f"their build requirements are not locked; {fix}"
         )
-    text = req.read_text(encoding="utf-8", errors="replace")
+    what = "a requirements file"
+    text = readfile.read_bytes(req, within=app_dir, what=what, limit=app_requirements.MAX_BYTES, where="the app directory").decode("utf-8", "replace")
     if not buildlock.is_current(doc, runtime.id, runtime.os_id, runtime.version, runtime.glibc, text):
         raise AppError(f"--hermetic: {path} was not made from this {req.name} for runtime {runtime.id} (CPython {runtime.version}); {fix}")
     try:
@@ -301,12 +304,10 @@ def _copy_args(rel: str) -> str:
 def _dockerignore(existing: Path, keep: list[str]) -> str:
     """Ours, or the app's own file with our exclusions appended (never its lines lost)."""
     ours = render.template("app.dockerignore.j2").render(keep=keep)
-    if not existing.is_file():
+    if not os.path.lexists(existing):
         return ours
-    try:
-        text = existing.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AppError(f"{existing}: cannot read it as UTF-8 ({exc}); it is kept as the start of the generated .dockerignore") from None
+    what = "a .dockerignore (it is kept as the start of the generated one)"
+    text = readfile.read_text(existing, within=existing.parent, what=what, limit=MAX_IGNORE, where="the app directory", bom=True)
     if text.startswith("# " + GENERATED):
         return ours
     own = text.split(IGNORE_BLOCK, 1)[0].rstrip("\n")
@@ -346,18 +347,31 @@ def _included_env(doc: yamlsrc.Document, cfg: Path, app_dir: Path, warnings: lis
         raise appyaml.AppYamlError(doc.file, "includes: must be a list of file or directory paths", doc.line(("includes",)))
     out: dict[str, str] = {}
     for i, rel in enumerate(raw):
-        path = next((p for p in (cfg.parent / rel, app_dir / rel) if p.is_file() or (p / "include.yaml").is_file()), None)
+        places = [p for p in (cfg.parent / rel, app_dir / rel) if not Path(rel).is_absolute() and _lexically_in(p, app_dir)]
+        if not places:  # refused before anything outside is looked at
+            why = f"includes[{i}]: {rel!r} is outside the app directory; only files inside it are read: copy the file in"
+            raise appyaml.AppYamlError(doc.file, why, doc.line(("includes", i)))
+        path = next((p for p in places if p.is_file() or (p / "include.yaml").is_file()), None)
         if path is None:
             why = f"includes[{i}]: {rel!r}: no such file beside {cfg.name} or in the app directory (a directory must hold include.yaml)"
             raise appyaml.AppYamlError(doc.file, why, doc.line(("includes", i)))
         path = path if path.is_file() else path / "include.yaml"
-        if path.resolve() in seen:
+        try:
+            real = readfile.inside(path, app_dir, str(path), "the app directory")
+        except readfile.ReadError as exc:
+            raise appyaml.AppYamlError(doc.file, f"includes[{i}]: {rel!r}: {exc.reason}", doc.line(("includes", i))) from None
+        if real in seen:
             continue
-        seen.add(path.resolve())
-        inc = appyaml.load(path, str(path))
+        seen.add(real)
+        inc = appyaml.load(path, str(path), app_dir)
         out.update(_env_variables(inc, path, warnings))
         out.update(_included_env(inc, path, app_dir, warnings, seen))
     return out
+
+
+def _lexically_in(path: Path, directory: Path) -> bool:
+    """Is `path` inside `directory` as written (`..` applied, symlinks not yet followed: readfile does that)?"""
+    return Path(os.path.normpath(os.path.abspath(path))).is_relative_to(os.path.abspath(directory))
 
 
 def _env_variables(doc: yamlsrc.Document, cfg: Path, warnings: list[str]) -> dict[str, str]:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from . import apt
+from . import apt, readfile
 from .app_ospkgs_solve import Indices, Installed, Requested, closure
 from .errors import InputError
 from .model import Pattern, Problem, convert
@@ -66,25 +66,9 @@ def read(path: Path) -> list[Requested]:
     the whole file when it is a symlink leaving the app directory, larger than 64 KiB, or not UTF-8."""
     shown = str(path)
     try:
-        real = path.resolve(strict=True)
-    except FileNotFoundError:
-        raise AppOsError(f"{shown}: a symlink to nothing; make it a file listing {_VALID}") from None
-    except (OSError, RuntimeError) as exc:
-        raise AppOsError(f"{shown}: cannot be read ({exc})") from None
-    app_dir = path.parent.resolve()
-    if not real.is_relative_to(app_dir):
-        raise AppOsError(f"{shown}: a symlink to {real}, outside the app directory {app_dir}; only the app directory is read: copy the file in")
-    if not real.is_file():
-        raise AppOsError(f"{shown}: not a regular file; make it a file listing {_VALID}")
-    with real.open("rb") as f:
-        data = f.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise AppOsError(f"{shown}: larger than {MAX_BYTES // 1024} KiB; it should list package names only, {_VALID}")
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise AppOsError(f"{shown}:{line}: not UTF-8; save the file as UTF-8 (package names are ASCII)") from None
+        text = readfile.read_text(path, within=path.parent, what="a list of package names", limit=MAX_BYTES, where="the app directory", bom=True)
+    except readfile.ReadError as exc:
+        raise AppOsError(str(exc)) from None
     out: list[Requested] = []
     seen: dict[str, int] = {}
     problems = []
@@ -224,10 +208,9 @@ def loads(text: str, name: str = LOCK_FILE) -> AppOsLock:
     """A lock's text, validated: a hand-edited or hostile lock is refused, naming the file and the field."""
     fix = "remake it with `python -m generator lock-app APP_DIR --force`"
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        line = getattr(exc, "lineno", None)
-        raise AppOsError(f"{name}{f':{line}' if line else ''}: not valid JSON ({getattr(exc, 'msg', exc)}); {fix}") from None
+        data = readfile.parse_json(text, source=name)
+    except readfile.ReadError as exc:
+        raise AppOsError(f"{exc}; {fix}") from None
     if not isinstance(data, dict):
         raise AppOsError(f"{name}: must be a JSON object; {fix}")
     found: list[Problem] = []
@@ -256,17 +239,12 @@ def loads(text: str, name: str = LOCK_FILE) -> AppOsLock:
 
 
 def load(path: Path) -> AppOsLock:
+    """The app's lock, read only if it resolves inside the app directory (readfile.py)."""
     try:
-        with path.open("rb") as f:
-            data = f.read(16 * 1024 * 1024 + 1)
-    except OSError as exc:
-        raise AppOsError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > 16 * 1024 * 1024:
-        raise AppOsError(f"{path}: larger than 16 MiB: not a lock this tool wrote")
-    try:
-        return loads(data.decode("utf-8"), str(path))
-    except UnicodeDecodeError:
-        raise AppOsError(f"{path}: not UTF-8: not a lock this tool wrote") from None
+        text = readfile.read_text(path, within=path.parent, what="a lock this tool wrote", limit=readfile.MAX_DATA, where="the app directory")
+    except readfile.ReadError as exc:
+        raise AppOsError(str(exc)) from None
+    return loads(text, str(path))
 
 
 def why_stale(lock: AppOsLock, names: Iterable[str], runtime_id: str, installed: str | None = None) -> str | None:

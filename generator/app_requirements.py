@@ -13,12 +13,14 @@ UTF-16, UTF-32), else a `coding:` comment in the first two lines, else UTF-8 (th
 from __future__ import annotations
 
 import codecs
+import os
 import re
 import shlex
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from . import readfile
 from .errors import InputError
 
 _BOMS = [
@@ -104,20 +106,26 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def decode(path: Path, display: str) -> str:
-    """The text of a requirements file, decoded the way pip decodes it."""
-    return _decode(_read_bytes(path, display), display)[0]
+def decode(path: Path, display: str, within: Path | None = None) -> str:
+    """The text of a requirements file (inside `within`, default its directory), decoded the way pip decodes it."""
+    text = _decode(_read_bytes(path, display, path.parent if within is None else within), display)[0]
+    _no_nul(text, display)
+    return text
 
 
-def _read_bytes(path: Path, display: str) -> bytes:
+def _read_bytes(path: Path, display: str, within: Path, where: str = "the app directory") -> bytes:
+    """readfile's gate: a regular file inside `within`, symlinks resolved, at most MAX_BYTES."""
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise RequirementsError(f"{display}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise RequirementsError(f"{display}: larger than {MAX_BYTES // 1024} KiB; this is not a requirements file")
-    return data
+        return readfile.read_bytes(path, within=within, what="a requirements file", limit=MAX_BYTES, name=display, where=where)
+    except readfile.ReadError as exc:
+        raise RequirementsError(str(exc)) from None
+
+
+def _no_nul(text: str, display: str) -> None:
+    try:
+        readfile.refuse_nul(text, display, "a requirements file")
+    except readfile.ReadError as exc:
+        raise RequirementsError(str(exc)) from None
 
 
 def _decode(data: bytes, display: str) -> tuple[str, str]:
@@ -196,12 +204,10 @@ def read(app_dir: Path, name: str = "requirements.txt", reader: Reader = IMAGE) 
     """
     root = app_dir.resolve()
     top = root / name
-    if not top.is_file():
+    if not os.path.lexists(top):
         return Requirements(False)
     walk = _Walk(root, reader, Requirements(True))
-    if _rel(root, top) is None:
-        raise RequirementsError(f"{name}: is a link to a file outside {reader.label} ({top.resolve()}); {reader.why}")
-    _read_file(walk, top)
+    _read_file(walk, top, name)  # a link out of the directory, a FIFO, a directory: refused by readfile, unread
     return walk.reqs
 
 
@@ -219,17 +225,18 @@ def _add(reqs: Requirements, rel: str) -> None:
         reqs.copy.append(rel)
 
 
-def _read_file(w: _Walk, path: Path) -> None:
+def _read_file(w: _Walk, path: Path, shown: str | None = None) -> None:
     real = path.resolve()
-    rel = _rel(w.root, real) or str(path)  # always inside: every caller checked
+    rel = _rel(w.root, real) or shown or str(path)
     if real in w.seen:
         return
     if len(w.seen) >= MAX_FILES:
         raise RequirementsError(f"{rel}: more than {MAX_FILES} requirements files are chained with -r/-c")
+    data = _read_bytes(path, shown or rel, w.root, w.reader.label)
     w.seen.add(real)
     _add(w.reqs, rel)
-    data = _read_bytes(real, rel)
     text, encoding = _decode(data, rel)
+    _no_nul(text, rel)
     _understood(w.reader, data, encoding, rel)
     for number, line in logical_lines(text):
         where = f"{rel}:{number}"

@@ -57,11 +57,11 @@ class Resolution:
         }
 
 
-def load(path: Path | str, display: str | None = None) -> yamlsrc.Document:
-    """Read app.yaml; syntax errors and non-mappings become AppYamlError."""
+def load(path: Path | str, display: str | None = None, within: Path | None = None) -> yamlsrc.Document:
+    """Read app.yaml (resolving into the app directory `within`, when given); syntax errors and non-mappings become AppYamlError."""
     name = display or str(path)
     try:
-        doc = yamlsrc.load(path, name)
+        doc = yamlsrc.load(path, name, within, "the app directory")
     except yamlsrc.YamlError as exc:
         raise AppYamlError(exc.file, exc.message, exc.line) from None
     if doc.data is None:
@@ -77,6 +77,7 @@ class Config:
 
     path: Path
     chosen_by: str  # "named by --config", …
+    within: Path | None = None  # the app directory, for a file the app names (None: the user named it)
 
 
 def find_config(app_dir: Path, option: Path | None = None) -> Config:
@@ -92,15 +93,15 @@ def find_config(app_dir: Path, option: Path | None = None) -> Config:
         path = Path(env)
         if path.is_absolute():
             return Config(path, f"named by ${CONFIG_ENV}")
-        return Config(app_dir / path, f"named by ${CONFIG_ENV}, relative to the app directory")
-    return Config(app_dir / "app.yaml", f"the default: neither --config nor ${CONFIG_ENV} names another file")
+        return Config(app_dir / path, f"named by ${CONFIG_ENV}, relative to the app directory", app_dir)
+    return Config(app_dir / "app.yaml", f"the default: neither --config nor ${CONFIG_ENV} names another file", app_dir)
 
 
 def load_config(app_dir: Path, option: Path | None = None) -> tuple[Path, yamlsrc.Document]:
     """Find (find_config) and load an app directory's app.yaml; a file that cannot be loaded is named with what chose it."""
     cfg = find_config(app_dir, option)
     try:
-        return cfg.path, load(cfg.path, str(cfg.path))
+        return cfg.path, load(cfg.path, str(cfg.path), cfg.within)
     except AppYamlError as exc:
         raise AppYamlError(exc.file, f"{exc.message} ({cfg.chosen_by})", exc.line) from None
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import ospkgs, render
+from . import ospkgs, readfile, render
 from . import sbom as sbom_mod
 from .cache import cache_root
 from .errors import GeneratorError
@@ -86,7 +86,7 @@ def prepare_context(schedule: Schedule, r: Runtime, dest: Path, *, python_mirror
     files = render.render_all(schedule, root)
     rel = f"{render.IMAGES_DIR}/{r.id}/Dockerfile"
     on_disk = root / rel
-    if not on_disk.exists() or on_disk.read_text(encoding="utf-8") != files[rel]:
+    if _current(on_disk, root, rel) != files[rel]:
         raise BuildError(f"{rel} is missing or out of date with schedule.yaml: run `python -m generator generate` first")
     lock_text, tools = render.lock_inputs(root, r)
     if lock_text is None or not tools:
@@ -135,12 +135,22 @@ def build_tag(tag: str) -> str:
     return f"{tag}:build"
 
 
+def _current(path: Path, root: Path, rel: str) -> str | None:
+    """A generated file of the tree as it is (None: missing), read through readfile (inside the tree, a regular file)."""
+    try:
+        return readfile.read_text(path, within=root, what="a generated Dockerfile", limit=readfile.MAX_DATA, name=rel, where="the tree")
+    except readfile.ReadError as exc:
+        if exc.missing:
+            return None
+        raise
+
+
 def prepare_build_image_context(schedule: Schedule, r: Runtime, dest: Path, *, apt_mirrors: tuple[str, ...] = ()) -> Path:
     """build/Dockerfile, flex-python/ (the in-container scripts) and debs/devel/ (the OS's build-image closure) for runtime `r`'s build image."""
     root = schedule.path.resolve().parent
     rel = render.build_dockerfile_path(r)
     on_disk = root / rel
-    if not on_disk.exists() or on_disk.read_text(encoding="utf-8") != render.render_all(schedule, root)[rel]:
+    if _current(on_disk, root, rel) != render.render_all(schedule, root)[rel]:
         raise BuildError(f"{rel} is missing or out of date with schedule.yaml: run `python -m generator generate` first")
     if r.packages is None:
         raise BuildError(f"{r.os_id} has no package lock: run `python -m generator refresh --only packages {r.os_id}`")

@@ -8,12 +8,12 @@ runtime whose input hash is already in the registry is skipped without comparing
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from . import readfile
 from .errors import GeneratorError, InputError
 from .render import RUNTIMES_JSON
 
@@ -34,9 +34,11 @@ def runtimes_at(root: Path, ref: str | None) -> dict[str, Any]:
     """The `runtimes` of lockfiles/runtimes.json in the work tree (ref None) or at a git revision."""
     if ref is None:
         try:
-            text = (root / RUNTIMES_JSON).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MatrixError(f"cannot read {RUNTIMES_JSON}: {getattr(exc, 'strerror', None) or exc}; run `python -m generator generate`") from None
+            text = readfile.read_text(
+                root / RUNTIMES_JSON, within=root, what="runtime data", limit=readfile.MAX_DATA, name=RUNTIMES_JSON, where="the tree"
+            )
+        except readfile.ReadError as exc:
+            raise MatrixError(f"{exc}; run `python -m generator generate`") from None
     else:
         if not _REF.fullmatch(ref) or ".." in ref:
             raise InputError(f"--changed-since: {ref!r} is not a git revision (a commit, branch or tag name such as HEAD~1 or main)")
@@ -50,8 +52,10 @@ def runtimes_at(root: Path, ref: str | None) -> dict[str, Any]:
             raise MatrixError(f"git cannot read {RUNTIMES_JSON} at {ref!r}: {proc.stderr.strip()}")
         text = proc.stdout
     try:
-        return json.loads(text)["runtimes"]
-    except (ValueError, KeyError, TypeError):
+        return readfile.parse_json(text, source=f"{RUNTIMES_JSON} at {ref or 'the work tree'}", limit=readfile.MAX_DATA)["runtimes"]
+    except readfile.ReadError as exc:
+        raise MatrixError(str(exc)) from None
+    except (KeyError, TypeError):
         raise MatrixError(f"{RUNTIMES_JSON} at {ref or 'the work tree'} is not the generator's runtime data") from None
 
 

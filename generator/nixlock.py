@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from . import readfile
 from .errors import GeneratorError
 
 FEATURES = ["--extra-experimental-features", "nix-command flakes"]
@@ -39,10 +40,12 @@ def _nix(args: list[str], cwd: Path, timeout: float = 900) -> str:
 def locked(tree: Path) -> dict[str, dict]:
     """Direct input name → its `locked` entry in flake.lock."""
     try:
-        lock = json.loads((tree / "flake.lock").read_text(encoding="utf-8"))
+        lock = readfile.load_json(tree / "flake.lock", within=tree, what="a flake lock", limit=readfile.MAX_DATA, name="flake.lock", where="the tree")
         nodes = lock["nodes"]
         return {name: nodes[key]["locked"] for name, key in nodes[lock["root"]]["inputs"].items() if isinstance(key, str)}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except readfile.ReadError as exc:
+        raise NixError(str(exc)) from None
+    except (KeyError, TypeError) as exc:
         raise NixError(f"flake.lock is unreadable: {exc}") from None
 
 

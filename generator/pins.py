@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+from . import readfile
 from .errors import InputError
 from .model import Digest, ImageRef, Minor, NixSha256, Pattern, Problem, Sha256, TarballUrl, Version, convert
 from .yamlsrc import dotted
@@ -150,11 +151,9 @@ def path_for(schedule_path: Path) -> Path:
 
 def loads(text: str, name: str = LOCK) -> Pins:
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f"{name}:{line}" if line else name
-        raise PinsError([f"{where}: not valid JSON ({getattr(exc, 'msg', exc)}); restore it with `git checkout -- {LOCK}`"]) from None
+        data = readfile.parse_json(text, source=name, limit=readfile.MAX_DATA)  # strict: a key written twice is refused, not "the last wins"
+    except readfile.ReadError as exc:
+        raise PinsError([f"{exc}; restore it with `git checkout -- {LOCK}`"]) from None
     if not isinstance(data, dict):
         raise PinsError([f"{name}: must be a JSON object; restore it with `git checkout -- {LOCK}`"])
     found: list[Problem] = []
@@ -193,10 +192,11 @@ def _sorted_unique(keys: list[tuple[str, str]]) -> bool:
 
 
 def load(path: Path, name: str = LOCK) -> Pins:
+    """The lock at `path` (TREE/lockfiles/schedule.lock.json), read only if it resolves inside TREE."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PinsError([f"{name} is missing: run `python -m generator refresh` (it asks the registries and python.org)"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PinsError([f"{name}: cannot read: {exc}"]) from None
+        text = readfile.read_text(path, within=path.parent.parent, what="a lock file", limit=readfile.MAX_DATA, name=name, where="the tree")
+    except readfile.ReadError as exc:
+        if exc.missing:
+            raise PinsError([f"{name} is missing: run `python -m generator refresh` (it asks the registries and python.org)"]) from None
+        raise PinsError([f"{exc}; restore it with `git checkout -- {LOCK}`"]) from None
     return loads(text, name)

@@ -12,6 +12,7 @@ tree as it was, and the error shows the real cause (the registry's, python.org's
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import fileset, matrix, nixlock, ospkgs, pins, render, upstream
+from . import fileset, matrix, nixlock, ospkgs, pins, readfile, render, upstream
 from .errors import GeneratorError, InputError
 from .pins import BaseImage, CPythonRelease, OsPackages, Pins, Platform
 from .schedule import ScheduleModel, load_policy, version_key, wanted_minors, wanted_releases
@@ -299,7 +300,7 @@ def refresh(
     root = schedule_path.resolve().parent
     model, _ = load_policy(schedule_path, "schedule.yaml")
     lock_path = pins.path_for(schedule_path)
-    lock = pins.load(lock_path) if lock_path.exists() else pins.empty()
+    lock = pins.load(lock_path) if os.path.lexists(lock_path) else pins.empty()
     chosen = select(model, subjects)
     progress("asking upstream: " + ", ".join(sorted(only)))
     try:
@@ -320,7 +321,7 @@ def refresh(
             _apply_in(scratch, plan, relock=relock, snapshots=snapshots, nix="nix" in only, progress=progress)
         except GeneratorError as exc:
             raise RefreshError(f"{exc}\nthe work tree is unchanged") from None
-        if not plan.changes and plan.pins.dumps() == (lock_path.read_text(encoding="utf-8") if lock_path.exists() else ""):
+        if not plan.changes and plan.pins.dumps().encode() == (_tree_file(root, lock_path) or b""):
             return Result(plan, changelog(plan), [])
         rebuild = _rebuilds(root, scratch, plan)
         log = changelog(plan, rebuild)
@@ -361,9 +362,19 @@ def _apply_in(scratch: Path, plan: Plan, *, relock: Relock | None, snapshots: bo
         update_snapshots(scratch, progress)
 
 
+def _tree_file(root: Path, path: Path) -> bytes | None:
+    """A file of the tree (None: missing), through readfile: inside the tree, a regular file, never a FIFO."""
+    try:
+        return readfile.read_bytes(path, within=root, what="a file of the tree", limit=readfile.MAX_DATA, name=path.name, where="the tree")
+    except readfile.ReadError as exc:
+        if exc.missing:
+            return None
+        raise
+
+
 def update_snapshots(tree: Path, progress: Callable[[str], None]) -> None:
     """Re-record the snapshot tests of generated files, so the refresh's pull request passes as it stands."""
-    tests = sorted(p.relative_to(tree).as_posix() for p in (tree / "tests").glob("test_*.py") if "snapshot" in p.read_text(encoding="utf-8"))
+    tests = sorted(p.relative_to(tree).as_posix() for p in (tree / "tests").glob("test_*.py") if b"snapshot" in (_tree_file(tree, p) or b""))
     if not tests:
         return
     progress(f"updating snapshots ({', '.join(tests)})")
@@ -397,7 +408,7 @@ def _differences(root: Path, scratch: Path) -> dict[str, bytes | None]:
             continue
         data = path.read_bytes()
         target = root / rel
-        if not target.is_file() or target.read_bytes() != data:
+        if _tree_file(root, target) != data:
             out[rel] = data
     for area in ("images", "tests/__snapshots__"):
         for path in sorted((root / area).rglob("*")) if (root / area).is_dir() else []:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from . import __version__, escape, fileset
+from . import __version__, escape, fileset, readfile
 from .escape import RenderError
 from .model import wheel_problems
 from .pins import LOCK
@@ -84,17 +85,18 @@ def lock_inputs(root: Path, r: Runtime) -> tuple[str | None, list[dict[str, Any]
     """The runtime's tool lock (pip-compile output) and its wheels with URLs, if locked yet."""
     lock = root / "lockfiles" / f"{r.id}.txt"
     wheels = root / "lockfiles" / f"{r.id}.wheels.json"
-    text = lock.read_text(encoding="utf-8") if lock.exists() else None
-    if not wheels.exists():
-        return text, []
     rel = f"lockfiles/{wheels.name}"
+    fix = f"remake it with `python -m generator lock {r.id} --force`"
     try:
-        tools = json.loads(wheels.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RenderError(f"{rel}: not valid JSON ({exc}); remake it with `python -m generator lock {r.id}`") from None
+        text = _read(lock, root, f"lockfiles/{lock.name}") if os.path.lexists(lock) else None
+        if not os.path.lexists(wheels):
+            return text, []
+        tools = readfile.load_json(wheels, within=root, what="a wheels.json", limit=readfile.MAX_DATA, name=rel, where="the tree")
+    except readfile.ReadError as exc:
+        raise RenderError(f"{exc}; {fix}") from None
     problems = wheel_problems(tools, rel)  # its file names become paths in a build context and words of a Nix script
     if problems:
-        raise RenderError([*problems, f"remake it with `python -m generator lock {r.id} --force`"])
+        raise RenderError([*problems, fix])
     return text, tools
 
 
@@ -108,7 +110,7 @@ def nix_sources(root: Path) -> dict[str, str | None]:
     paths = [root / name for name in NIX_FILES]
     if (root / NIX_DIR).is_dir():
         paths += sorted((root / NIX_DIR).rglob("*.nix"))
-    return {p.relative_to(root).as_posix(): (p.read_text(encoding="utf-8") if p.is_file() else None) for p in paths}
+    return {p.relative_to(root).as_posix(): (_read(p, root, p.relative_to(root).as_posix()) if os.path.lexists(p) else None) for p in paths}
 
 
 def input_hash(
@@ -215,8 +217,8 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
         }
     )
     readme = root / README
-    if readme.exists():
-        out[README] = splice_matrix(readme.read_text(encoding="utf-8"), support_matrix(schedule))
+    if os.path.lexists(readme):
+        out[README] = splice_matrix(_read(readme, root, README), support_matrix(schedule))
     return {rel: escape.check_text(text, rel) for rel, text in out.items()}
 
 
@@ -278,8 +280,10 @@ def plan(schedule: Schedule, root: Path) -> Plan:
     changed, missing = [], []
     for rel, content in files.items():
         try:
-            current = (root / rel).read_bytes()
-        except FileNotFoundError:
+            current = readfile.read_bytes(root / rel, within=root, what="a generated file", limit=readfile.MAX_DATA, name=rel, where="the tree")
+        except readfile.ReadError as exc:
+            if not exc.missing:
+                raise
             missing.append(rel)
             continue
         if current != content.encode("utf-8"):
@@ -300,11 +304,21 @@ def apply(p: Plan) -> list[str]:
     removed = []
     for rel in p.extra:
         path = p.root / rel
-        if path.name == "Dockerfile" and GENERATED_MARK in path.read_text(encoding="utf-8", errors="replace"):
+        if path.name == "Dockerfile" and GENERATED_MARK.encode() in readfile.read_bytes(
+            path, within=p.root, what="a generated Dockerfile", limit=readfile.MAX_DATA, name=rel, where="the tree"
+        ):
             changes[rel] = None
             removed.append(rel)
     fileset.apply(p.root, changes)
     return sorted(f"{rel} (removed)" if rel in removed else rel for rel in changes)
+
+
+def _read(path: Path, root: Path, rel: str) -> str:
+    """A file of the tree that a generated file is made from: strict UTF-8, inside the tree (readfile.py)."""
+    try:
+        return readfile.read_text(path, within=root, what="a file of the tree", limit=readfile.MAX_DATA, name=rel, where="the tree")
+    except readfile.ReadError as exc:
+        raise RenderError(str(exc)) from None
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from . import readfile
 from .errors import InputError
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -61,21 +62,15 @@ class Document:
         return text if tag in _NUMBER_TAGS else None
 
 
-def load(path: Path | str, display: str | None = None) -> Document:
-    """Load one YAML document from ``path``; ``display`` is the name used in messages."""
+def load(path: Path | str, display: str | None = None, within: Path | None = None, where: str | None = None) -> Document:
+    """Load one YAML document from ``path``; ``display`` is the name used in messages, ``within``
+    the directory it must resolve into (readfile.py; None: a path the user named)."""
     path = Path(path)
     name = display or str(path)
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise YamlError(name, "file not found") from None
-    except IsADirectoryError:
-        raise YamlError(name, "is a directory, not a YAML file") from None
-    except OSError as exc:
-        raise YamlError(name, f"cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise YamlError(name, f"larger than {MAX_BYTES // 1024} KiB; this is not a configuration file")
+        data = readfile.read_bytes(path, within=within, what="a configuration file", limit=MAX_BYTES, name=name, where=where)
+    except readfile.ReadError as exc:
+        raise YamlError(name, "file not found" if exc.missing and exc.reason == "no such file" else exc.reason) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -299,7 +299,11 @@ REFUSED = {
     "-r file:": ("-r file:../secret.txt\n", None, "requirements.txt:1: -r file:../secret.txt points outside the app directory"),
     "-e": ("-e ../wheels\n", None, "requirements.txt:1: -e ../wheels points outside the app directory"),
     "nested link": ("-r base.txt\n", lambda app: (app / "base.txt").symlink_to("../secret.txt"), "requirements.txt:1: -r base.txt points outside"),
-    "top link": (None, lambda app: (app / "requirements.txt").symlink_to("../secret.txt"), "requirements.txt: is a link to a file outside the app"),
+    "top link": (
+        None,
+        lambda app: (app / "requirements.txt").symlink_to("../secret.txt"),
+        "requirements.txt: is a symlink to a file outside the app",
+    ),
     "size": ("six\n" + "#" * app_requirements.MAX_BYTES, None, "requirements.txt: larger than 1024 KiB; this is not a requirements file"),
     "chain": ("-r r0.txt\n", _chain, f"more than {app_requirements.MAX_FILES} requirements files are chained with -r/-c"),
 }

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import readfile
 from ..http import HttpError, fetch_verified, public_url
 from ..model import wheel_problems
 from .index import Index, canonical
@@ -221,10 +222,18 @@ def make(
 
 
 def load(path: Path) -> dict[str, Any] | None:
-    """A build lock's content (None: missing or not one of ours)."""
+    """A build lock's content (None: missing or not one of ours, to be remade).
+
+    Read through readfile.py: a link out of the app, a FIFO or a device is refused (InputError), never read."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = readfile.read_text(path, within=path.parent, what="a build lock", limit=readfile.MAX_DATA, where="the app directory")
+    except readfile.ReadError as exc:
+        if exc.missing or exc.line is not None:  # absent, or not UTF-8 text: remade
+            return None
+        raise
+    try:
+        doc = readfile.parse_json(text, source=path.name)
+    except readfile.ReadError:  # not JSON this tool wrote: remade
         return None
     if not isinstance(doc, dict) or doc.get("format") != BUILD_FORMAT or not isinstance(doc.get("sdists"), dict):
         return None

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import readfile
 from ..http import public_url
 from ..model import wheel_problems
 from .index import Index, canonical
@@ -37,13 +38,15 @@ class Made:
 # --- the header ----------------------------------------------------------------------------------
 
 
-def read_header(path: Path) -> dict[str, str]:
-    """The fields of a lock's header (empty if the file is missing or not ours)."""
+def read_header(path: Path, within: Path | None = None, where: str | None = None) -> dict[str, str]:
+    """The fields of a lock's header (empty if the file is missing or not ours); `within`: see readfile.py."""
     try:
-        with path.open(encoding="utf-8") as fh:
-            head = fh.read(4096)
-    except (FileNotFoundError, IsADirectoryError):
-        return {}
+        data = readfile.read_bytes(path, within=within, what="a lock file", limit=readfile.MAX_DATA, where=where, name=path.name)
+    except readfile.ReadError as exc:
+        if exc.missing:
+            return {}
+        raise
+    head = data[:4096].decode("utf-8", "replace")  # the header is ASCII; the body is read strictly where it is used
     if LOCK_MARK not in head:
         return {}
     head = head.split("\n\n", 1)[0]
@@ -255,10 +258,10 @@ def dump_wheels(wheels: list[dict[str, str]]) -> str:
 def wheels_match(lock_text: str, wheels_text: str) -> bool:
     """Does a wheels.json name one locked file of every locked package (and nothing else)?"""
     try:
-        wheels = json.loads(wheels_text)
+        wheels = readfile.parse_json(wheels_text, source="wheels.json")
         pins = parse_lock(lock_text)
         got = {w["name"]: w for w in wheels}
-    except (ValueError, TypeError, KeyError):
+    except (readfile.ReadError, ValueError, TypeError, KeyError):
         return False
     if set(got) != set(pins) or len(got) != len(wheels):
         return False

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import app_requirements
+from .. import app_requirements, readfile
 from ..errors import InputError
 from ..http import public_url
 from ..schedule import Runtime, Schedule
@@ -67,23 +67,44 @@ def _write(path: Path, text: str) -> None:
     write_atomic(path, text)
 
 
-def _read_text(path: Path) -> str:
+def home(t: Target) -> tuple[Path, str]:
+    """The directory a lock's files must stay in, symlinks resolved (readfile.py): the app's, or the tree of lockfiles/."""
+    return (t.src.parent, "the app directory") if t.kind == "app" else (t.src.parent.parent, "the tree")
+
+
+def shown(t: Target, path: Path) -> str:
+    return path.name if t.kind == "app" else f"{LOCKFILES}/{path.name}"
+
+
+def _read_text(t: Target, path: Path) -> str:
     """A lock input's text (what the inputs hash covers), newlines as Python's text mode reads them.
 
     A UTF-8 file reads exactly as before (a BOM kept), so no existing lock turns stale; anything else
     (UTF-16 from PowerShell) is decoded by app_requirements, as pip and the resolvers decode it.
     """
+    within, where = home(t)
     try:
-        data = path.read_bytes()
+        data = readfile.read_bytes(
+            path, within=within, what="a requirements file", limit=app_requirements.MAX_BYTES, name=shown(t, path), where=where
+        )
         text = data.decode("utf-8")
+    except readfile.ReadError as exc:
+        raise LockInputError(str(exc)) from None
     except UnicodeDecodeError:
         try:
-            text = app_requirements.decode(path, path.name)
+            text = app_requirements.decode(path, path.name, within)
         except app_requirements.RequirementsError as exc:
             raise LockInputError(str(exc)) from None
-    except OSError as exc:
-        raise LockInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _read_lock(t: Target, path: Path) -> str:
+    """A lock or wheels.json this tool wrote: strict UTF-8, inside the lock's directory."""
+    within, where = home(t)
+    try:
+        return readfile.read_text(path, within=within, what="a lock file", limit=readfile.MAX_DATA, name=shown(t, path), where=where)
+    except readfile.ReadError as exc:
+        raise LockInputError(str(exc)) from None
 
 
 def _check_input(src: Path, reader: app_requirements.Reader) -> app_requirements.Requirements:
@@ -96,28 +117,29 @@ def _check_input(src: Path, reader: app_requirements.Reader) -> app_requirements
 
 def state(t: Target, index: str) -> tuple[Freshness, str]:
     """(freshness, why) of a lock; for OK, why is the header's `made by`."""
-    if not t.src.is_file():
+    if not os.path.lexists(t.src):
         return Freshness.MISSING, f"no input {t.src.name}"
-    if not t.out.is_file():
+    in_text = _read_text(t, t.src)  # a link out of its directory, a FIFO: refused here, before any resolver
+    if not os.path.lexists(t.out):
         return Freshness.MISSING, "not locked yet"
-    fields = read_header(t.out)
+    fields = read_header(t.out, *home(t))
     if not fields.get("inputs"):
         return Freshness.STALE, "no lock header (not made by `python -m generator lock`)"
-    if fields["inputs"] != inputs_hash(t, _read_text(t.src), index):
+    if fields["inputs"] != inputs_hash(t, in_text, index):
         if fields.get("index") and fields["index"] != public_url(index):
             return Freshness.STALE, f"locked against {fields['index']}, not {public_url(index)}"
         return Freshness.STALE, f"inputs changed since it was locked ({t.src.name}, Python {t.python}, or the resolver policy)"
     if t.wheels is not None:
-        if not t.wheels.is_file():
+        if not os.path.lexists(t.wheels):
             return Freshness.STALE_WHEELS, f"{t.wheels.name} is missing"
-        if not wheels_match(t.out.read_text(encoding="utf-8"), t.wheels.read_text(encoding="utf-8")):
+        if not wheels_match(_read_lock(t, t.out), _read_lock(t, t.wheels)):
             return Freshness.STALE_WHEELS, f"{t.wheels.name} does not match the lock"
     if t.kind == "app":
         build = buildlock.path_for(t.out)
         doc = buildlock.load(build)
         if doc is None:
             return Freshness.STALE_BUILD, f"{build.name} is missing" + (" or unreadable" if build.exists() else "")
-        if doc.get("inputs") != buildlock.target_hash(t, t.out.read_text(encoding="utf-8"), index):
+        if doc.get("inputs") != buildlock.target_hash(t, _read_lock(t, t.out), index):
             return Freshness.STALE_BUILD, f"{build.name} was not made from this {t.out.name} (or for this runtime and index)"
     return Freshness.OK, fields.get("made by", "")
 
@@ -125,9 +147,9 @@ def state(t: Target, index: str) -> tuple[Freshness, str]:
 def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto", interpreters: dict[str, str] | None = None) -> Outcome:
     """Resolve and write one lock (and its wheels.json): all or nothing."""
     start = time.monotonic()
-    if t.kind == "runtime":  # a runtime's .in reads nothing outside lockfiles/ (an app's was checked by app_target)
-        _check_input(t.src, app_requirements.LOCK_DIR)
-    in_text = _read_text(t.src)
+    # no resolver is given an input that has not passed the reader (nothing outside its directory is read or shown)
+    _check_input(t.src, app_requirements.LOCK_DIR if t.kind == "runtime" else app_requirements.LOCK)
+    in_text = _read_text(t, t.src)
     digest = inputs_hash(t, in_text, index)
     resolver = choose(t, tool, interpreters)
     t.out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +181,7 @@ def _build_lock(t: Target, text: str, index: str, resolver: Resolver) -> str:
 def refresh_build(t: Target, index: str, *, tool: str = "auto", interpreters: dict[str, str] | None = None) -> Outcome:
     """Remake a current app lock's requirements-build.lock.json from the lock as it is."""
     start = time.monotonic()
-    build = _build_lock(t, t.out.read_text(encoding="utf-8"), index, choose(t, tool, interpreters))
+    build = _build_lock(t, _read_lock(t, t.out), index, choose(t, tool, interpreters))
     path = buildlock.path_for(t.out)
     _write(path, build)
     return Outcome(t.key, Status.BUILD, f"wrote {path.name} from {t.out.name}", time.monotonic() - start, [path])
@@ -169,7 +191,7 @@ def refresh_wheels(t: Target, index: str) -> Outcome:
     """Rewrite a current lock's wheels.json from the lock (no resolver runs)."""
     start = time.monotonic()
     assert t.wheels is not None
-    text = t.out.read_text(encoding="utf-8")
+    text = _read_lock(t, t.out)
     _write(t.wheels, dump_wheels(wheel_list(text, Index(index), t.python, t.glibc)))
     return Outcome(t.key, Status.WHEELS, f"rewrote {t.wheels.name} from the lock", time.monotonic() - start, [t.wheels])
 
@@ -353,8 +375,8 @@ def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None =
     res = appyaml.resolve(doc, schedule, on)
     r = res.runtime
     req_in, req_txt = app_dir / "requirements.in", app_dir / "requirements.txt"
-    converted = not req_in.is_file()
-    if converted and not req_txt.is_file():
+    converted = not os.path.lexists(req_in)  # a dangling link or a FIFO is there: refused by the reader below
+    if converted and not os.path.lexists(req_txt):
         raise AppLockError(f"{app_dir}: no requirements.in or requirements.txt to lock")
     src = req_txt if converted else req_in
     # the reader `app` uses: nothing outside the app is read, or echoed in an error
@@ -403,7 +425,7 @@ def lock_app(
     t = plan.target
     fresh = Freshness.MISSING
     if plan.converted:
-        _write(t.src, _read_text(t.out))  # as UTF-8, whatever pip-readable encoding requirements.txt had
+        _write(t.src, _read_text(t, t.out))  # as UTF-8, whatever pip-readable encoding requirements.txt had
     else:
         fresh, why = state(t, index)
         if fresh is Freshness.OK and not (upgrade or force):
@@ -433,4 +455,4 @@ def app_os_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | Non
 
 
 def has_requirements(app_dir: Path) -> bool:
-    return (app_dir / "requirements.in").is_file() or (app_dir / "requirements.txt").is_file()
+    return os.path.lexists(app_dir / "requirements.in") or os.path.lexists(app_dir / "requirements.txt")
