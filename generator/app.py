@@ -16,12 +16,13 @@ import re
 import shlex
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import app_image, app_ospkgs, app_requirements, appyaml, escape, ospkgs, readfile, render, yamlsrc
-from .errors import GeneratorError, InputError
+from . import app_image, app_ospkgs, app_requirements, appyaml, context, escape, ospkgs, readfile, render, yamlsrc
+from .errors import InputError
 from .pins import Deb
 from .schedule import Runtime, Schedule
 
@@ -149,40 +150,65 @@ def plan_app(
     return AppPlan(files, res.runtime.id, image, warnings, wheels, hermetic and reqs.present, build_ref, app_debs, deb_sources)
 
 
-def write(plan: AppPlan, out: Path, app_dir: Path) -> list[str]:
-    """Write every file atomically. With out ≠ app_dir, out becomes a whole build context: the app, then the generated files."""
-    created = not out.exists()  # a build context made here goes again if it cannot be made whole
-    try:
-        if out.resolve() != app_dir.resolve():
-            _copy_app(app_dir, out)
-        written = []
-        for rel, content in sorted(plan.files.items()):
-            render.write_atomic(out / rel, content)
-            written.append(rel)
-    except (OSError, GeneratorError) as exc:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        if isinstance(exc, GeneratorError):
-            raise
-        raise AppError(f"cannot write the build context to {out}: {exc.strerror or exc} ({exc.filename or out})") from None
-    if plan.hermetic:
-        from .http import fetch_verified  # the hash-checked download + cache, shared with runtime builds
+def check_out(app_dir: Path, out: Path) -> None:
+    """Refuse, before any work, an --out that may not become a build context (context.py says which may)."""
+    if out.resolve() == app_dir.resolve():
+        return  # the app directory itself: the files are written into it
+    context.check(out)
+    if app_dir.resolve().is_relative_to(out.resolve()):
+        raise context.DestinationError(f"{out}: the app directory {app_dir} is inside it, and the build context replaces it whole: choose another")
 
-        dest = out / WHEELS_DIR
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
+
+def write(plan: AppPlan, out: Path, app_dir: Path) -> list[str]:
+    """With out ≠ app_dir, out becomes a whole build context (the app, then the generated files), built
+    apart and swapped in whole (context.py). Into the app directory, each file is replaced atomically
+    (a link in its place is replaced, never written through) and each fetched directory swapped in whole."""
+    fetched = _fetched(plan)
+    if out.resolve() != app_dir.resolve():
+        check_out(app_dir, out)
+        with context.building(out) as stage:
+            _copy_app(app_dir, stage, out, skip={*plan.files, *fetched})
+            for rel, content in sorted(plan.files.items()):
+                context.create(stage / rel, content)
+            for name, (fill, _) in fetched.items():
+                os.mkdir(stage / name)
+                fill(stage / name)
+        return [*sorted(plan.files), *(note for _, note in fetched.values())]
+    for name in fetched:
+        context.check(app_dir / name, _ours_by_name, f"the directory {name} this tool fills")
+    for name, (fill, _) in fetched.items():  # first: a failure here leaves the app's files as they were
+        with context.building(app_dir / name, owned=_ours_by_name, what=f"the directory {name} this tool fills") as stage:
+            fill(stage)
+    for rel, content in sorted(plan.files.items()):
+        render.write_atomic(out / rel, content)
+    return [*sorted(plan.files), *(note for _, note in fetched.values())]
+
+
+def _ours_by_name(path: Path) -> bool:
+    """.flex-wheels/.flex-debs in an app directory are this tool's by name (context.check refuses a link or a file there)."""
+    return True
+
+
+def _fetched(plan: AppPlan) -> dict[str, tuple[Callable[[Path], object], str]]:
+    """The directories of hash-checked files the build context needs: name → (fill an empty directory, what to report)."""
+    from .http import fetch_verified  # the hash-checked download + cache, shared with runtime builds
+
+    def wheels(dest: Path) -> None:
         for w in plan.wheels:
             fetch_verified(w["url"], w["sha256"], dest / w["filename"])
-        written.append(f"{WHEELS_DIR}/ ({len(plan.wheels)} hash-checked files)")
-    if plan.debs:
-        dest = out / DEBS_DIR
-        shutil.rmtree(dest, ignore_errors=True)
+
+    def debs(dest: Path) -> None:
         try:
             ospkgs.fetch(plan.debs, dest, plan.deb_sources)
         except ospkgs.OsPackagesError as exc:
             raise AppError(f"{app_ospkgs.LOCK_FILE}: {exc}") from None
-        written.append(f"{DEBS_DIR}/ ({len(plan.debs)} hash-checked .debs of {app_ospkgs.APT_FILE})")
-    return written
+
+    found: dict[str, tuple[Callable[[Path], object], str]] = {}
+    if plan.hermetic:
+        found[WHEELS_DIR] = (wheels, f"{WHEELS_DIR}/ ({len(plan.wheels)} hash-checked files)")
+    if plan.debs:
+        found[DEBS_DIR] = (debs, f"{DEBS_DIR}/ ({len(plan.debs)} hash-checked .debs of {app_ospkgs.APT_FILE})")
+    return found
 
 
 def _os_packages(app_dir: Path, runtime: Runtime, warnings: list[str]) -> tuple[list[Deb], list[str]]:
@@ -208,14 +234,21 @@ def _os_packages(app_dir: Path, runtime: Runtime, warnings: list[str]) -> tuple[
     return list(lock.debs), sources
 
 
-def _copy_app(app_dir: Path, out: Path) -> None:
+def _copy_app(app_dir: Path, stage: Path, out: Path, skip: set[str]) -> None:
+    """The app into a fresh directory: links copied as links; left out: VCS directories, the names the
+    context gets from this tool (`skip`), the context itself and any scratch directory beside it."""
     src, dst = app_dir.resolve(), out.resolve()
+    ours = {*skip, context.MARKER, context.SIGNATURE}
 
     def ignore(directory: str, names: list[str]) -> set[str]:
-        skip = {n for n in names if n in (".git", ".hg", ".svn")}
-        return skip | {n for n in names if (Path(directory) / n).resolve() == dst}
+        top = Path(directory) == src
+        return {
+            n
+            for n in names
+            if n in (".git", ".hg", ".svn") or (top and n in ours) or n.endswith(context.SCRATCH) or (Path(directory) / n).resolve() == dst
+        }
 
-    shutil.copytree(src, dst, symlinks=True, ignore=ignore, dirs_exist_ok=True)
+    shutil.copytree(src, stage, symlinks=True, ignore=ignore, dirs_exist_ok=True)
 
 
 def _prefetch(reqs: app_requirements.Requirements, runtime: Any, index_url: str | None, app_dir: Path) -> list[dict[str, str]]:

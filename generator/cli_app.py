@@ -5,6 +5,7 @@ Registered on the main group by cli.py; errors are GeneratorErrors, printed by i
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import click
@@ -35,7 +36,7 @@ from .cli_options import date_option
 @click.option("--gunicorn-config", is_flag=True, help="Write the recommended gunicorn.conf.py (if absent) and use it in the entrypoint.")
 @click.option("--hermetic", is_flag=True, help="Fetch the hash-locked requirements on the host into the build context: the build needs no network.")
 @click.option("--index-url", metavar="URL", help="Where --hermetic looks the locked files up (default: the requirements' --index-url, else PyPI).")
-@click.option("--force", is_flag=True, help="Replace a Dockerfile that this tool did not write.")
+@click.option("--force", is_flag=True, help="Replace a Dockerfile in APP_DIR that this tool did not write (never a directory given to --out).")
 @date_option
 @click.pass_obj
 def app(schedule_path, app_dir, config, out, runtime_image, build_image, gunicorn_config, hermetic, index_url, force, on) -> None:
@@ -44,9 +45,10 @@ def app(schedule_path, app_dir, config, out, runtime_image, build_image, gunicor
 
     sched = schedule_mod.load_given(schedule_path)
     target = out or app_dir
-    existing = target / "Dockerfile"
-    if existing.is_file() and not force and app_mod.GENERATED not in existing.read_text(errors="replace"):
-        raise app_mod.AppError(f"{existing} exists and was not written by this tool; pass --force to replace it")
+    if target.resolve() != app_dir.resolve():
+        app_mod.check_out(app_dir, target)  # refused before any work; --force never replaces a directory of the user's
+    elif not force and not _ours(app_dir / "Dockerfile", app_mod.GENERATED):
+        raise app_mod.AppError(f"{app_dir / 'Dockerfile'} exists and was not written by this tool; pass --force to replace it")
     plan = app_mod.plan_app(
         app_dir,
         sched,
@@ -65,3 +67,15 @@ def app(schedule_path, app_dir, config, out, runtime_image, build_image, gunicor
     click.echo(f"runtime {plan.runtime_id}: FROM {plan.image}")
     if plan.build_image:
         click.echo(f"build stage: FROM {plan.build_image}")
+
+
+def _ours(dockerfile: Path, generated: str) -> bool:
+    """Absent, or a regular file this tool wrote; never a link (what it names is not the app's Dockerfile to judge)."""
+    try:
+        mode = dockerfile.lstat().st_mode
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISREG(mode):
+        return False
+    with dockerfile.open("rb") as fh:
+        return generated.encode() in fh.read(4096)
