@@ -395,8 +395,9 @@ def test_linked_dockerfile_in_the_app_is_not_ours(cli, world, tmp_path: Path, ou
     assert not (app / "Dockerfile").is_symlink() and snap(outside) == sentinel
     (app / ".dockerignore").unlink()
     (app / ".dockerignore").symlink_to(outside / "sub" / "deep")
-    assert run(cli, app, None).exit_code == 0
-    assert not (app / ".dockerignore").is_symlink() and snap(outside) == sentinel
+    result = run(cli, app, None)  # the app's .dockerignore is read (its lines are kept): a link out is refused
+    assert result.exit_code == 2 and ".dockerignore" in result.stderr, result.stderr
+    assert (app / ".dockerignore").is_symlink() and snap(outside) == sentinel
 
 
 def _fake_fetch(url: str, sha256: str, dest: Path, cache: Path | None = None) -> Path:
