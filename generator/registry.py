@@ -134,11 +134,17 @@ def _tls(flag: str, verify: bool | None) -> list[str]:
 
 
 def _skopeo(ref: str, args: list[str], timeout: float) -> bytes:
-    """skopeo's stdout; its last line of stderr (the registry's answer) as a RegistryError."""
+    """skopeo's stdout; its last line of stderr (the registry's answer) as a RegistryError.
+
+    `timeout` is the wall clock for the whole of it, as for every fetch of generator/http.py (and
+    FLEX_HTTP_DEADLINE replaces it the same way); skopeo caps a manifest or config at 4 MiB itself."""
+    from .http import DEADLINE_ENV, Limits, limits
+
+    deadline = limits(Limits(timeout, 1)).deadline
     try:
-        proc = subprocess.run([skopeo(), *args], capture_output=True, timeout=timeout)
+        proc = subprocess.run([skopeo(), *args], capture_output=True, timeout=deadline)
     except subprocess.TimeoutExpired:
-        raise RegistryError(f"{ref}: the registry did not answer within {timeout:.0f}s") from None
+        raise RegistryError(f"{ref}: the registry did not answer within {deadline:g} s; set {DEADLINE_ENV}=SECONDS to allow longer") from None
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise RegistryError(f"{ref}: {msg[-1] if msg else 'skopeo failed'}")

@@ -371,3 +371,15 @@ def test_no_generated_dockerfile_names_a_syntax_frontend() -> None:
         head = path.read_text().splitlines()[:5]
         assert not [line for line in head if line.replace(" ", "").lower().startswith("#syntax=")], path
         assert "<<" not in path.read_text(), f"{path}: a heredoc needs the dockerfile:1.4 frontend"
+
+
+def test_registry_questions_have_the_same_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """skopeo is the registry's client: its whole run ends at the deadline, which the same variable sets."""
+    slow = tmp_path / "skopeo"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(registry, "skopeo", lambda: str(slow))
+    monkeypatch.setenv("FLEX_HTTP_DEADLINE", "1")
+    took, exc = timed(lambda: registry.fetch_manifest("127.0.0.1:9/rt/python:3.11", tls_verify=False))
+    assert isinstance(exc, registry.RegistryError) and "within 1 s" in str(exc) and "FLEX_HTTP_DEADLINE" in str(exc), exc
+    assert took < 5, f"took {took:.1f}s"
