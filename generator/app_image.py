@@ -59,10 +59,8 @@ def pin(ref: str) -> tuple[str, str]:
         return _containers_storage(body, name)
     from . import registry
 
-    host = name.split("/", 1)[0]
-    insecure = host.startswith(("127.", "localhost:"))
     try:
-        return f"{name}@{registry.current_digest(body, tls_verify=not insecure)}", name
+        return f"{name}@{registry.current_digest(body, tls_verify=not registry.on_this_machine(name))}", name
     except registry.RegistryError as exc:
         raise PinError(
             f"cannot pin the runtime image by digest: {_reason(str(exc))}; pass --runtime-image NAME[:TAG]@sha256:…, "

@@ -10,6 +10,7 @@ digest a `FROM name@sha256:…` pins.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -52,6 +53,40 @@ def split_reference(ref: str) -> tuple[str, str | None, str | None]:
     if ":" in last:
         name, tag = name.rsplit(":", 1)
     return name, tag, digest or None
+
+
+def registry_host(ref: str) -> str | None:
+    """The registry host[:port] a reference names, or None (Docker Hub): as the distribution grammar
+    reads it, the first component is a host only if it has a `.` or `:` or is `localhost`."""
+    first, sep, _ = ref.partition("/")
+    return first if sep and ("." in first or ":" in first or first.lower() == "localhost") else None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether host[:port] is this machine: exactly `localhost`, or a loopback IP (`[::1]` bracketed).
+    Parsed, never a prefix: `localhost.evil.example` and `127.0.0.1.nip.io` are other machines."""
+    if host.startswith("["):
+        addr, sep, rest = host[1:].partition("]")
+        if not sep:
+            return False
+    else:
+        addr, _, rest = host.partition(":")
+        rest = ":" + rest if rest else ""
+    if rest and not (rest[0] == ":" and rest[1:].isascii() and rest[1:].isdigit()):
+        return False
+    if addr.lower() == "localhost" and not host.startswith("["):
+        return True
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return ip.is_loopback and (ip.version == 6) == host.startswith("[")
+
+
+def on_this_machine(ref: str) -> bool:
+    """Whether the registry of `ref` is on this machine (the only place plain HTTP is used)."""
+    host = registry_host(ref)
+    return host is not None and is_loopback(host)
 
 
 def fetch_manifest(ref: str, *, tls_verify: bool | None = True, timeout: float = 60) -> Manifest:
@@ -99,11 +134,17 @@ def _tls(flag: str, verify: bool | None) -> list[str]:
 
 
 def _skopeo(ref: str, args: list[str], timeout: float) -> bytes:
-    """skopeo's stdout; its last line of stderr (the registry's answer) as a RegistryError."""
+    """skopeo's stdout; its last line of stderr (the registry's answer) as a RegistryError.
+
+    `timeout` is the wall clock for the whole of it, as for every fetch of generator/http.py (and
+    FLEX_HTTP_DEADLINE replaces it the same way); skopeo caps a manifest or config at 4 MiB itself."""
+    from .http import DEADLINE_ENV, Limits, limits
+
+    deadline = limits(Limits(timeout, 1)).deadline
     try:
-        proc = subprocess.run([skopeo(), *args], capture_output=True, timeout=timeout)
+        proc = subprocess.run([skopeo(), *args], capture_output=True, timeout=deadline)
     except subprocess.TimeoutExpired:
-        raise RegistryError(f"{ref}: the registry did not answer within {timeout:.0f}s") from None
+        raise RegistryError(f"{ref}: the registry did not answer within {deadline:g} s; set {DEADLINE_ENV}=SECONDS to allow longer") from None
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise RegistryError(f"{ref}: {msg[-1] if msg else 'skopeo failed'}")

@@ -41,7 +41,7 @@ class BaseAnswer:
 
 def tls_verify(image: str) -> bool | None:
     """Plain HTTP only for a registry on this machine; elsewhere registries.conf decides."""
-    return False if image.startswith(("127.", "localhost")) else None
+    return False if registry.on_this_machine(image) else None
 
 
 MIRRORS_ENV = "FLEX_PYTHON_REGISTRY_MIRRORS"
