@@ -11,7 +11,7 @@ The journal lives in the tool's cache, keyed by the tree's real path, never in t
 request can add any file to a tree, so a journal found there proves nothing (one is refused), and
 even our own is acted on entry by entry only where the files are the very ones the run linked or
 staged (device, inode, size, mtime). Every write into a tree is `confine`d: no path that resolves
-outside it or under `.git/`.
+outside it or under `.git/`. A path the user chose (`-o`) is written by `write_output`, as tools do.
 """
 
 from __future__ import annotations
@@ -193,6 +193,50 @@ def write_one(target: Path, content: bytes | str) -> None:
         if isinstance(exc, OSError):
             raise WriteError(_describe(exc, target)) from None
         raise
+
+
+def write_output(path: Path, content: bytes | str) -> None:
+    """A file the user named (`sbom -o`, `refresh --changelog`, `build --sbom-dir`), written as tools write one.
+
+    A symlink is followed. A regular file or a new path is replaced atomically (write_one); a FIFO or
+    a character device is opened and written into, like `tee` (renaming over /dev/null would replace
+    the system's); a FIFO nobody reads fails at once instead of hanging. Anything else is refused."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    real = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise WriteError(_describe(exc, path)) from None
+    if mode is None or stat.S_ISREG(mode):
+        write_one(real, data)
+    elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        _write_into(path, real, data, fifo=stat.S_ISFIFO(mode))
+    else:
+        kind = (
+            "a directory" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode) else "a block device" if stat.S_ISBLK(mode) else "not a file"
+        )
+        raise InputError(f"cannot write {path}: it is {kind}; name a file, a FIFO or a character device")
+
+
+def _write_into(path: Path, real: Path, data: bytes, *, fifo: bool) -> None:
+    try:
+        fd = os.open(real, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | (os.O_NONBLOCK if fifo else 0))
+    except OSError as exc:
+        if fifo and exc.errno == errno.ENXIO:
+            raise WriteError(f"cannot write {path}: no process reads the FIFO (start its reader first)") from None
+        raise WriteError(_describe(exc, path)) from None
+    try:
+        os.set_blocking(fd, True)  # a reader is there: wait for it as it drains the pipe
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        why = f"cannot write {path}: the process reading the FIFO went away" if exc.errno == errno.EPIPE else _describe(exc, path)
+        raise WriteError(why) from None
+    finally:
+        os.close(fd)
 
 
 def _discard(paths) -> None:

@@ -325,6 +325,6 @@ def write(docs: dict[str, str], runtime_id: str, directory: Path, within: Path |
         if within is not None:
             fileset.write_in(within, path, text)
         else:
-            render.write_atomic(path, text)
+            fileset.write_output(path, text)
         out.append(path)
     return out

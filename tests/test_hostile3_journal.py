@@ -19,7 +19,10 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator import fileset
+from generator import refresh as refresh_mod
 from generator import sbom as sbom_mod
 from generator.cli import main
 from generator.errors import GeneratorError
@@ -242,6 +246,122 @@ def test_build_sboms_stay_in_the_tree(tmp_path: Path) -> None:
     with pytest.raises(GeneratorError, match="refusing to write"):
         sbom_mod.write({"spdx-json": "{}"}, RUNTIME, tree / "build" / "sbom", within=tree)
     assert state(outside, tree / ".git") == before
+
+
+# --- 4. outputs that are not regular files --------------------------------------------------------
+
+
+class Reader(threading.Thread):
+    """Reads a FIFO until its writer is done (or 30 s pass), without blocking the test if none comes."""
+
+    def __init__(self, fifo: Path) -> None:
+        super().__init__(daemon=True)
+        self.fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.done = threading.Event()
+        self.data = b""
+
+    def run(self) -> None:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                chunk = None
+            if chunk:
+                self.data += chunk
+            elif self.done.is_set():
+                break
+            else:
+                time.sleep(0.01)
+        os.close(self.fd)
+
+    def finish(self) -> bytes:
+        self.done.set()
+        self.join(35)
+        return self.data
+
+
+def sbom_text(tree: Path) -> bytes:
+    res = run(tree, "sbom", RUNTIME)
+    assert res.exit_code == 0, res.output
+    return res.stdout_bytes
+
+
+def test_sbom_into_a_fifo_is_written_into_it(tmp_path: Path) -> None:
+    tree, _ = make_tree(tmp_path)
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    reader = Reader(fifo)
+    reader.start()
+    res = run(tree, "sbom", RUNTIME, "-o", str(fifo))
+    got = reader.finish()
+    assert res.exit_code == 0, res.output
+    assert got == sbom_text(tree) and len(got) > 1000
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir() if fileset.is_scratch(p)] == []
+
+
+def test_sbom_into_a_fifo_nobody_reads_is_refused_at_once(tmp_path: Path) -> None:
+    tree, _ = make_tree(tmp_path)
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    start = time.monotonic()
+    res = run(tree, "sbom", RUNTIME, "-o", str(fifo))
+    assert time.monotonic() - start < 10
+    assert res.exit_code == 1 and f"error: cannot write {fifo}: no process reads the FIFO" in res.stderr, res.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir() if fileset.is_scratch(p)] == []
+
+
+def test_sbom_through_a_symlink_to_a_character_device(tmp_path: Path) -> None:
+    """`-o /dev/null` without replacing /dev/null (reached through a symlink, so today's code only replaces the link)."""
+    tree, _ = make_tree(tmp_path)
+    link = tmp_path / "null.json"
+    link.symlink_to("/dev/null")
+    res = run(tree, "sbom", RUNTIME, "-o", str(link))
+    assert res.exit_code == 0, res.output
+    assert link.is_symlink() and os.readlink(link) == "/dev/null"
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+
+
+def test_sbom_through_a_symlink_writes_its_target(tmp_path: Path) -> None:
+    tree, _ = make_tree(tmp_path)
+    (tmp_path / "real.json").write_text("old\n")
+    link = tmp_path / "link.json"
+    link.symlink_to("real.json")
+    res = run(tree, "sbom", RUNTIME, "-o", str(link))
+    assert res.exit_code == 0, res.output
+    assert link.is_symlink() and (tmp_path / "real.json").read_bytes() == sbom_text(tree)
+
+
+def test_sbom_onto_a_socket_is_refused(tmp_path: Path) -> None:
+    tree, _ = make_tree(tmp_path)
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        res = run(tree, "sbom", RUNTIME, "-o", str(path))
+        assert res.exit_code == 2 and "it is a socket" in res.stderr, res.output
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+def test_changelog_into_a_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "changelog.md"
+    os.mkfifo(fifo)
+    reader = Reader(fifo)
+    reader.start()
+    refresh_mod.write_changelog(fifo, "# changes\n")
+    assert reader.finish() == b"# changes\n"
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert list(tmp_path.iterdir()) == [fifo]  # no journal, no scratch beside it
+
+
+def test_build_sbom_dir_chosen_by_the_user_follows_its_symlinks(tmp_path: Path) -> None:
+    d = tmp_path / "sboms"
+    d.mkdir()
+    (tmp_path / "kept.json").write_text("old\n")
+    (d / f"{RUNTIME}.spdx.json").symlink_to(tmp_path / "kept.json")
+    sbom_mod.write({"spdx-json": "{}\n"}, RUNTIME, d)
+    assert (d / f"{RUNTIME}.spdx.json").is_symlink() and (tmp_path / "kept.json").read_text() == "{}\n"
 
 
 # --- the property: nothing outside the tree or under .git/ changes --------------------------------
