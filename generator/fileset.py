@@ -97,9 +97,14 @@ def confine(root: Path, rel: Path | str) -> Path:
     return root / rel
 
 
+def confine_path(root: Path, path: Path) -> Path:
+    """confine() for a path named from the working directory (`root/lockfiles/x.txt`), not from `root`."""
+    return confine(root, os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
+
+
 def write_in(root: Path, target: Path, content: bytes | str) -> None:
     """One file inside the tree at `root`, atomically (write_one), never outside it or under `.git/`."""
-    write_one(confine(root, os.path.relpath(os.path.abspath(target), os.path.abspath(root))), content)
+    write_one(confine_path(root, target), content)
 
 
 def _stage(target: Path, data: bytes) -> Path:

@@ -131,7 +131,7 @@ def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto
     in_text = _read_text(t.src)
     digest = inputs_hash(t, in_text, index)
     resolver = choose(t, tool, interpreters)
-    fileset.confine(t.tree or t.src.parent, t.out)  # before a slow resolve: the lock could not be written
+    fileset.confine_path(t.tree or t.src.parent, t.out)  # before a slow resolve: the lock could not be written
     with tempfile.TemporaryDirectory(prefix="flex-python-lock-") as scratch:
         made = resolver.resolve(t, index, upgrade=upgrade, scratch=Path(scratch), in_text=in_text)
     body = made.body.lstrip("\n")
