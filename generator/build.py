@@ -255,7 +255,7 @@ def build(
     if code != 0:
         raise _failure(r.id, code, step, mismatch, log_path)
     data = _inspect(exe, tag)
-    written = sbom_mod.write(docs, r.id, sbom_dir or sbom_mod.default_dir(schedule))
+    written = sbom_mod.write(docs, r.id, sbom_dir or sbom_mod.default_dir(schedule), None if sbom_dir else schedule.path.resolve().parent)
     result = BuildResult(image_id=data.get("Id", ""), digest=data.get("Digest") or "", tag=tag, seconds=seconds, log=log_path, sbom=written)
     if with_build_image:
         result.build_image = build_image(
@@ -304,5 +304,6 @@ def build_image(
     if code != 0:
         raise _failure(f"{r.id}'s build image", code, step, mismatch, log_path)
     data = _inspect(exe, tag)
-    sbom_mod.write(sbom_mod.documents(schedule, r, build_image=True), f"{r.id}-build", sbom_dir or sbom_mod.default_dir(schedule))
+    tree = None if sbom_dir else schedule.path.resolve().parent  # the default directory is in the tree: confined to it
+    sbom_mod.write(sbom_mod.documents(schedule, r, build_image=True), f"{r.id}-build", sbom_dir or sbom_mod.default_dir(schedule), tree)
     return BuiltImage(image_id=data.get("Id", ""), digest=data.get("Digest") or "", tag=tag, seconds=seconds, log=log_path)

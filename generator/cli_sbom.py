@@ -29,7 +29,12 @@ def runtime_of(sched: schedule_mod.Schedule, runtime_id: str) -> schedule_mod.Ru
     show_default=True,
     help="SPDX 2.3 or CycloneDX 1.6 JSON.",
 )
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write it to this file (atomically) instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write it to this file (atomically; a FIFO or device is written into) instead of stdout.",
+)
 @click.option("--build-image", is_flag=True, help="The SBOM of the runtime's build image (its packages plus the compilers and -dev packages).")
 @click.option("--app-image", metavar="IMAGE", help="The SBOM of an app image `app` made on this runtime (read with podman: what its build added).")
 @click.option(
@@ -40,7 +45,7 @@ def sbom(
     schedule_path: Path | None, runtime_id: str, fmt: str, output: Path | None, build_image: bool, app_image: str | None, app_dir: Path | None
 ) -> None:
     """The SBOM of a runtime's image (or its build image), made from the lock: base image, OS packages, CPython, tools."""
-    from . import render
+    from . import fileset
     from . import sbom as sbom_mod
 
     sched = schedule_mod.load_given(schedule_path)
@@ -55,7 +60,7 @@ def sbom(
     if output is None:
         click.echo(text, nl=False)
         return
-    render.write_atomic(output, text)
+    fileset.write_output(output, text)
     click.echo(f"wrote {output} ({fmt}, sha256 {sbom_mod.sha256_of(text)})", err=True)
 
 

@@ -336,9 +336,9 @@ def refresh(
 
 
 def write_changelog(path: Path, log: str) -> None:
-    """The pull request body, atomically; before the swap, so a bad path changes nothing in the tree."""
+    """The pull request body (a path the user chose: fileset.write_output); before the swap, so a bad path changes nothing in the tree."""
     try:
-        fileset.apply(path.resolve().parent, {path.name: log})
+        fileset.write_output(path, log)
     except GeneratorError as exc:
         raise RefreshError(f"changelog: {exc}\nthe work tree is unchanged") from None
 

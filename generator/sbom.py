@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import __version__, ospkgs, render
+from . import __version__, fileset, ospkgs, render
 from .errors import GeneratorError
 from .pins import LOCK, BasePackage, Deb
 from .schedule import Runtime, Schedule
@@ -316,12 +316,15 @@ def file_name(runtime_id: str, fmt: str) -> str:
     return f"{runtime_id}{SUFFIX[fmt]}"
 
 
-def write(docs: dict[str, str], runtime_id: str, directory: Path) -> list[Path]:
-    """Each document as <runtime>.spdx.json / .cdx.json in `directory`, atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
+def write(docs: dict[str, str], runtime_id: str, directory: Path, within: Path | None = None) -> list[Path]:
+    """Each document as <runtime>.spdx.json / .cdx.json in `directory`, atomically: confined to the tree
+    `within` (the default directory is in it), else where the user said (--sbom-dir: symlinks and FIFOs followed)."""
     out = []
     for fmt, text in sorted(docs.items()):
         path = directory / file_name(runtime_id, fmt)
-        render.write_atomic(path, text)
+        if within is not None:
+            fileset.write_in(within, path, text)
+        else:
+            fileset.write_output(path, text)
         out.append(path)
     return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import app_requirements, readfile
+from .. import app_requirements, fileset, readfile
 from ..errors import InputError
 from ..http import public_url
 from ..schedule import Runtime, Schedule
@@ -61,10 +61,11 @@ class Outcome:
     written: list[Path] = field(default_factory=list)
 
 
-def _write(path: Path, text: str) -> None:
-    from ..render import write_atomic  # jinja2 is only loaded when something is written
-
-    write_atomic(path, text)
+def _write(within: Path | Target, path: Path, text: str) -> None:
+    """Atomically, inside the lock's tree (a `lockfiles` symlinked out of it, or to `.git/`, is refused)."""
+    if isinstance(within, Target):
+        within = within.tree or within.src.parent
+    fileset.write_in(within, path, text)
 
 
 def home(t: Target) -> tuple[Path, str]:
@@ -152,7 +153,7 @@ def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto
     in_text = _read_text(t, t.src)
     digest = inputs_hash(t, in_text, index)
     resolver = choose(t, tool, interpreters)
-    t.out.parent.mkdir(parents=True, exist_ok=True)
+    fileset.confine_path(t.tree or t.src.parent, t.out)  # before a slow resolve: the lock could not be written
     with tempfile.TemporaryDirectory(prefix="flex-python-lock-") as scratch:
         made = resolver.resolve(t, index, upgrade=upgrade, scratch=Path(scratch), in_text=in_text)
     body = made.body.lstrip("\n")
@@ -161,13 +162,13 @@ def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto
     text = header(t, made, index, digest) + body
     wheels = dump_wheels(wheel_list(text, Index(index), t.python, t.glibc)) if t.wheels is not None else None
     build = _build_lock(t, text, index, resolver) if t.kind == "app" else None  # made before anything is written
-    _write(t.out, text)
+    _write(t, t.out, text)
     written = [t.out]
     if wheels is not None and t.wheels is not None:
-        _write(t.wheels, wheels)
+        _write(t, t.wheels, wheels)
         written.append(t.wheels)
     if build is not None:
-        _write(buildlock.path_for(t.out), build)
+        _write(t, buildlock.path_for(t.out), build)
         written.append(buildlock.path_for(t.out))
     return Outcome(t.key, Status.LOCKED, made.tool, time.monotonic() - start, written)
 
@@ -183,7 +184,7 @@ def refresh_build(t: Target, index: str, *, tool: str = "auto", interpreters: di
     start = time.monotonic()
     build = _build_lock(t, _read_lock(t, t.out), index, choose(t, tool, interpreters))
     path = buildlock.path_for(t.out)
-    _write(path, build)
+    _write(t, path, build)
     return Outcome(t.key, Status.BUILD, f"wrote {path.name} from {t.out.name}", time.monotonic() - start, [path])
 
 
@@ -192,7 +193,7 @@ def refresh_wheels(t: Target, index: str) -> Outcome:
     start = time.monotonic()
     assert t.wheels is not None
     text = _read_lock(t, t.out)
-    _write(t.wheels, dump_wheels(wheel_list(text, Index(index), t.python, t.glibc)))
+    _write(t, t.wheels, dump_wheels(wheel_list(text, Index(index), t.python, t.glibc)))
     return Outcome(t.key, Status.WHEELS, f"rewrote {t.wheels.name} from the lock", time.monotonic() - start, [t.wheels])
 
 
@@ -266,7 +267,7 @@ def lock_runtimes(
     for r in runtimes:
         src = root / LOCKFILES / f"{r.id}.in"
         if not src.exists():
-            _write(src, default_inputs(r))
+            _write(root, src, default_inputs(r))
             created.append(src)
             echo(f"{r.id:<20} wrote {LOCKFILES}/{src.name} (the default tool set for Python {r.minor}; commit it)")
     targets = [runtime_target(root, r) for r in runtimes]
@@ -292,7 +293,7 @@ def lock_runtimes(
             if fresh is Freshness.STALE_WHEELS and not (upgrade or force):
                 return refresh_wheels(t, index)
             return make_lock(t, index, upgrade=upgrade, tool=tool, interpreters=interpreters)
-        except LockError as exc:
+        except (LockError, fileset.WriteError) as exc:
             return Outcome(t.key, Status.FAILED, str(exc), time.monotonic() - start)
         except Exception as exc:  # a bug or an I/O error: report it for this runtime, keep the others going
             return Outcome(t.key, Status.FAILED, f"{type(exc).__name__}: {exc}", time.monotonic() - start)
@@ -401,6 +402,7 @@ def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None =
         out=req_txt,
         wheels=None,
         relock="python -m generator lock-app <this directory>",
+        tree=app_dir,
     )
     return AppLock(t, converted, list(res.warnings))
 
@@ -425,7 +427,7 @@ def lock_app(
     t = plan.target
     fresh = Freshness.MISSING
     if plan.converted:
-        _write(t.src, _read_text(t, t.out))  # as UTF-8, whatever pip-readable encoding requirements.txt had
+        _write(t, t.src, _read_text(t, t.out))  # as UTF-8, whatever pip-readable encoding requirements.txt had
     else:
         fresh, why = state(t, index)
         if fresh is Freshness.OK and not (upgrade or force):

@@ -70,6 +70,7 @@ class Target:
     out: Path  # .txt
     wheels: Path | None  # .wheels.json (runtime locks only)
     relock: str  # the command that remakes it
+    tree: Path | None = None  # what its files are written inside, never out of (the schedule's tree; an app's directory)
 
     @property
     def minor(self) -> tuple[int, int]:
@@ -94,6 +95,7 @@ def runtime_target(root: Path, r: Runtime) -> Target:
         out=d / f"{r.id}.txt",
         wheels=d / f"{r.id}.wheels.json",
         relock=f"python -m generator lock {r.id}",
+        tree=root,
     )
 
 
