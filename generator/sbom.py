@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +72,30 @@ class Inventory:
         return uuid.uuid5(uuid.NAMESPACE_URL, self.namespace)
 
 
-def _ref(*parts: str) -> str:
-    """An id of SPDX's alphabet ([A-Za-z0-9.-]); '+' (in Debian names) is spelled out, so ids stay distinct."""
-    return "-".join(re.sub(r"[^A-Za-z0-9.-]", "-", p.replace("+", "plus")) for p in parts)
+def _ref(kind: str, name: str, *qualifiers: str) -> str:
+    """KIND-NAME[-QUALIFIER]…, an id of SPDX's alphabet ([A-Za-z0-9.-]) and one per package: two packages
+    never share one (`a+b` and `aplusb` did), so no relationship points at the wrong one.
+
+    Lowercase letters, digits and `.` stay (so do `-` in the name: libc-bin stays readable); `+` is PLUS;
+    anything else, and `-` in a qualifier, is X and two hex digits per UTF-8 byte. Uppercase appears only
+    in those escapes, and only the name may hold a `-`, so the id can be read back: it is injective.
+    """
+    return "-".join([kind, _ref_part(name, keep_dash=True), *(_ref_part(q, keep_dash=False) for q in qualifiers)])
+
+
+def _ref_part(text: str, keep_dash: bool) -> str:
+    out = []
+    for c in text:
+        if c == "+":
+            out.append("PLUS")
+        elif c in _REF_KEPT or (c == "-" and keep_dash):
+            out.append(c)
+        else:
+            out.extend(f"X{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+    return "".join(out)
+
+
+_REF_KEPT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.")
 
 
 def purl(kind: str, name: str, version: str | None = None, namespace: str | None = None, **qualifiers: str) -> str:
