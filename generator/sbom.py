@@ -222,7 +222,7 @@ def spdx_json(inv: Inventory) -> str:
                 spdx_id=f"SPDXRef-{item.ref}",
                 name=item.name,
                 version=item.version,
-                download_location=item.download or SpdxNoAssertion(),
+                download_location=item.download if _spdx_url(item.download) else SpdxNoAssertion(),
                 files_analyzed=False,
                 checksums=[Checksum(ChecksumAlgorithm.SHA256, item.sha256)] if item.sha256 else [],
                 source_info=item.source,
@@ -256,6 +256,15 @@ def spdx_json(inv: Inventory) -> str:
     out = io.StringIO()
     write_document_to_stream(doc, out, validate=False)
     return out.getvalue() + "\n"
+
+
+def _spdx_url(url: str | None) -> bool:
+    """Can spdx-tools take this URL as a download location? Every URL a lock holds is valid (model.Url), but
+    spdx-tools reads only a host name with a top-level domain: one on an address (a mirror on 127.0.0.1)
+    is NOASSERTION there, and stays in the package's purl and in the CycloneDX document."""
+    from spdx_tools.spdx.validation.uri_validators import validate_download_location
+
+    return bool(url) and not validate_download_location(url)
 
 
 def image_purl(inv: Inventory) -> str:
