@@ -98,6 +98,7 @@ class _Walk:
     reader: Reader
     reqs: Requirements
     seen: set[Path] = field(default_factory=set)
+    chain: list[str] = field(default_factory=list)  # the -r/-c files being read, outermost first
 
 
 def canonical(name: str) -> str:
@@ -225,8 +226,22 @@ def _read_file(w: _Walk, path: Path) -> None:
     if real in w.seen:
         return
     if len(w.seen) >= MAX_FILES:
-        raise RequirementsError(f"{rel}: more than {MAX_FILES} requirements files are chained with -r/-c")
+        raise RequirementsError(f"{rel}: more than {MAX_FILES} requirements files are chained with -r/-c ({chain_text([*w.chain, rel])})")
     w.seen.add(real)
+    w.chain.append(rel)
+    try:
+        _read_lines(w, path, real, rel)
+    finally:
+        w.chain.pop()
+
+
+def chain_text(names: list[str]) -> str:
+    """A chain of files for a message: a -> b -> c, its middle elided when long."""
+    shown = names if len(names) <= 6 else [*names[:3], "…", *names[-2:]]
+    return " -> ".join(shown)
+
+
+def _read_lines(w: _Walk, path: Path, real: Path, rel: str) -> None:
     _add(w.reqs, rel)
     data = _read_bytes(real, rel)
     text, encoding = _decode(data, rel)
