@@ -49,7 +49,7 @@ Evidence = Annotated[str, Pattern(r"[\x20-\x7e]{1,500}", "one line of printable 
 
 
 _ARCHIVE = rf"https?://{_LABEL}(?:\.{_LABEL})*(?::\d{{1,5}})?(?:/(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{{2}})*){{0,30}}"
-_REMAKE = nonempty("a package lock reads at least one suite and lists its base's packages; run `refresh --only packages`")
+_REMAKE = nonempty("a package lock reads at least one suite; run `refresh --only packages`")
 
 
 def _moment(text: str) -> bool:
@@ -136,9 +136,7 @@ class OsPackages:
     suites: Annotated[dict[Suite, Evidence], _REMAKE]  # each suite read → its signed Release file's Date
     resolved_in: Evidence  # the base image the closure was resolved in (reference and image id)
     evidence: Evidence
-    base: Annotated[
-        list[BasePackage], _REMAKE
-    ]  # installed in the base image before anything is added (what an image's SBOM lists besides the closure)
+    base: list[BasePackage]  # installed in the base image before anything is added (what an image's SBOM lists besides the closure)
     build: list[Deb]  # the builder stage's closure of build_packages
     runtime: list[Deb]  # the final stage's closure of runtime_packages
     devel: list[Deb] = field(default_factory=list)  # the build image's closure of devel_packages (compilers, -dev packages)

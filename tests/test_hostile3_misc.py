@@ -101,7 +101,6 @@ IMPOSSIBLE = {
     ),
     "archive host": (lambda d: d["os_packages"]["ubuntu22"].__setitem__("archive", "http://-x-/ubuntu"), "os_packages.ubuntu22.archive"),
     "pool file name": (lambda d: _deb(d).__setitem__("filename", "pool/main/c/ca/%zz.deb"), "os_packages.ubuntu22.runtime[0].filename"),
-    "no base packages": (lambda d: d["os_packages"]["ubuntu22"].__setitem__("base", []), "os_packages.ubuntu22.base"),
     "no suites": (lambda d: d["os_packages"]["ubuntu22"].__setitem__("suites", {}), "os_packages.ubuntu22.suites"),
     "no platforms": (lambda d: d["base_images"]["ubuntu22"].__setitem__("platforms", {}), "base_images.ubuntu22.platforms"),
 }
