@@ -26,7 +26,8 @@ class _Group(click.Group):
 
     A GeneratorError carries its own message and code. What should have been one and was not (an
     OSError from a full disk or a read-only tree, a tool that could not run) still ends as one line
-    and exit 1; GENERATOR_DEBUG=1 re-raises it, for the traceback a bug report needs.
+    and exit 1; GENERATOR_DEBUG=1 re-raises it, for the traceback a bug report needs. Every line
+    goes through cli_options.echo: a control character read from a file is shown as an escape.
     """
 
     def make_context(self, *args, **kwargs) -> click.Context:
