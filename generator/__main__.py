@@ -1,3 +1,24 @@
-from .cli import main
+"""`python -m generator`; Ctrl-C while the CLI is still being imported is one line and exit 130 too."""
 
-main()
+import signal
+import sys
+
+from . import interrupted
+
+
+def _unraisable(info) -> None:
+    """A Ctrl-C that lands in a callback Python cannot raise from (importlib's module-lock weakref, a
+    __del__) would print "Exception ignored … Traceback" and be lost: deliver it again, where it is caught."""
+    if isinstance(info.exc_value, KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+    else:
+        sys.__unraisablehook__(info)
+
+
+sys.unraisablehook = _unraisable
+try:
+    from .cli import main
+
+    main()
+except KeyboardInterrupt:
+    interrupted()

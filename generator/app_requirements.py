@@ -100,6 +100,7 @@ class _Walk:
     reader: Reader
     reqs: Requirements
     seen: set[Path] = field(default_factory=set)
+    chain: list[str] = field(default_factory=list)  # the -r/-c files being read, outermost first
 
 
 def canonical(name: str) -> str:
@@ -231,9 +232,23 @@ def _read_file(w: _Walk, path: Path, shown: str | None = None) -> None:
     if real in w.seen:
         return
     if len(w.seen) >= MAX_FILES:
-        raise RequirementsError(f"{rel}: more than {MAX_FILES} requirements files are chained with -r/-c")
+        raise RequirementsError(f"{rel}: more than {MAX_FILES} requirements files are chained with -r/-c ({chain_text([*w.chain, rel])})")
     data = _read_bytes(path, shown or rel, w.root, w.reader.label)
     w.seen.add(real)
+    w.chain.append(rel)
+    try:
+        _read_lines(w, path, data, rel)
+    finally:
+        w.chain.pop()
+
+
+def chain_text(names: list[str]) -> str:
+    """A chain of files for a message: a -> b -> c, its middle elided when long."""
+    shown = names if len(names) <= 6 else [*names[:3], "…", *names[-2:]]
+    return " -> ".join(shown)
+
+
+def _read_lines(w: _Walk, path: Path, data: bytes, rel: str) -> None:
     _add(w.reqs, rel)
     text, encoding = _decode(data, rel)
     _no_nul(text, rel)

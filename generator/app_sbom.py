@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 from . import app_ospkgs, ospkgs, sbom
+from .app_requirements import canonical
 from .errors import GeneratorError
 from .pins import Deb
 from .schedule import Runtime, Schedule
@@ -62,12 +63,12 @@ def inventory(schedule: Schedule, r: Runtime, image: str, app_dir: Path | None =
             source = f"{deb.filename} ({deb.suite}), added by the app's build"
             items.append(sbom.Item(ref, "deb", name, version, deb_purl, deb.sha256, where, source=source))
     listed = json.loads(_run(engine, image, "/env/bin/python", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"))
-    have = {(i.name.lower(), i.version) for i in items if i.kind == "pypi"}
-    for p in sorted(listed, key=lambda p: p["name"].lower()):
-        if (p["name"].lower(), p["version"]) not in have:
-            ref = sbom._ref("pypi", p["name"].lower())
+    have = {(canonical(i.name), i.version) for i in items if i.kind == "pypi"}
+    for p in sorted(listed, key=lambda p: canonical(p["name"])):
+        if (canonical(p["name"]), p["version"]) not in have:
+            ref = sbom._ref("pypi", canonical(p["name"]))
             items = [i for i in items if i.ref != ref]  # a tool the app's requirements moved
-            pypi_purl = sbom.purl("pypi", p["name"].lower(), p["version"])
+            pypi_purl = sbom.purl("pypi", canonical(p["name"]), p["version"])
             items.append(sbom.Item(ref, "pypi", p["name"], p["version"], pypi_purl, source="in /env, installed by the app's build"))
     inspect = [shutil.which(engine) or engine, "image", "inspect", "--format", "{{.Id}}", image]
     image_id = subprocess.run(inspect, capture_output=True, text=True).stdout.strip()

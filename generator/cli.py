@@ -15,9 +15,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__, cli_app, cli_sbom
+from . import __version__, cli_app, cli_sbom, interrupted
 from . import schedule as schedule_mod
-from .cli_options import date_option
+from .cli_options import date_option, echo
 from .errors import GeneratorError
 
 
@@ -26,27 +26,33 @@ class _Group(click.Group):
 
     A GeneratorError carries its own message and code. What should have been one and was not (an
     OSError from a full disk or a read-only tree, a tool that could not run) still ends as one line
-    and exit 1; GENERATOR_DEBUG=1 re-raises it, for the traceback a bug report needs.
+    and exit 1; GENERATOR_DEBUG=1 re-raises it, for the traceback a bug report needs. Every line
+    goes through cli_options.echo: a control character read from a file is shown as an escape.
     """
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:  # parsing the arguments, printing --help: click's own "Aborted!" would be exit 1
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            interrupted()
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except GeneratorError as exc:
             for line in exc.lines():
-                click.echo(f"error: {line}", err=True)
+                echo(f"error: {line}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
-            click.echo("error: interrupted (files written as a set are rolled back by the next run)", err=True)
-            ctx.exit(130)
+            interrupted(" (files written as a set are rolled back by the next run)")
         except BrokenPipeError:
             ctx.exit(1)  # the reader went away (`list | head`): nothing left to say to it
         except Exception as exc:
             if os.environ.get("GENERATOR_DEBUG"):
                 raise
-            click.echo(f"error: {last_resort(exc)}", err=True)
+            echo(f"error: {last_resort(exc)}", err=True)
             ctx.exit(1)
 
 
@@ -94,14 +100,14 @@ def resolve(schedule_path: Path | None, app_yaml: Path, as_json: bool, on: dt.da
     sched = load_schedule(schedule_path)
     res = appyaml.resolve(appyaml.load(app_yaml, str(app_yaml)), sched, on)  # AppYamlError: exit 2 through _Group
     for warning in res.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)
     if as_json:
-        click.echo(json.dumps(res.as_json(), indent=2, sort_keys=True))
+        echo(json.dumps(res.as_json(), indent=2, sort_keys=True))
         return
     r = res.runtime
-    click.echo(f"{r.id}: Python {r.version} on {r.os_id} ({res.status}, end of support {r.end_of_support.isoformat()})")
-    click.echo(f"  image:       {r.image}")
-    click.echo(f"  selected by: {res.selected_by}")
+    echo(f"{r.id}: Python {r.version} on {r.os_id} ({res.status}, end of support {r.end_of_support.isoformat()})")
+    echo(f"  image:       {r.image}")
+    echo(f"  selected by: {res.selected_by}")
 
 
 @main.command()
@@ -122,20 +128,20 @@ def _generate(sched, root: Path, check: bool, render) -> None:
     plan = render.plan(sched, root)
     if check:
         if plan.clean:
-            click.echo(f"generated files are up to date ({len(plan.files)} files, {len(sched.runtimes)} runtimes)")
+            echo(f"generated files are up to date ({len(plan.files)} files, {len(sched.runtimes)} runtimes)")
             return
         for label, items in (("stale", plan.changed), ("missing", plan.missing), ("extra", plan.extra)):
             for rel in items:
-                click.echo(f"{label}: {rel}", err=True)
-        click.echo("generated files are out of date: run `python -m generator generate`", err=True)
+                echo(f"{label}: {rel}", err=True)
+        echo("generated files are out of date: run `python -m generator generate`", err=True)
         sys.exit(1)
     touched = render.apply(plan)
     for rel in touched:
-        click.echo(f"wrote {rel}")
+        echo(f"wrote {rel}")
     leftover = [rel for rel in plan.extra if (root / rel).exists()]
     for rel in leftover:
-        click.echo(f"warning: {rel} is not generated from the schedule; remove it by hand", err=True)
-    click.echo(f"{len(touched)} file(s) changed, {len(plan.files) - len(touched)} unchanged, {len(sched.runtimes)} runtimes")
+        echo(f"warning: {rel} is not generated from the schedule; remove it by hand", err=True)
+    echo(f"{len(touched)} file(s) changed, {len(plan.files) - len(touched)} unchanged, {len(sched.runtimes)} runtimes")
 
 
 @main.command(name="list")
@@ -159,7 +165,7 @@ def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
         for r in sched.runtimes.values()
     ]
     if as_json:
-        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        echo(json.dumps(rows, indent=2, sort_keys=True))
         return
     headers = ["RUNTIME", "OS", "PYTHON", "STATUS", "END OF SUPPORT"]
     table = [
@@ -167,8 +173,8 @@ def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *table)]
     for line in [headers, *table]:
-        click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
-    click.echo(f"(* default; status as of {on.isoformat()})")
+        echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+    echo(f"(* default; status as of {on.isoformat()})")
 
 
 # Further commands live below, one block each; keep each block's imports inside its function so
@@ -225,18 +231,18 @@ def build(
         sbom_dir=sbom_dir,
         with_build_image=with_build_image,
     )
-    click.echo(f"built {res.tag} in {res.seconds:.0f}s")
-    click.echo(f"image id: {res.image_id}")
-    click.echo(f"digest:   {res.digest}")
+    echo(f"built {res.tag} in {res.seconds:.0f}s")
+    echo(f"image id: {res.image_id}")
+    echo(f"digest:   {res.digest}")
     for path in res.sbom:
-        click.echo(f"sbom:     {path} (its sha256 is a label of the image)")
+        echo(f"sbom:     {path} (its sha256 is a label of the image)")
     if res.build_image:
         b = res.build_image
-        click.echo(f"built {b.tag} in {b.seconds:.0f}s (build image)")
-        click.echo(f"build image id: {b.image_id}")
-        click.echo(f"build digest:   {b.digest}")
+        echo(f"built {b.tag} in {b.seconds:.0f}s (build image)")
+        echo(f"build image id: {b.image_id}")
+        echo(f"build digest:   {b.digest}")
     if base_image:
-        click.echo(f"note: the SBOM names the pinned base {r.base_reference}; this image was built on {base_image}", err=True)
+        echo(f"note: the SBOM names the pinned base {r.base_reference}; this image was built on {base_image}", err=True)
 
 
 # --- lock ---
@@ -289,23 +295,23 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
     if check:
         problems = locking.check_runtimes(sched, root, runtime_ids, index=index_url)
         if not problems:
-            click.echo(f"locks are up to date ({len(runtime_ids or sched.runtimes)} runtimes)")
+            echo(f"locks are up to date ({len(runtime_ids or sched.runtimes)} runtimes)")
             return
         for p in problems:
-            click.echo(p, err=True)
-        click.echo("locks are out of date: run `python -m generator lock`", err=True)
+            echo(p, err=True)
+        echo("locks are out of date: run `python -m generator lock`", err=True)
         sys.exit(1)
     from . import fileset
 
     with fileset.exclusive(root):  # one run per tree: a concurrent generate or lock waits
         result = locking.lock_runtimes(
-            sched, root, runtime_ids, index=index_url, upgrade=upgrade, force=force, jobs=jobs, tool=tool, interpreters=given, echo=click.echo
+            sched, root, runtime_ids, index=index_url, upgrade=upgrade, force=force, jobs=jobs, tool=tool, interpreters=given, echo=echo
         )
     for rel in result.regenerated:
-        click.echo(f"wrote {rel}")
-    click.echo(result.summary())
+        echo(f"wrote {rel}")
+    echo(result.summary())
     if result.failed:
-        click.echo(f"error: {len(result.failed)} lock(s) failed: {', '.join(o.key for o in result.failed)}", err=True)
+        echo(f"error: {len(result.failed)} lock(s) failed: {', '.join(o.key for o in result.failed)}", err=True)
         sys.exit(1)
 
 
@@ -342,29 +348,29 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
     if plan is None:  # OS packages only
         sys.exit(1 if os_stale else 0)
     for warning in plan.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)
     t = plan.target
     if check:
         fresh, why = locking.check_app(plan, index_url)
         if fresh is locking.Freshness.OK:
-            click.echo(f"{t.out} is up to date for {plan.where}")
+            echo(f"{t.out} is up to date for {plan.where}")
             sys.exit(1 if os_stale else 0)
         stale = locking.buildlock.path_for(t.out) if fresh is locking.Freshness.STALE_BUILD else t.out
-        click.echo(f"{fresh.label}: {stale} ({why})", err=True)
+        echo(f"{fresh.label}: {stale} ({why})", err=True)
         sys.exit(1)
     if plan.converted:
-        click.echo(f"{t.out.name} is not hash-locked: keeping it as {t.src.name}, the input of the lock")
+        echo(f"{t.out.name} is not hash-locked: keeping it as {t.src.name}, the input of the lock")
     outcome = locking.lock_app(plan, index=index_url, upgrade=upgrade, force=force, tool=tool, interpreters=given)
     if outcome.status is locking.Status.UP_TO_DATE:
-        click.echo(f"{t.out} is up to date for {plan.where} ({outcome.detail})")
+        echo(f"{t.out} is up to date for {plan.where} ({outcome.detail})")
     elif outcome.status is locking.Status.LOCKED:
-        click.echo(f"wrote {t.out} for {plan.where} with {outcome.detail} in {outcome.seconds:.1f}s")
-        click.echo(f"wrote {locking.buildlock.path_for(t.out)} (the build requirements of its sdists)")
+        echo(f"wrote {t.out} for {plan.where} with {outcome.detail} in {outcome.seconds:.1f}s")
+        echo(f"wrote {locking.buildlock.path_for(t.out)} (the build requirements of its sdists)")
     elif outcome.status is locking.Status.BUILD:
-        click.echo(f"{t.out} is up to date for {plan.where}; {outcome.detail} in {outcome.seconds:.1f}s")
+        echo(f"{t.out} is up to date for {plan.where}; {outcome.detail} in {outcome.seconds:.1f}s")
     else:
-        click.echo(f"error: locking {t.src} for {plan.where} failed: {outcome.detail}", err=True)
-        click.echo(f"{t.out} is untouched", err=True)
+        echo(f"error: locking {t.src} for {plan.where} failed: {outcome.detail}", err=True)
+        echo(f"{t.out} is untouched", err=True)
         sys.exit(1)
 
 
@@ -376,21 +382,21 @@ def _lock_app_os(plan, check: bool, force: bool, keyring: Path | None) -> bool:
     if status == "none":
         return False
     if status == "extra":
-        click.echo(f"stale: {plan.out} ({why})" if check else f"warning: {plan.out} is stale ({why})", err=True)
+        echo(f"stale: {plan.out} ({why})" if check else f"warning: {plan.out} is stale ({why})", err=True)
         return check
     if check:
         if status == "ok":
-            click.echo(f"{plan.out} is up to date for {why}")
+            echo(f"{plan.out} is up to date for {why}")
             return False
-        click.echo(f"{status}: {plan.out} ({why})", err=True)
+        echo(f"{status}: {plan.out} ({why})", err=True)
         return True
     made = app_ospkgs.lock(plan, keyring_path=keyring, force=force)
     n = len(plan.requested)
     if made is None:
-        click.echo(f"{plan.out} is up to date for runtime {plan.runtime.id} ({n} package(s) requested)")
+        echo(f"{plan.out} is up to date for runtime {plan.runtime.id} ({n} package(s) requested)")
     else:
         debs = len(made.debs)
-        click.echo(f"wrote {plan.out} for runtime {plan.runtime.id}: {n} package(s) requested, {debs} .deb(s) in the closure beyond the image's")
+        echo(f"wrote {plan.out} for runtime {plan.runtime.id}: {n} package(s) requested, {debs} .deb(s) in the closure beyond the image's")
     return False
 
 
@@ -440,11 +446,11 @@ def refresh(
         snapshots=not no_snapshots,
         changelog_path=changelog_path,
     )
-    click.echo(result.log, nl=False)
+    echo(result.log, nl=False)
     for rel in result.written:
-        click.echo(f"wrote {rel}", err=True)
+        echo(f"wrote {rel}", err=True)
     if not dry_run:
-        click.echo(result.summary, err=True)
+        echo(result.summary, err=True)
 
 
 # --- sbom, publish-sbom (generator/cli_sbom.py) ---
@@ -464,8 +470,8 @@ def matrix(schedule_path: Path | None, changed_since: str | None, as_json: bool)
     entries = matrix_mod.changed_runtimes(sched.path.resolve().parent, changed_since)
     value = matrix_mod.github_matrix(entries)
     if as_json:
-        click.echo(json.dumps(value, sort_keys=True, separators=(",", ":")))
+        echo(json.dumps(value, sort_keys=True, separators=(",", ":")))
         return
     for job in value["include"]:
-        click.echo(f"{job['runtime']:<20} Python {job['python']:<8} {job['os']:<9} {job['input_hash']}")
-    click.echo(f"{len(value['include'])} runtime(s) to build" + (f" (changed since {changed_since})" if changed_since else ""))
+        echo(f"{job['runtime']:<20} Python {job['python']:<8} {job['os']:<9} {job['input_hash']}")
+    echo(f"{len(value['include'])} runtime(s) to build" + (f" (changed since {changed_since})" if changed_since else ""))

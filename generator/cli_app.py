@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from . import schedule as schedule_mod
-from .cli_options import date_option
+from .cli_options import date_option, echo
 
 
 @click.command()
@@ -61,12 +61,12 @@ def app(schedule_path, app_dir, config, out, runtime_image, build_image, gunicor
         on=on,
     )
     for warning in plan.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)
     for rel in app_mod.write(plan, target, app_dir):
-        click.echo(f"wrote {target / rel}")
-    click.echo(f"runtime {plan.runtime_id}: FROM {plan.image}")
+        echo(f"wrote {target / rel}")
+    echo(f"runtime {plan.runtime_id}: FROM {plan.image}")
     if plan.build_image:
-        click.echo(f"build stage: FROM {plan.build_image}")
+        echo(f"build stage: FROM {plan.build_image}")
 
 
 def _ours(dockerfile: Path, generated: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import click
 
@@ -17,3 +18,19 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.d
 
 
 date_option = click.option("--date", "on", callback=_date, metavar="YYYY-MM-DD", help="Judge support status as of this day (default: today).")
+
+
+# Control characters (C0 but the newline, DEL, C1), bidi and zero-width marks, line separators, lone
+# surrogates: text read from a file can hold them, and raw on a terminal they move the cursor, recolour
+# or reorder what follows, or forge a line. The CLI shows each as an escape; a newline stays a line break.
+_UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
+
+
+def shown(text: str) -> str:
+    """`text` as the terminal may print it: \\x1b, \\u202e, … instead of the characters themselves."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+
+
+def echo(text: str = "", err: bool = False, nl: bool = True) -> None:
+    """click.echo for any line that may carry text from a file (every message the CLI writes for a person)."""
+    click.echo(shown(text), err=err, nl=nl)

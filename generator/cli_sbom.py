@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import schedule as schedule_mod
+from .cli_options import echo
 from .errors import InputError
 
 
@@ -61,7 +62,7 @@ def sbom(
         click.echo(text, nl=False)
         return
     fileset.write_output(output, text)
-    click.echo(f"wrote {output} ({fmt}, sha256 {sbom_mod.sha256_of(text)})", err=True)
+    echo(f"wrote {output} ({fmt}, sha256 {sbom_mod.sha256_of(text)})", err=True)
 
 
 @click.command(name="publish-sbom")
@@ -86,5 +87,5 @@ def publish_sbom(schedule_path: Path | None, runtime_id: str, image: str, sbom_d
     r = runtime_of(sched, runtime_id)
     directory = sbom_dir or sbom_mod.default_dir(sched)
     res = sbom_publish.publish(r.id, image, directory, tls_verify=tls_verify)
-    click.echo(f"published {res.reference} ({', '.join(res.files)}), subject {res.subject}")
-    click.echo(f"artifact digest: {res.digest}")
+    echo(f"published {res.reference} ({', '.join(res.files)}), subject {res.subject}")
+    echo(f"artifact digest: {res.digest}")

@@ -79,6 +79,29 @@ def docker_env(pair: Any) -> str:
     return f"{name}={value if _BARE.fullmatch(value) else docker_quoted(value)}"
 
 
+# COPY expands $VAR and ${VAR} and reads each source as a pattern (Go's filepath.Match: * ? [ ], and \
+# escapes) in both of its forms, JSON too, in podman/buildah as in Docker. No escape of these is read
+# alike by every engine and version, so a name holding one is refused rather than copied as another file.
+_COPY_EXPANDED = re.compile(r"[$\\*?\[\]]")
+_COPY_BARE = re.compile(r"[A-Za-z0-9._/+@=-]+", re.ASCII)
+
+
+def docker_copy(paths: Any) -> str:
+    """The sources and destination of a COPY, each one exact: bare words where they need no quoting,
+    else the JSON form (spaces, quotes); a name COPY would expand or match as a pattern is refused."""
+    items = [_one_line(p, "a COPY instruction") for p in paths]
+    for p in items:
+        bad = _COPY_EXPANDED.search(p)
+        if bad:
+            raise RenderError(
+                f"{p!r} cannot be copied by a Dockerfile COPY: it holds {bad.group()!r}, which COPY expands ($) or reads as a "
+                "pattern (\\ * ? [ ]) whatever the quoting; rename it (and the reference to it)"
+            )
+    if all(_COPY_BARE.fullmatch(p) for p in items):
+        return " ".join(items)
+    return json.dumps(items)
+
+
 def json_value(value: Any) -> str:
     """Any JSON-able value as strict JSON (ASCII, no HTML-style escapes such as \\u0026)."""
     return json.dumps(value, ensure_ascii=True, sort_keys=True)
@@ -117,6 +140,7 @@ FILTERS = {
     "deb_filename": deb_filename,
     "docker_quoted": docker_quoted,
     "docker_env": docker_env,
+    "docker_copy": docker_copy,
     "json_value": json_value,
     "nix_string": nix_string,
     "md_cell": md_cell,

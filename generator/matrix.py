@@ -38,7 +38,7 @@ def runtimes_at(root: Path, ref: str | None) -> dict[str, Any]:
                 root / RUNTIMES_JSON, within=root, what="runtime data", limit=readfile.MAX_DATA, name=RUNTIMES_JSON, where="the tree"
             )
         except readfile.ReadError as exc:
-            raise MatrixError(f"{exc}; run `python -m generator generate`") from None
+            raise InputError(f"{exc}; run `python -m generator generate`") from None
     else:
         if not _REF.fullmatch(ref) or ".." in ref:
             raise InputError(f"--changed-since: {ref!r} is not a git revision (a commit, branch or tag name such as HEAD~1 or main)")
@@ -52,11 +52,51 @@ def runtimes_at(root: Path, ref: str | None) -> dict[str, Any]:
             raise MatrixError(f"git cannot read {RUNTIMES_JSON} at {ref!r}: {proc.stderr.strip()}")
         text = proc.stdout
     try:
-        return readfile.parse_json(text, source=f"{RUNTIMES_JSON} at {ref or 'the work tree'}", limit=readfile.MAX_DATA)["runtimes"]
+        data = readfile.parse_json(text, source=f"{RUNTIMES_JSON} at {ref or 'the work tree'}", limit=readfile.MAX_DATA)
     except readfile.ReadError as exc:
-        raise MatrixError(str(exc)) from None
-    except (KeyError, TypeError):
+        raise InputError(str(exc)) from None
+    except ValueError:
         raise MatrixError(f"{RUNTIMES_JSON} at {ref or 'the work tree'} is not the generator's runtime data") from None
+    return checked(data, RUNTIMES_JSON + (f" at {ref}" if ref else ""))
+
+
+# What the matrix reads of each runtime's entry; a file of another shape is refused naming the key,
+# never a KeyError ending as an internal error.
+_ENTRY: dict[str, Any] = {
+    "id": str,
+    "input_hash": str,
+    "operating_system": str,
+    "image": str,
+    "python": {"version": str},
+    "base": {"nix_sha256": (str, type(None))},
+}
+
+
+def checked(data: Any, where: str) -> dict[str, Any]:
+    """The `runtimes` of a parsed runtimes.json, each entry of the shape the matrix reads (InputError: exit 2)."""
+    fix = "; run `python -m generator generate` to remake it"
+    if not isinstance(data, dict) or not isinstance(data.get("runtimes"), dict):
+        raise InputError(f"{where}: runtimes: must be a mapping of runtime id to its data{fix}")
+    problems: list[str] = []
+    for rid, entry in data["runtimes"].items():
+        _shape(entry, _ENTRY, f"runtimes.{rid}", problems)
+    if problems:
+        raise InputError([f"{where}: {p}{fix}" for p in problems[:20]])
+    return data["runtimes"]
+
+
+def _shape(value: Any, spec: Any, key: str, problems: list[str]) -> None:
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            problems.append(f"{key}: must be a mapping")
+            return
+        for name, sub in spec.items():
+            if name not in value:
+                problems.append(f"{key}.{name}: missing")
+            else:
+                _shape(value[name], sub, f"{key}.{name}", problems)
+    elif not isinstance(value, spec):
+        problems.append(f"{key}: must be a {'string' if spec is str else 'string or null'}, not {type(value).__name__}")
 
 
 def changed_runtimes(root: Path, since: str | None) -> list[dict[str, Any]]:

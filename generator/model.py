@@ -13,6 +13,7 @@ import datetime as dt
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, Literal, Union
@@ -34,6 +35,14 @@ class Pattern:
 class Range:
     lo: int
     hi: int
+
+
+@dataclass(frozen=True)
+class Valid:
+    """A check a pattern cannot make (a date that exists, a version that parses, a list that is not empty), with its hint."""
+
+    check: Callable[[Any], bool]
+    hint: str
 
 
 # Support dates: far enough from date.min/max that date arithmetic (deprecation windows) cannot overflow.
@@ -61,9 +70,15 @@ NixSha256 = Annotated[
 PackageName = Annotated[str, Pattern(r"[a-z0-9][a-z0-9+.-]+", "an apt package name")]
 ImageRef = Annotated[str, Pattern(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+:[A-Za-z0-9._-]+", "an image reference is host/path:tag")]
 Repository = Annotated[str, Pattern(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+", "a repository is host/path, lowercase")]
-_URL_CHARS = r"[A-Za-z0-9._~:/?#@!&'()*+,;=%-]"
-Url = Annotated[str, Pattern(rf"https?://{_URL_CHARS}{{1,500}}", "a URL: https:// or http:// and up to 500 URL characters")]
-TarballUrl = Annotated[str, Pattern(rf"https?://{_URL_CHARS}{{1,400}}/Python-\d+\.\d+\.\d+\.tgz", "the URL of a Python-X.Y.Z.tgz")]
+# An http(s) URL as RFC 3986 spells one, so every reader parses it alike (an SBOM's validators, urllib,
+# curl): a host name or address, a port up to 65535, a path and query of URL characters with each %
+# starting a %XX escape; no user, no fragment, no `$` (a Dockerfile would expand it).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ORIGIN = rf"https?://{_LABEL}(?:\.{_LABEL})*(?::(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{{3}}|[1-5]\d{{4}}|[1-9]\d{{0,3}}))?"
+_PCHAR = r"(?:[A-Za-z0-9._~!&'()*+,;=:@-]|%[0-9A-Fa-f]{2})"
+URL_PATTERN = rf"{_ORIGIN}(?:/{_PCHAR}*)*(?:\?(?:{_PCHAR}|[/?])*)?"
+Url = Annotated[str, Pattern(URL_PATTERN, "a URL: https:// or http://, a host, an optional port, a path; % only as %XX; no user or #fragment")]
+TarballUrl = Annotated[str, Pattern(rf"{_ORIGIN}(?:/{_PCHAR}*)*/Python-\d+\.\d+\.\d+\.tgz", "the URL of a Python-X.Y.Z.tgz")]
 Minor = Annotated[str, Pattern(r"\d{1,2}\.\d{1,3}", 'a Python minor version, quoted, such as "3.12"')]
 # A file an image installs from a tool lock: a bare file name (it becomes a path in the build context
 # and a word of the Nix build script), a PEP 503 name, a version as an index lists it.
@@ -71,7 +86,24 @@ FileName = Annotated[
     str, Pattern(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.(whl|tar\.gz|zip|tar\.bz2)", "a wheel or sdist file name: no path, no spaces, no quotes")
 ]
 ProjectName = Annotated[str, Pattern(r"[a-z0-9]([a-z0-9-]{0,98}[a-z0-9])?", "a normalized (PEP 503) project name")]
-PackageVersion = Annotated[str, Pattern(r"[A-Za-z0-9.+!_-]{1,64}", "a package version")]
+PackageVersion = Annotated[
+    str, Pattern(r"[A-Za-z0-9.+!_-]{1,64}", "a package version"), Valid(lambda v: _pep440(v), "not a version pip can parse (PEP 440)")
+]
+
+
+def _pep440(text: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
+def nonempty(what: str) -> Valid:
+    """A list or mapping that must hold something: `what` says why, and how to remake it."""
+    return Valid(lambda v: len(v) > 0, f"must not be empty: {what}")
 
 
 @dataclass(frozen=True)
@@ -113,12 +145,18 @@ def convert(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem
         before = len(problems)
         out = convert(value, base, path, problems)
         if len(problems) == before:
-            for m in meta:
+            for m in meta:  # the first constraint missed is the one reported
                 if isinstance(m, Pattern) and not m.ok(out):
                     shown = repr(out) if len(out) <= 80 else f"{out[:60]!r}… ({len(out)} characters)"
                     problems.append((path, f"malformed value {shown}: {m.hint}"))
                 elif isinstance(m, Range) and not m.lo <= out <= m.hi:
                     problems.append((path, f"{out} is out of range ({m.lo} to {m.hi})"))
+                elif isinstance(m, Valid) and not m.check(out):
+                    shown = repr(out) if len(repr(out)) <= 80 else f"{repr(out)[:60]}…"
+                    problems.append((path, f"impossible value {shown}: {m.hint}"))
+                else:
+                    continue
+                break
         return out
     if hint is Any:
         return value

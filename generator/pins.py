@@ -11,6 +11,7 @@ without ever fetching.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
@@ -19,7 +20,24 @@ from typing import Annotated, Literal
 
 from . import readfile
 from .errors import InputError
-from .model import Digest, ImageRef, Minor, NixSha256, Pattern, Problem, Sha256, TarballUrl, Version, convert
+from .model import (
+    _LABEL,
+    EARLIEST,
+    LATEST,
+    Digest,
+    ImageRef,
+    Minor,
+    NixSha256,
+    Pattern,
+    Problem,
+    Range,
+    Sha256,
+    TarballUrl,
+    Valid,
+    Version,
+    convert,
+    nonempty,
+)
 from .yamlsrc import dotted
 
 LOCK = "lockfiles/schedule.lock.json"
@@ -29,6 +47,17 @@ ABOUT = "Written by `python -m generator refresh`: every fetched pin of schedule
 Arch = Annotated[str, Pattern(r"amd64|arm64", "an architecture: amd64 or arm64")]
 OsId = Annotated[str, Pattern(r"[a-z][a-z0-9]{0,31}", "an OS id such as ubuntu22")]
 Evidence = Annotated[str, Pattern(r"[\x20-\x7e]{1,500}", "one line of printable ASCII saying where the value was read")]
+
+
+_ARCHIVE = rf"https?://{_LABEL}(?:\.{_LABEL})*(?::\d{{1,5}})?(?:/(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{{2}})*){{0,30}}"
+_REMAKE = nonempty("a package lock reads at least one suite; run `refresh --only packages`")
+
+
+def _moment(text: str) -> bool:
+    try:
+        return EARLIEST.year <= dt.datetime.strptime(text, "%Y%m%dT%H%M%SZ").year <= LATEST.year
+    except ValueError:
+        return False
 
 
 class PinsError(InputError):
@@ -47,7 +76,7 @@ class Platform:
 class BaseImage:
     image: ImageRef  # the tag this digest was read from: it must still be the schedule's
     digest: Digest  # the index digest (or the single manifest's): what `FROM name@digest` pins
-    platforms: dict[Arch, Platform]
+    platforms: Annotated[dict[Arch, Platform], nonempty("a base image has at least one architecture; run `refresh --only os`")]
     evidence: Evidence
 
 
@@ -59,11 +88,12 @@ class CPythonRelease:
     evidence: Evidence
 
 
-DebVersion = Annotated[str, Pattern(r"([0-9]{1,9}:)?[0-9][A-Za-z0-9.+~-]{0,126}", "a Debian package version")]
-_POOL = r"pool/[a-z0-9-]{1,40}/[a-z0-9+.-]{1,60}/[A-Za-z0-9+.-]{1,100}/[A-Za-z0-9+.~%_-]{1,200}\.deb"
+DebVersion = Annotated[str, Pattern(r"([0-9]{1,9}:)?[0-9][A-Za-z0-9.+~-]{0,126}(?<!-)", "a Debian package version (a revision after - is not empty)")]
+_POOL = r"pool/[a-z0-9-]{1,40}/[a-z0-9+.-]{1,60}/[A-Za-z0-9+.-]{1,100}/[A-Za-z0-9](?:[A-Za-z0-9+.~_-]|%[0-9A-Fa-f]{2}){0,199}\.deb"
 PoolPath = Annotated[str, Pattern(_POOL, "an archive path pool/COMPONENT/…/NAME.deb")]
 Suite = Annotated[str, Pattern(r"[a-z]{2,20}(-[a-z]{2,20})?", "an archive suite such as jammy-security")]
-Snapshot = Annotated[str, Pattern(r"\d{8}T\d{6}Z", "a snapshot timestamp YYYYMMDDTHHMMSSZ")]
+Snapshot = Annotated[str, Pattern(r"\d{8}T\d{6}Z", "a snapshot timestamp YYYYMMDDTHHMMSSZ"), Valid(lambda v: _moment(v), "no such date and time")]
+DebSize = Annotated[int, Range(1, 2**40)]  # bytes: a .deb is never empty, nor a terabyte
 
 
 DebName = Annotated[str, Pattern(r"[a-z0-9][a-z0-9+.-]{0,100}", "an apt package name")]
@@ -78,7 +108,7 @@ class Deb:
     version: DebVersion
     architecture: DebArch
     filename: PoolPath
-    size: int
+    size: DebSize
     sha256: Sha256
     suite: Suite  # the pocket it was read from (the -security one when it is there)
 
@@ -102,9 +132,9 @@ class BasePackage:
 class OsPackages:
     """An operating system's package lock: the closures apt resolved inside a base, at one archive state."""
 
-    archive: Annotated[str, Pattern(r"https?://[A-Za-z0-9._~:/%-]{1,300}", "the archive URL the indices were read from")]
+    archive: Annotated[str, Pattern(_ARCHIVE, "the archive URL the indices were read from: http(s)://HOST[:PORT]/PATH, % only as %XX")]
     snapshot: Snapshot  # when the indices were read, as the snapshot service names that state
-    suites: dict[Suite, Evidence]  # each suite read → its signed Release file's Date
+    suites: Annotated[dict[Suite, Evidence], _REMAKE]  # each suite read → its signed Release file's Date
     resolved_in: Evidence  # the base image the closure was resolved in (reference and image id)
     evidence: Evidence
     base: list[BasePackage]  # installed in the base image before anything is added (what an image's SBOM lists besides the closure)

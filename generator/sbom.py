@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +72,30 @@ class Inventory:
         return uuid.uuid5(uuid.NAMESPACE_URL, self.namespace)
 
 
-def _ref(*parts: str) -> str:
-    """An id of SPDX's alphabet ([A-Za-z0-9.-]); '+' (in Debian names) is spelled out, so ids stay distinct."""
-    return "-".join(re.sub(r"[^A-Za-z0-9.-]", "-", p.replace("+", "plus")) for p in parts)
+def _ref(kind: str, name: str, *qualifiers: str) -> str:
+    """KIND-NAME[-QUALIFIER]…, an id of SPDX's alphabet ([A-Za-z0-9.-]) and one per package: two packages
+    never share one (`a+b` and `aplusb` did), so no relationship points at the wrong one.
+
+    Lowercase letters, digits and `.` stay (so do `-` in the name: libc-bin stays readable); `+` is PLUS;
+    anything else, and `-` in a qualifier, is X and two hex digits per UTF-8 byte. Uppercase appears only
+    in those escapes, and only the name may hold a `-`, so the id can be read back: it is injective.
+    """
+    return "-".join([kind, _ref_part(name, keep_dash=True), *(_ref_part(q, keep_dash=False) for q in qualifiers)])
+
+
+def _ref_part(text: str, keep_dash: bool) -> str:
+    out = []
+    for c in text:
+        if c == "+":
+            out.append("PLUS")
+        elif c in _REF_KEPT or (c == "-" and keep_dash):
+            out.append(c)
+        else:
+            out.extend(f"X{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+    return "".join(out)
+
+
+_REF_KEPT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.")
 
 
 def purl(kind: str, name: str, version: str | None = None, namespace: str | None = None, **qualifiers: str) -> str:
@@ -202,7 +222,7 @@ def spdx_json(inv: Inventory) -> str:
                 spdx_id=f"SPDXRef-{item.ref}",
                 name=item.name,
                 version=item.version,
-                download_location=item.download or SpdxNoAssertion(),
+                download_location=item.download if _spdx_url(item.download) else SpdxNoAssertion(),
                 files_analyzed=False,
                 checksums=[Checksum(ChecksumAlgorithm.SHA256, item.sha256)] if item.sha256 else [],
                 source_info=item.source,
@@ -236,6 +256,15 @@ def spdx_json(inv: Inventory) -> str:
     out = io.StringIO()
     write_document_to_stream(doc, out, validate=False)
     return out.getvalue() + "\n"
+
+
+def _spdx_url(url: str | None) -> bool:
+    """Can spdx-tools take this URL as a download location? Every URL a lock holds is valid (model.Url), but
+    spdx-tools reads only a host name with a top-level domain: one on an address (a mirror on 127.0.0.1)
+    is NOASSERTION there, and stays in the package's purl and in the CycloneDX document."""
+    from spdx_tools.spdx.validation.uri_validators import validate_download_location
+
+    return bool(url) and not validate_download_location(url)
 
 
 def image_purl(inv: Inventory) -> str:
