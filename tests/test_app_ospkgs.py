@@ -314,7 +314,7 @@ def _hostile(edit_data):
         (lambda d: d["debs"][0].update(filename="pool/main/l/../../../etc/libtool1_2.0_amd64.deb"), "debs[0].filename: "),
         (lambda d: d["debs"][1].update(filename="pool/main/l/libtool1/libtool1_2.0-1ubuntu1_amd64.deb"), "is not the pool path of tool"),
         (lambda d: d["debs"][0].update(suite="jammy-proposed"), "debs[0].suite: 'jammy-proposed' is not one of the suites read"),
-        (lambda d: d["debs"][0].update(size=0), "debs[0].size: must be a positive"),
+        (lambda d: d["debs"][0].update(size=0), "debs[0].size: 0 is out of range"),
         (lambda d: d["debs"][0].update(size="12"), "debs[0].size: must be a whole number"),
         (lambda d: d["debs"].reverse(), "debs: not sorted by name"),
         (lambda d: d["debs"].append(dict(d["debs"][1])), "debs: not sorted by name, or a package is listed twice"),
