@@ -399,7 +399,7 @@ def test_build_workflow_skips_inputs_already_published(registry_server, images, 
 
     from generator import matrix
 
-    workflow = yaml.safe_load((SCHEDULE.parent / "ci" / "workflows" / "build.yml").read_text())
+    workflow = yaml.safe_load((SCHEDULE.parent / ".github" / "workflows" / "build.yml").read_text())
     step = next(s for s in workflow["jobs"]["dockerfile"]["steps"] if s.get("id") == "published")
     host = registry_server["host"]
     home = tmp_path / "home"  # skopeo reads $HOME/.config/containers/registries.conf first: plain HTTP for 127.0.0.1

