@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/bench_lock.py [--runs 3] [--noop-runs 7] [--cold]
 
+--runs 0 (the tests' smoke run) times only the no-op relock and --check, over the committed locks:
+no full relock, so no PyPI and no tool install.
+
 Full relock: a scratch copy of the schedule and the committed lockfiles/*.in, whose .txt and
 .wheels.json files are deleted before every run, locked against real PyPI (every runtime resolved
 by the tool it gets on this machine; the output names them). No-op relock: the same copy, up to
@@ -46,7 +49,7 @@ def report(name: str, samples: list[float], runtimes: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3, help="full relocks (each resolves the whole matrix against PyPI)")
+    ap.add_argument("--runs", type=int, default=3, help="full relocks (each resolves the whole matrix against PyPI; 0: none)")
     ap.add_argument("--noop-runs", type=int, default=7)
     ap.add_argument("--cold", action="store_true", help="an empty resolver cache for every full relock")
     ap.add_argument("--jobs", type=int, help="passed to `lock --jobs` (default: the CPU count)")
@@ -56,9 +59,13 @@ def main() -> None:
         (work / "lockfiles").mkdir(parents=True)
         shutil.copy(ROOT / "schedule.yaml", work)
         shutil.copy(ROOT / "README.md", work)
+        shutil.copy(ROOT / "lockfiles" / "schedule.lock.json", work / "lockfiles")  # an input of `lock`, like the .in files
         inputs = sorted((ROOT / "lockfiles").glob("*.in"))
         for p in inputs:
             shutil.copy(p, work / "lockfiles")
+            if not args.runs:  # the committed locks, up to date: the no-op relock needs nothing else
+                for ext in (".txt", ".wheels.json"):
+                    shutil.copy(p.with_suffix(ext), work / "lockfiles")
         lock = [sys.executable, "-m", "generator", "--schedule", str(work / "schedule.yaml"), "lock"]
         if args.jobs:
             lock += ["--jobs", str(args.jobs)]
@@ -74,18 +81,20 @@ def main() -> None:
                 shutil.rmtree(cache, ignore_errors=True)
                 env["FLEX_PYTHON_LOCK_CACHE"] = str(cache)
 
-        wipe()
-        _, out = timed(lock, env)  # warm-up: installs the pinned lock tools if this machine lacks them
-        print(f"{runtimes} runtimes, {os.cpu_count()} CPUs; tools per runtime (warm-up run):")
-        for line in out.splitlines():
-            if " locked with " in line:
-                print("   ", line.split("] ", 1)[1].rsplit(" in ", 1)[0])
-        full = []
-        for _ in range(args.runs):
-            elapsed, out = timed(lock, env, wipe)
-            assert f"{runtimes} runtime(s): {runtimes} locked" in out, out
-            full.append(elapsed)
-        report("lock (full relock, PyPI" + (", cold)" if args.cold else ")"), full, runtimes)
+        print(f"{runtimes} runtimes, {os.cpu_count()} CPUs")
+        if args.runs:
+            wipe()
+            _, out = timed(lock, env)  # warm-up: installs the pinned lock tools if this machine lacks them
+            print("tools per runtime (warm-up run):")
+            for line in out.splitlines():
+                if " locked with " in line:
+                    print("   ", line.split("] ", 1)[1].rsplit(" in ", 1)[0])
+            full = []
+            for _ in range(args.runs):
+                elapsed, out = timed(lock, env, wipe)
+                assert f"{runtimes} runtime(s): {runtimes} locked" in out, out
+                full.append(elapsed)
+            report("lock (full relock, PyPI" + (", cold)" if args.cold else ")"), full, runtimes)
         noop = []
         for _ in range(args.noop_runs):
             elapsed, out = timed(lock, env)

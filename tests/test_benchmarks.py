@@ -1,0 +1,78 @@
+"""What must keep working beside the generator's own commands: every script in benchmarks/ runs
+(smoke runs at its smallest settings; the image ones need a built image, so they carry the image
+marker), and a non-editable install carries the package's data files (templates, in-container scripts)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+BENCH = ROOT / "benchmarks"
+SCRIPTS = sorted(p.name for p in BENCH.glob("*.py"))
+TESTED = {"bench_generate.py", "bench_lock.py", "image_size.py", "startup.py"}  # one test each, below
+
+
+def bench(script: str, *args: str, timeout: float = 600) -> str:
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    print(proc.stdout)
+    return proc.stdout
+
+
+def test_every_benchmark_script_has_a_smoke_test() -> None:
+    assert set(SCRIPTS) == TESTED
+
+
+def test_bench_generate_smallest() -> None:
+    out = bench("bench_generate.py", "--runs", "1")
+    for name in ("generate (all files written)", "generate (nothing changed)", "generate --check", "python -c pass"):
+        assert name in out and "n=1" in out
+
+
+def test_bench_lock_no_op_only() -> None:
+    """--runs 0: no full relock (PyPI), only the no-op relock and --check over the committed locks."""
+    out = bench("bench_lock.py", "--runs", "0", "--noop-runs", "1")
+    assert "lock (full relock" not in out
+    assert "lock (no-op: every runtime skipped)" in out and "lock --check" in out and "n=1" in out
+
+
+@pytest.mark.image
+def test_image_size_of_the_runtime_image(image: dict) -> None:
+    out = bench("image_size.py", image["tag"])
+    assert "total " in out and "goal 1, Python layer" in out and "goal 2, image" in out
+
+
+@pytest.mark.image
+def test_startup_of_the_runtime_image(image: dict) -> None:
+    out = bench("startup.py", image["tag"], "--runs", "1", timeout=1800)
+    assert "python -c pass" in out and "Flask/gunicorn: first HTTP 200" in out and "interpreter + /env layer" in out
+
+
+# --- the wheel -----------------------------------------------------------------------------------
+
+
+def test_a_wheel_carries_the_templates_and_the_in_container_scripts(tmp_path: Path) -> None:
+    """A non-editable install has only what the wheel lists: `build` copies generator/incontainer/ into every build context."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "generator", src / "generator", ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(src), "-w", str(tmp_path / "out")], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (wheel,) = (tmp_path / "out").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for sub in ("incontainer", "templates"):
+        expected = {f"generator/{sub}/{p.name}" for p in (ROOT / "generator" / sub).iterdir() if p.is_file()}
+        assert expected and expected <= names, sorted(expected - names)
+    assert "generator/incontainer/flex_native.py" in names and "generator/templates/Dockerfile.j2" in names
