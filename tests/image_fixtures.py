@@ -14,15 +14,11 @@ shared by every module: conftest.py registers these fixtures.
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -33,6 +29,7 @@ from generator.cache import cache_root
 
 from . import ubuntu
 from .conftest import ROOT, copy_tree, edit
+from .servers import serve
 
 CACHE = cache_root() / "test"
 OSES = ("ubuntu16", "ubuntu22", "ubuntu24")
@@ -57,28 +54,6 @@ def run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
 
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return run("podman", *args, check=check)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(directory: Path):
-    """A plain http server on 127.0.0.1 for a directory (a python.org- or archive-shaped mirror)."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT
-from .image_fixtures import CACHE, RUNTIME, container, free_port, get, podman, run
+from .image_fixtures import CACHE, RUNTIME, container, get, podman, run
+from .servers import free_port
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("need_podman")]
 

@@ -20,7 +20,7 @@ from generator.pins import BasePackage
 from generator.schedule import load as load_schedule
 
 from .conftest import SCHEDULE, edit
-from .image_fixtures import serve
+from .servers import serve
 
 SCHED = load_schedule(SCHEDULE)
 UBUNTU22 = next(r for r in SCHED.runtimes.values() if r.os_id == "ubuntu22" and r.default_for_os)

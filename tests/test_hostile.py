@@ -8,12 +8,10 @@ the property-based proofs in test_hostile_props.py.
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from generator.locking.interpreters import clean_env
 from generator.locking.lockfile import wheel_list
 
 from . import dockerfile_syntax as dsx
+from . import servers
 from .conftest import ROOT, SCHEDULE, edit
 
 DIGEST = "@sha256:" + "0123456789abcdef" * 4
@@ -210,7 +209,7 @@ def evil_index():
     """A real HTTP index whose project page lists a file named to escape the build context."""
     sha = "ab" * 32
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(servers.QuietHandler):
         def do_GET(self):
             body = json.dumps({"files": [{"filename": "../../evil-1.0.tar.gz", "url": "evil-1.0.tar.gz", "hashes": {"sha256": sha}}]}).encode()
             self.send_response(200)
@@ -219,13 +218,8 @@ def evil_index():
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/simple", sha
-    server.shutdown()
+    with servers.running(Handler) as url:
+        yield f"{url}/simple", sha
 
 
 def test_lock_time_refuses_a_file_name_an_index_lists(evil_index, monkeypatch) -> None:

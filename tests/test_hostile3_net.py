@@ -13,10 +13,9 @@ import hashlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from generator import app_image, http, registry, upstream
 from generator.errors import InputError
 from generator.locking.index import Index
 
+from . import servers
 from .conftest import ROOT
 
 # --- loopback ------------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ class Server:
         self.seen: list[tuple[str, dict[str, str]]] = []
         seen = self.seen
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(servers.QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
@@ -123,33 +123,24 @@ class Server:
                 except OSError:  # the client hung up: that is what a deadline or a cap does
                     self.close_connection = True
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd = servers.start(Handler)
+        self.url = servers.url(self.httpd)
 
 
 @pytest.fixture
 def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], None]], Server]]:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
+    servers.local_only(monkeypatch)
     monkeypatch.setattr(http, "BACKOFF", 0.01)
-    servers: list[Server] = []
+    started: list[Server] = []
 
     def start(handle: Callable[[BaseHTTPRequestHandler], None]) -> Server:
         s = Server(handle)
-        threading.Thread(target=s.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(s)
+        started.append(s)
         return s
 
     yield start
-    for s in servers:
-        s.httpd.shutdown()
-        s.httpd.server_close()
+    for s in started:
+        servers.stop(s.httpd)
 
 
 def drip_body(h: BaseHTTPRequestHandler, n: int = 10) -> None:

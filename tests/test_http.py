@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from generator import http
+
+from . import servers
 
 BODY = b"the locked bytes\n"
 
@@ -22,7 +22,7 @@ class Server:
         self.hits: dict[str, int] = {}
         hits = self.hits
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(servers.QuietHandler):
             def do_GET(self) -> None:
                 n = hits[self.path] = hits.get(self.path, 0) + 1
                 status = {"/ok": 200, "/gone": 404, "/down": 502, "/flaky": 200 if n >= 3 else 503}.get(self.path, 404)
@@ -33,24 +33,17 @@ class Server:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd = servers.start(Handler)
+        self.url = servers.url(self.httpd)
 
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    servers.local_only(monkeypatch)
     monkeypatch.setattr(http, "BACKOFF", 0.01)  # the same retries, without the waits
     s = Server()
-    thread = threading.Thread(target=s.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
     yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    servers.stop(s.httpd)
 
 
 def test_get_retries_server_errors_and_not_client_errors(server: Server) -> None:

@@ -30,13 +30,12 @@ from .image_fixtures import (
     build,
     container,
     copy_tree,
-    free_port,
     gen,
     get,
     podman,
     run,
-    serve,
 )
+from .servers import free_port, serve
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("need_podman")]
 

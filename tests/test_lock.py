@@ -15,17 +15,14 @@ from __future__ import annotations
 import base64
 import codecs
 import datetime
-import functools
 import hashlib
 import html
-import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import zipfile
@@ -42,6 +39,7 @@ from generator.http import fetch_verified
 from generator.locking import resolvers
 
 from .conftest import ROOT, SCHEDULE, edit
+from .servers import serve
 
 SCHED = schedule.load(SCHEDULE)
 
@@ -141,11 +139,6 @@ class Served:
         return {s for f, s in self.files.items() if f.startswith(prefix)}
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def index(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory):
     """A static PEP 503 index (sha256 fragments, data-requires-python) on 127.0.0.1, a free port."""
@@ -179,14 +172,8 @@ def index(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory):
             links.append(f'<a href="../../files/{fn}#sha256={sha}"{attr}>{fn}</a><br/>')
         (simple / name / "index.html").write_text("<!DOCTYPE html>\n<html><body>\n" + "\n".join(links) + "\n</body></html>\n")
     (simple / "index.html").write_text("".join(f'<a href="{n}/">{n}</a>\n' for n in sorted(projects)))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Served(f"http://127.0.0.1:{server.server_address[1]}/simple", {p.name: sha256(p) for p in files_dir.iterdir()})
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(root) as url:
+        yield Served(f"{url}/simple", {p.name: sha256(p) for p in files_dir.iterdir()})
 
 
 def _offline_env(cache: Path) -> dict[str, str]:

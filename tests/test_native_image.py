@@ -18,7 +18,8 @@ from generator.locking import Index
 
 from . import ubuntu
 from .conftest import ROOT
-from .image_fixtures import FACTS, container, free_port, get, podman, run
+from .image_fixtures import FACTS, container, get, podman, run
+from .servers import free_port
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("need_podman")]
 

@@ -17,7 +17,7 @@ from generator.pins import BasePackage, Deb, OsPackages, PinsError
 from generator.pins import load as load_pins
 
 from .conftest import ROOT
-from .image_fixtures import free_port, serve
+from .servers import free_port, serve
 
 LOCK = load_pins(ROOT / "lockfiles" / "schedule.lock.json")
 needs_tools = pytest.mark.skipif(not (shutil.which("apt-ftparchive") and shutil.which("gpg")), reason="apt-utils and gnupg (ci/dev.sh)")

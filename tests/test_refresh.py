@@ -29,7 +29,7 @@ from generator import locking, pins, registry, schedule
 from generator import refresh as refresh_mod
 
 from .conftest import SCHEDULE
-from .image_fixtures import free_port, serve
+from .servers import free_port, serve
 
 pytestmark = pytest.mark.registry
 
