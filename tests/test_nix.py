@@ -146,10 +146,18 @@ def nix_installed() -> None:
     assert version >= MIN_NIX, f"Nix {version} is older than {MIN_NIX}, the minimum of the pinned nixpkgs"
 
 
+# A build of a whole image with the stand-ins (interpreter, layers, stream, check) from a cold store:
+# minutes on a loaded machine. Every test that builds one gets this deadline, whichever runs first.
+IMAGE_BUILD_TIMEOUT = 1800
+
+
 def nix(*args: str, check: bool = True, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """ARGS (nix, nix-instantiate, …) run by the tests' Nix (tests/nix/run-nix.sh)."""
     env = {**os.environ, "NIX_CONFIG": NIX_CONFIG}
-    proc = subprocess.run(["bash", str(RUN_NIX), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+    try:
+        proc = subprocess.run(["bash", str(RUN_NIX), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{shlex.join(args)} still ran after {timeout}s (the deadline, not a result)")
     if check and proc.returncode != 0:
         pytest.fail(f"{shlex.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
     return proc
@@ -425,11 +433,11 @@ def test_default_package_is_the_newest_runtime(evaluated: dict[str, Any]) -> Non
     assert evaluated["default"] == evaluated[DATA["default_runtime"]]
 
 
-def build_fails(flake: Path, installable: str, over: list[str] | None = None) -> str:
+def build_fails(flake: Path, installable: str, over: list[str] | None = None, timeout: int = 300) -> str:
     """Evaluating INSTALLABLE works; building it fails: its build log, whitespace collapsed."""
     over = overrides(flake) if over is None else over
     nix("nix", "eval", "--raw", f"path:{flake}#{installable}.drvPath", *over)
-    proc = nix("nix", "build", "--no-link", "-L", f"path:{flake}#{installable}", *over, check=False)
+    proc = nix("nix", "build", "--no-link", "-L", f"path:{flake}#{installable}", *over, check=False, timeout=timeout)
     assert proc.returncode != 0, proc.stdout
     log = [re.sub(r"^[\w.+-]+> ", "", line) for line in proc.stderr.splitlines()]  # `name> ` of -L
     return " ".join(" ".join(log).split())
@@ -1018,7 +1026,7 @@ def check_flake(tmp_path: Path, rid: str) -> tuple[Path, dict[str, Any]]:
 def test_the_image_check_builds_streams_and_looks_inside(tmp_path: Path) -> None:
     rid = PY3_RUNTIME
     flake, _ = check_flake(tmp_path, rid)
-    nix("nix", "build", "--no-link", f"path:{flake}#checks.{SYSTEM}.{rid}", *overrides(flake), timeout=600)
+    nix("nix", "build", "--no-link", f"path:{flake}#checks.{SYSTEM}.{rid}", *overrides(flake), timeout=IMAGE_BUILD_TIMEOUT)
     log = nix("nix", "log", f"path:{flake}#checks.{SYSTEM}.{rid}", *overrides(flake)).stdout  # built now or before
     assert "imagecheck: image.tar: ok" in log
     assert f'"/opt/python{RUNTIMES[rid]["python"]["minor"]}/bin/python": "/nix/store/' in log
@@ -1041,7 +1049,8 @@ def test_the_image_check_fails_on_a_wrong_image(tmp_path: Path) -> None:
     old = "    config = entry.config;\n    inherit created passthru;\n"
     assert text.count(old) == 1
     fn.write_text(text.replace(old, '    config = entry.config // { User = "0"; };\n    inherit created passthru;\n'))
-    message = build_fails(flake, f"checks.{SYSTEM}.{rid}")
+    # the whole image is built before its check fails (from a cold store when this test runs first)
+    message = build_fails(flake, f"checks.{SYSTEM}.{rid}", timeout=IMAGE_BUILD_TIMEOUT)
     assert "imagecheck: image.tar: 1 problem(s): - User is '0', expected '1000:1000'" in message
 
 
