@@ -32,11 +32,11 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flex-python" / "startup-wheels"
 IMPORTS = "json, ssl, email.parser, http.server, decimal, asyncio, logging.handlers, urllib.request"
 APP_WHEELS = ["Flask==3.0.3", "gunicorn==23.0.0"]
@@ -87,7 +87,7 @@ def with_flask(image: str, minor: str, tag: str) -> str:
     wheels = CACHE / minor
     if not list(wheels.glob("gunicorn-*.whl")):
         subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "python"), "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", minor,
+            [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", minor,
              "-d", str(wheels), *APP_WHEELS],
             check=True,
         )  # fmt: skip
