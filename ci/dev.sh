@@ -2,6 +2,7 @@
 # One entry point for people and CI on a fresh Debian/Ubuntu machine.
 #   bash ci/dev.sh generate   set up, then regenerate every runtime's files from schedule.yaml
 #   bash ci/dev.sh test       set up, then lint and run the whole test suite (images and Nix included)
+#   bash ci/dev.sh unit       the fast loop: only the venv, then lint and the tests without the slow markers
 #   bash ci/dev.sh setup      only set up (system packages, container config, .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,6 +102,17 @@ case "$cmd" in
     bash ci/simulate-refresh.sh
     log "tests"
     .venv/bin/python -m pytest "$@" ;;
+  unit)
+    # No apt, images, Nix, registry or Ubuntu archive: the markers (pyproject.toml; tests/conftest.py
+    # adds them to every test that asks for a slow fixture) deselect those tests.
+    start=$SECONDS
+    setup_python
+    log "lint: ruff"
+    .venv/bin/ruff check generator tests benchmarks
+    .venv/bin/ruff format --check generator tests benchmarks
+    log "tests without the image, nix, registry and archive markers"
+    .venv/bin/python -m pytest -m "not image and not nix and not registry and not archive" "$@"
+    log "unit: $((SECONDS - start))s" ;;
   *)
-    echo "usage: bash ci/dev.sh [setup|generate|test] [args…]" >&2; exit 2 ;;
+    echo "usage: bash ci/dev.sh [setup|generate|test|unit] [args…]" >&2; exit 2 ;;
 esac

@@ -61,6 +61,27 @@ from .image_fixtures import (  # noqa: E402, F401
     test_tree,
 )
 
+# The fixtures that do a marker's slow work (pyproject.toml lists the markers), by the module that
+# defines them (test_refresh.py has an `images` of its own): a test that asks for one carries its
+# marker, so `-m "not image"` (bash ci/dev.sh unit) never starts one by accident.
+IMAGE_FIXTURES = ("need_podman", "roots", "images", "image", "build_images", "legacy_image", "test_tree", "python_mirror")
+SLOW_FIXTURES = {
+    **{("tests.image_fixtures", name): "image" for name in IMAGE_FIXTURES},
+    # CPython tarballs from Ubuntu's and Debian's archives, for the image builds
+    **{("tests.image_fixtures", name): "image" for name in ("legacy_python", "current")},
+    ("tests.test_refresh", "registry_server"): "registry",
+    ("tests.test_app_ospkgs", "jammy"): "archive",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        for name, defs in info.name2fixturedefs.items() if info else ():
+            marker = SLOW_FIXTURES.get((getattr(defs[-1].func, "__module__", ""), name))
+            if marker:
+                item.add_marker(marker)
+
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """The image tests' figures (build times, the two clean builds' digests, layer sizes) in every log."""

@@ -484,6 +484,7 @@ def test_unpinned_image_without_registry_is_refused(cli, tmp_path: Path) -> None
     assert not (app / "Dockerfile").exists()
 
 
+@pytest.mark.image  # runs podman
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
 @pytest.mark.parametrize("ref", ["containers-storage:localhost/flex-test/absent:1", "localhost/flex-test/absent:1"])
 def test_absent_local_image_is_a_clear_error(cli, tmp_path: Path, ref: str) -> None:
@@ -601,7 +602,7 @@ def test_hermetic_fetches_exactly_the_locked_files(cli, tmp_path: Path) -> None:
     from generator import locking as lock
     from generator.http import fetch_verified
 
-    from .image_fixtures import serve
+    from .servers import serve
 
     index = tmp_path / "index"
     pins = []

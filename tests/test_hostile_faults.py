@@ -26,6 +26,9 @@ from . import conftest
 from .conftest import ROOT, edit
 
 APP_IMAGE = "ghcr.io/appengine-flex-python/runtimes/python311-ubuntu22:3.11.15@sha256:" + "0123456789abcdef" * 4
+# The harness with the real PATH runs `build --engine podman`: a real podman build when the build
+# cache already holds the runtime's inputs (CPython, .debs, wheels), so those tests are image tests.
+REAL_PODMAN = pytest.mark.image
 DEAD_PROXY = {k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")}
 
 
@@ -98,6 +101,7 @@ def mount(*args: str, target: Path) -> Iterator[None]:
         subprocess.run(["umount", "-l", str(target)], check=False)
 
 
+@REAL_PODMAN
 def test_every_command_on_a_sound_tree_ends_cleanly(tmp_path: Path) -> None:
     assert harness(copy_tree(tmp_path / "tree")) == []
 
@@ -120,6 +124,7 @@ def test_every_command_with_its_tools_killed(tmp_path: Path) -> None:
     assert harness(tree, {"PATH": f"{tools}:{os.environ['PATH']}"}) == []
 
 
+@REAL_PODMAN
 def test_every_command_on_a_read_only_tree(tmp_path: Path) -> None:
     tree = copy_tree(tmp_path / "tree")
     change_schedule(tree)
@@ -148,6 +153,7 @@ def test_read_only_images_dir_leaves_the_set_untouched(tmp_path: Path) -> None:
     assert run(["--schedule", str(tree / "schedule.yaml"), "generate", "--check"]).returncode == 0
 
 
+@REAL_PODMAN
 def test_full_disk_leaves_the_set_untouched(tmp_path: Path) -> None:
     disk = tmp_path / "disk"
     disk.mkdir()
