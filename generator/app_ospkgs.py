@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from . import apt, readfile
 from .app_ospkgs_solve import Indices, Installed, Requested, closure
@@ -38,7 +38,7 @@ __all__ = ["AppOsError", "AppOsLock", "AppOsPlan", "Indices", "Requested", "clos
 
 APT_FILE = "apt-packages.txt"
 LOCK_FILE = "apt-packages.lock.json"
-FORMAT = 1
+FORMAT: Final = 1  # Final: its type is Literal[1], the only format the lock dataclass accepts
 ABOUT = (
     "Written by `python -m generator lock-app` from apt-packages.txt: the .debs the app's image adds to its runtime image, "
     "each with its sha256 from the archive's signed Packages index. Do not edit by hand."

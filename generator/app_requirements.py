@@ -151,9 +151,9 @@ def _decode(data: bytes, display: str) -> tuple[str, str]:
     try:
         return data.decode(encoding), encoding
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        lineno = data[: exc.start].count(b"\n") + 1
         raise RequirementsError(
-            f"{display}:{line}: byte 0x{data[exc.start]:02x} is not {encoding}; pip in the runtime reads a file without a byte-order mark "
+            f"{display}:{lineno}: byte 0x{data[exc.start]:02x} is not {encoding}; pip in the runtime reads a file without a byte-order mark "
             f"as UTF-8: save it as UTF-8, or declare its encoding on the first line (# -*- coding: latin-1 -*-)"
         ) from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ class AppYamlError(InputError):
     def __init__(self, file: str, message: str, line: int | None = None) -> None:
         self.file, self.line, self.message = file, line, message
         super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")
+
+
+# resolve's way to refuse a field: (its path, what is wrong) → the error to raise
+Fail = Callable[[tuple[str, ...], str], AppYamlError]
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,7 @@ def resolve(doc: yamlsrc.Document, schedule: Schedule, on: dt.date) -> Resolutio
     return Resolution(runtime_obj, status, how, app, warnings)
 
 
-def _new_style(doc, config, schedule: Schedule, fail) -> tuple[Runtime, str]:
+def _new_style(doc: yamlsrc.Document, config: dict[str, Any], schedule: Schedule, fail: Fail) -> tuple[Runtime, str]:
     os_id = config["operating_system"]
     offered = schedule.new_style_os()
     if not isinstance(os_id, str) or os_id not in offered:
@@ -179,7 +184,7 @@ def _new_style(doc, config, schedule: Schedule, fail) -> tuple[Runtime, str]:
     raise fail(path, f"{text!r} is not offered on {os_id}; valid choices: {_minor_list(runtimes)}")
 
 
-def _legacy(doc, config, schedule: Schedule, fail) -> tuple[Runtime, str]:
+def _legacy(doc: yamlsrc.Document, config: dict[str, Any], schedule: Schedule, fail: Fail) -> tuple[Runtime, str]:
     legacy = schedule.legacy()
     default = next(r for r in legacy if r.legacy_default)
     path = ("runtime_config", "python_version")
@@ -208,4 +213,5 @@ def _is(value: Any, what: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {list: "list", str: "string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {list: "list", str: "string"}
+    return names.get(type(value), type(value).__name__)

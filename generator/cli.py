@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import click
 
@@ -19,6 +21,9 @@ from . import __version__, cli_app, cli_sbom, interrupted
 from . import schedule as schedule_mod
 from .cli_options import date_option, echo
 from .errors import GeneratorError
+
+if TYPE_CHECKING:  # imported where used, so `generate` stays fast
+    from .app_ospkgs import AppOsPlan
 
 
 class _Group(click.Group):
@@ -30,13 +35,13 @@ class _Group(click.Group):
     goes through cli_options.echo: a control character read from a file is shown as an escape.
     """
 
-    def make_context(self, *args, **kwargs) -> click.Context:
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:  # parsing the arguments, printing --help: click's own "Aborted!" would be exit 1
             return super().make_context(*args, **kwargs)
         except KeyboardInterrupt:
             interrupted()
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except GeneratorError as exc:
@@ -124,7 +129,7 @@ def generate(schedule_path: Path | None, check: bool) -> None:
         _generate(sched, root, check, render)
 
 
-def _generate(sched, root: Path, check: bool, render) -> None:
+def _generate(sched: schedule_mod.Schedule, root: Path, check: bool, render: ModuleType) -> None:
     plan = render.plan(sched, root)
     if check:
         if plan.clean:
@@ -144,6 +149,19 @@ def _generate(sched, root: Path, check: bool, render) -> None:
     echo(f"{len(touched)} file(s) changed, {len(plan.files) - len(touched)} unchanged, {len(sched.runtimes)} runtimes")
 
 
+class _Row(TypedDict):
+    """One runtime as `list --json` prints it (keys sorted on output)."""
+
+    default: bool
+    end_of_support: str
+    image: str
+    operating_system: str
+    python_version: str
+    runtime_id: str
+    status: str
+    style: str
+
+
 @main.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @date_option
@@ -151,7 +169,7 @@ def _generate(sched, root: Path, check: bool, render) -> None:
 def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
     """The schedule as a table: runtime, OS, Python, status, end of support."""
     sched = load_schedule(schedule_path)
-    rows = [
+    rows: list[_Row] = [
         {
             "default": r.default_for_os or r.legacy_default,
             "end_of_support": r.end_of_support.isoformat(),
@@ -210,7 +228,18 @@ def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
 )
 @click.pass_obj
 def build(
-    schedule_path, runtime_id, engine_name, base_image, python_mirror, apt_mirrors, tag, optimize, no_cache, verbose, sbom_dir, with_build_image
+    schedule_path: Path | None,
+    runtime_id: str,
+    engine_name: str | None,
+    base_image: str | None,
+    python_mirror: str | None,
+    apt_mirrors: tuple[str, ...],
+    tag: str | None,
+    optimize: bool,
+    no_cache: bool,
+    verbose: bool,
+    sbom_dir: Path | None,
+    with_build_image: bool,
 ) -> None:
     """Build a runtime's image (and its build image) from the generated Dockerfiles; print IDs, digests and SBOMs."""
     from . import build as build_mod
@@ -285,7 +314,17 @@ def _interpreter_map(values: tuple[str, ...]) -> dict[str, str]:
 @_lock_options
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Runtimes locked at once (default: the CPU count).")
 @click.pass_obj
-def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, interpreters, jobs) -> None:
+def lock(
+    schedule_path: Path | None,
+    runtime_ids: tuple[str, ...],
+    check: bool,
+    upgrade: bool,
+    force: bool,
+    index_url: str,
+    tool: str,
+    interpreters: tuple[str, ...],
+    jobs: int | None,
+) -> None:
     """Lock each runtime's tools (lockfiles/<id>.in → .txt + .wheels.json) for its Python; skip unchanged ones."""
     from . import locking
 
@@ -330,7 +369,19 @@ def lock(schedule_path, runtime_ids, check, upgrade, force, index_url, tool, int
 )
 @date_option
 @click.pass_obj
-def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, interpreters, config, keyring, on) -> None:
+def lock_app(
+    schedule_path: Path | None,
+    app_dir: Path,
+    check: bool,
+    upgrade: bool,
+    force: bool,
+    index_url: str,
+    tool: str,
+    interpreters: tuple[str, ...],
+    config: Path | None,
+    keyring: Path | None,
+    on: dt.date,
+) -> None:
     """Lock an app's requirements.in (or unpinned requirements.txt) into a hash-locked requirements.txt for its runtime,
     and its apt-packages.txt, if any, into apt-packages.lock.json."""
     from . import locking
@@ -374,7 +425,7 @@ def lock_app(schedule_path, app_dir, check, upgrade, force, index_url, tool, int
         sys.exit(1)
 
 
-def _lock_app_os(plan, check: bool, force: bool, keyring: Path | None) -> bool:
+def _lock_app_os(plan: AppOsPlan, check: bool, force: bool, keyring: Path | None) -> bool:
     """lock-app's step for apt-packages.txt (generator/app_ospkgs.py): one line; True when --check finds the lock stale."""
     from . import app_ospkgs
 
@@ -390,6 +441,7 @@ def _lock_app_os(plan, check: bool, force: bool, keyring: Path | None) -> bool:
             return False
         echo(f"{status}: {plan.out} ({why})", err=True)
         return True
+    assert plan.requested is not None  # without apt-packages.txt the status is "none" or "extra", handled above
     made = app_ospkgs.lock(plan, keyring_path=keyring, force=force)
     n = len(plan.requested)
     if made is None:
@@ -424,7 +476,17 @@ main.add_command(cli_app.app)
 @click.option("--no-snapshots", is_flag=True, help="Do not re-record the snapshot tests (they need the test extras: pip install -e .[test]).")
 @click.pass_obj
 def refresh(
-    schedule_path, subjects, dry_run, only, os_bases, apt_archive, apt_sources, apt_keyrings, python_source, changelog_path, no_snapshots
+    schedule_path: Path | None,
+    subjects: tuple[str, ...],
+    dry_run: bool,
+    only: tuple[str, ...],
+    os_bases: tuple[str, ...],
+    apt_archive: str | None,
+    apt_sources: tuple[str, ...],
+    apt_keyrings: tuple[Path, ...],
+    python_source: str | None,
+    changelog_path: Path | None,
+    no_snapshots: bool,
 ) -> None:
     """Pin what moved upstream into the lock, relock, regenerate, update snapshots; print a changelog. All or nothing."""
     from . import refresh as refresh_mod

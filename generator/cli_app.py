@@ -5,6 +5,7 @@ Registered on the main group by cli.py; errors are GeneratorErrors, printed by i
 
 from __future__ import annotations
 
+import datetime as dt
 import stat
 from pathlib import Path
 
@@ -39,7 +40,19 @@ from .cli_options import date_option, echo
 @click.option("--force", is_flag=True, help="Replace a Dockerfile in APP_DIR that this tool did not write (never a directory given to --out).")
 @date_option
 @click.pass_obj
-def app(schedule_path, app_dir, config, out, runtime_image, build_image, gunicorn_config, hermetic, index_url, force, on) -> None:
+def app(
+    schedule_path: Path | None,
+    app_dir: Path,
+    config: Path | None,
+    out: Path | None,
+    runtime_image: str | None,
+    build_image: str | None,
+    gunicorn_config: bool,
+    hermetic: bool,
+    index_url: str | None,
+    force: bool,
+    on: dt.date,
+) -> None:
     """Write the Dockerfile of a custom runtime for an app directory (app.yaml, code, requirements.txt)."""
     from . import app as app_mod
 

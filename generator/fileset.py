@@ -24,7 +24,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .cache import cache_root
@@ -72,7 +72,11 @@ def exclusive(root: Path) -> Iterator[None]:
 
 
 def _describe(exc: OSError, path: Path) -> str:
-    reason = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system", errno.EACCES: "permission denied"}
+    reason: dict[int | None, str] = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+    }
     return f"cannot write {path}: {reason.get(exc.errno, exc.strerror or str(exc))}"
 
 
@@ -129,7 +133,7 @@ def _stage(target: Path, data: bytes) -> Path:
     return Path(tmp)
 
 
-def apply(root: Path, changes: dict[str, bytes | str | None]) -> list[str]:
+def apply(root: Path, changes: Mapping[str, bytes | str | None]) -> list[str]:
     """Write (bytes/str) or delete (None) each relative path under `root`, all or nothing."""
     if not changes:
         return []
@@ -244,7 +248,7 @@ def _write_into(path: Path, real: Path, data: bytes, *, fifo: bool) -> None:
         os.close(fd)
 
 
-def _discard(paths) -> None:
+def _discard(paths: Iterable[Path]) -> None:
     for tmp in paths:
         with contextlib.suppress(OSError):
             tmp.unlink()

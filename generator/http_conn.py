@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 
@@ -66,24 +67,26 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def _watched(base: type[http.client.HTTPConnection]) -> Any:
-    class Connection(base):  # type: ignore[valid-type, misc]
-        def __init__(self, *args: Any, watchdog: Watchdog, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            create = self._create_connection
+class _HTTP(http.client.HTTPConnection):
+    """A connection whose sockets `watchdog` watches (and so can cut)."""
 
-            def create_watched(*a: Any, **k: Any) -> socket.socket:
-                sock = create(*a, **k)
-                watchdog.watch(sock)
-                return sock
+    # Set by http.client's __init__ (socket.create_connection); typeshed leaves it out as private.
+    _create_connection: Callable[..., socket.socket]
 
-            self._create_connection = create_watched
+    def __init__(self, *args: Any, watchdog: Watchdog, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        create = self._create_connection
 
-    return Connection
+        def create_watched(*a: Any, **k: Any) -> socket.socket:
+            sock = create(*a, **k)
+            watchdog.watch(sock)
+            return sock
+
+        self._create_connection = create_watched
 
 
-_HTTP = _watched(http.client.HTTPConnection)
-_HTTPS = _watched(http.client.HTTPSConnection)
+class _HTTPS(_HTTP, http.client.HTTPSConnection):
+    """The same for https: `_HTTP.__init__` hands its arguments on to HTTPSConnection's."""
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):

@@ -32,6 +32,7 @@ import json
 import posixpath
 import sys
 import tarfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -136,7 +137,7 @@ def env_map(env: list[str] | None, where: str, problems: Problems) -> dict[str, 
     return out
 
 
-def check_config(config: dict[str, Any], expect: dict[str, Any], extra_labels: set[str], problems: Problems) -> None:
+def check_config(config: dict[str, Any], expect: dict[str, Any], extra_labels: Collection[str], problems: Problems) -> None:
     want = expect.get("config", {})
     got = config.get("config") or {}
     if expect.get("architecture") and config.get("architecture") != expect["architecture"]:
@@ -162,14 +163,14 @@ def sha256_of(f: IO[bytes]) -> str:
     """The digest of a layer's tar: a diff id is the uncompressed one, so a gzip layer is unpacked."""
     gzipped = f.read(2) == b"\x1f\x8b"
     f.seek(0)
-    stream: IO[bytes] = gzip.GzipFile(fileobj=f) if gzipped else f  # type: ignore[assignment]
+    stream: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=f) if gzipped else f
     h = hashlib.sha256()
     for chunk in iter(lambda: stream.read(1 << 20), b""):
         h.update(chunk)
     return "sha256:" + h.hexdigest()
 
 
-def check(image: Path, expect: dict[str, Any], extra_labels: set[str] = frozenset()) -> tuple[Problems, dict[str, Any]]:
+def check(image: Path, expect: dict[str, Any], extra_labels: Collection[str] = frozenset()) -> tuple[Problems, dict[str, Any]]:
     """Every problem found in IMAGE (empty when it is as EXPECTed), and a summary."""
     problems = Problems()
     summary: dict[str, Any] = {}
@@ -183,7 +184,7 @@ def check(image: Path, expect: dict[str, Any], extra_labels: set[str] = frozense
         if "manifest.json" not in names:
             problems.add("no manifest.json (not a docker-archive)")
             return problems, summary
-        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]  # None for a member not a regular file: unhandled
         if not isinstance(manifest, list) or len(manifest) != 1:
             problems.add(f"manifest.json must describe exactly one image, it has {len(manifest) if isinstance(manifest, list) else manifest!r}")
             return problems, summary
@@ -198,7 +199,7 @@ def check(image: Path, expect: dict[str, Any], extra_labels: set[str] = frozense
         if entry["Config"] not in names:
             problems.add(f"manifest.json names config {entry['Config']}, which is not in the archive")
             return problems, summary
-        config = json.load(outer.extractfile(entry["Config"]))  # type: ignore[arg-type]
+        config = json.load(outer.extractfile(entry["Config"]))  # type: ignore[arg-type]  # None for a member not a regular file: unhandled
         check_config(config, expect, extra_labels, problems)
 
         layers: list[str] = entry["Layers"]

@@ -181,7 +181,7 @@ def convert(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem
             return {}
         key_hint, value_hint = typing.get_args(hint)
         return {convert(k, key_hint, (*path, k), problems): convert(v, value_hint, (*path, k), problems) for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a dataclass hint is a class, never an instance
         if not isinstance(value, dict):
             problems.append((path, f"must be a mapping of settings, not {_kind(value)}"))
             return None

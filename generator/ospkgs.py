@@ -270,7 +270,7 @@ def moves(old: OsPackages | None, new: OsPackages) -> list[tuple[str, str | None
     for name in sorted(set(before) | set(after)):
         a, b = before.get(name), after.get(name)
         if a is None or b is None or (a.version, a.sha256) != (b.version, b.sha256):
-            out.append((name, a.version if a else None, b.version if b else None, (b or a).suite if (b or a) else ""))
+            out.append((name, a.version if a else None, b.version if b else None, d.suite if (d := b or a) else ""))
     return out
 
 

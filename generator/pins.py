@@ -16,7 +16,7 @@ import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from . import readfile
 from .errors import InputError
@@ -41,7 +41,7 @@ from .model import (
 from .yamlsrc import dotted
 
 LOCK = "lockfiles/schedule.lock.json"
-FORMAT = 1
+FORMAT: Final = 1  # Final: its type is Literal[1], the only format the lock dataclass accepts
 ABOUT = "Written by `python -m generator refresh`: every fetched pin of schedule.yaml, with its evidence. Do not edit by hand."
 
 Arch = Annotated[str, Pattern(r"amd64|arm64", "an architecture: amd64 or arm64")]

@@ -164,7 +164,8 @@ def ask_upstream(
     minors = dict(lock.python_minors)
     releases = dict(lock.cpython)
 
-    def pin_release(version: str) -> None:
+    def pin_release(version: str) -> str:
+        """Pin `version`'s tarballs; its .tgz sha256 (a fresh pin always has one)."""
         try:
             sha, evidence = upstream.release_sha256(python_source, version)
         except upstream.UpstreamError as exc:
@@ -175,6 +176,7 @@ def ask_upstream(
             xz = None  # optional: the build fetches the .tgz
         url = f"{PYTHON_ORG}/{version}/Python-{version}.tgz"
         releases[version] = CPythonRelease(url=url, sha256=sha, tar_xz_sha256=xz, evidence=evidence[:500])
+        return sha
 
     if "python" in only:
         for minor in wanted_minors(model):
@@ -193,8 +195,8 @@ def ask_upstream(
                 changes.append(Change("python", minor, pinned, newest, note, _users(model, minor=minor)))
         for r in model.legacy_runtimes:
             if r.python not in releases:
-                pin_release(r.python)
-                changes.append(Change("cpython", r.python, None, r.python, releases[r.python].sha256, _users(model, version=r.python)))
+                sha = pin_release(r.python)
+                changes.append(Change("cpython", r.python, None, r.python, sha, _users(model, version=r.python)))
     new = dataclasses.replace(lock, base_images=bases, python_minors=minors, cpython=releases)
     if "packages" in only:
         packages, moved = ask_packages(model, new, subjects, apt or AptSettings(), progress)

@@ -21,7 +21,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from . import __version__, fileset, ospkgs, render
 from .errors import GeneratorError
@@ -183,7 +183,8 @@ def spdx_json(inv: Inventory) -> str:
     """The SPDX 2.3 JSON document, validated by spdx-tools (a failure here is a bug: exit 1)."""
     import io
 
-    from spdx_tools.common.spdx_licensing import spdx_licensing
+    # spdx-tools marks only spdx_tools.spdx as typed (py.typed); spdx_tools.common has no marker
+    from spdx_tools.common.spdx_licensing import spdx_licensing  # type: ignore[import-untyped]
     from spdx_tools.spdx.model import (
         Actor,
         ActorType,
@@ -258,13 +259,15 @@ def spdx_json(inv: Inventory) -> str:
     return out.getvalue() + "\n"
 
 
-def _spdx_url(url: str | None) -> bool:
+def _spdx_url(url: str | None) -> TypeGuard[str]:
     """Can spdx-tools take this URL as a download location? Every URL a lock holds is valid (model.Url), but
     spdx-tools reads only a host name with a top-level domain: one on an address (a mirror on 127.0.0.1)
     is NOASSERTION there, and stays in the package's purl and in the CycloneDX document."""
     from spdx_tools.spdx.validation.uri_validators import validate_download_location
 
-    return bool(url) and not validate_download_location(url)
+    if not url:
+        return False
+    return not validate_download_location(url)
 
 
 def image_purl(inv: Inventory) -> str:

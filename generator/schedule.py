@@ -186,13 +186,17 @@ class Schedule:
         """All runtimes by ID, new style first, each group in schedule order."""
         m, lock = self.model, self.pins
         newest: dict[str, str] = {}
-        for r in m.runtimes:
-            if r.os not in newest or _vkey(r.python) > _vkey(newest[r.os]):
-                newest[r.os] = r.python
+        for n in m.runtimes:
+            if n.os not in newest or _vkey(n.python) > _vkey(newest[n.os]):
+                newest[n.os] = n.python
         out: dict[str, Runtime] = {}
-        for r in [*m.runtimes, *m.legacy_runtimes]:
+        listed: list[NewRuntime | LegacyRuntime] = [*m.runtimes, *m.legacy_runtimes]
+        for r in listed:
             legacy = isinstance(r, LegacyRuntime)
-            version = r.python if legacy else lock.python_minors[r.python]
+            if isinstance(r, LegacyRuntime):  # a legacy runtime pins its own patch version and settings
+                version, settings, legacy_default = r.python, tuple(r.python_version), r.default
+            else:
+                version, settings, legacy_default = lock.python_minors[r.python], (), False
             minor = ".".join(version.split(".")[:2])
             out[r.id] = Runtime(
                 id=r.id,
@@ -204,8 +208,8 @@ class Schedule:
                 interpreter=lock.cpython[version],
                 packages=lock.os_packages.get(r.os),
                 python_end_of_support=m.python_releases[minor].end_of_support,
-                python_version_settings=tuple(r.python_version) if legacy else (),
-                legacy_default=legacy and r.default,
+                python_version_settings=settings,
+                legacy_default=legacy_default,
                 default_for_os=not legacy and newest[r.os] == r.python,
                 image=f"{m.publish.repository}/{r.id}:{version}",
             )

@@ -106,13 +106,18 @@ def _check_shape(text: str, name: str) -> None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise YamlError(name, f"nested more than {MAX_DEPTH} levels deep; flatten it", event.start_mark.line + 1)
+                raise YamlError(name, f"nested more than {MAX_DEPTH} levels deep; flatten it", _line(event))
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
         elif isinstance(event, yaml.AliasEvent):
             aliases += 1
             if aliases > MAX_ALIASES:
-                raise YamlError(name, f"more than {MAX_ALIASES} aliases (*name); write the values out", event.start_mark.line + 1)
+                raise YamlError(name, f"more than {MAX_ALIASES} aliases (*name); write the values out", _line(event))
+
+
+def _line(event: yaml.Event) -> int | None:
+    """The 1-based line an event starts on (the parser always marks one; the stubs allow None)."""
+    return event.start_mark.line + 1 if event.start_mark else None
 
 
 def _build(node: yaml.Node, path: YamlPath, doc: Document, ctor: Any, count: list[int], depth: int = 0) -> Any:

@@ -110,9 +110,10 @@ def declared(archive: Path, filename: str) -> Declared:
         if system is None:
             requires, backend, source = list(PIP_DEFAULT), None, "pip's default (pyproject.toml has no [build-system] table)"
         else:
-            requires = system.get("requires") if isinstance(system, dict) else None
-            if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+            declared = system.get("requires") if isinstance(system, dict) else None
+            if not isinstance(declared, list) or not all(isinstance(r, str) for r in declared):
                 raise LockError(f"{filename}: pyproject.toml [build-system] requires is missing or not a list of strings; pip refuses to build it")
+            requires = declared
             backend = system.get("build-backend")
             backend = backend if isinstance(backend, str) else None
             source = "pyproject.toml [build-system] requires"

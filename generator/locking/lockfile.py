@@ -244,6 +244,7 @@ def wheel_list(lock_text: str, index: Index, python: str, glibc: tuple[int, int]
             rule = " ".join(control.lines())
             raise LockError(f"{name}=={version}: the lock's `{rule}` rules out every file that installs ({', '.join(u[1] for u in usable)})")
         f = ranked[0][2]
+        assert f.sha256 is not None  # kept above for a locked hash, so never None
         out.append({"filename": f.filename, "name": name, "sha256": f.sha256, "url": f.url, "version": version})
     problems = wheel_problems(out, f"the files {public_url(index.url)} lists")  # an index names files: never trust them as paths
     if problems:

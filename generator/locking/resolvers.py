@@ -123,11 +123,17 @@ def _uv_platform(glibc: tuple[int, int] | None) -> str:
     return f"x86_64-manylinux_2_{max(usable)}" if usable else "x86_64-unknown-linux-gnu"
 
 
-def target_environment(full: str) -> dict[str, str]:
-    """PEP 508 marker values of the runtime's CPython on Linux x86_64."""
+def _host_environment() -> dict[str, str]:
+    """PEP 508 marker values of this process's Python (a fresh dict each call)."""
     from packaging.markers import default_environment
 
-    env = dict(default_environment())
+    # every value is a string; packaging's TypedDict reads as object through .items()
+    return {k: str(v) for k, v in default_environment().items()}
+
+
+def target_environment(full: str) -> dict[str, str]:
+    """PEP 508 marker values of the runtime's CPython on Linux x86_64."""
+    env = _host_environment()
     major = full.split(".")[0]
     env.update(
         implementation_name="cpython",
@@ -155,7 +161,9 @@ class PipCompile:
 
     def resolve(self, t: Target, index: str, *, upgrade: bool, scratch: Path, in_text: str) -> Made:
         env_dir = pip_tools_env(self.interpreter)
-        pt, pipv = pip_tools_spec(self.interpreter.minor)  # type: ignore[misc]
+        spec = pip_tools_spec(self.interpreter.minor)
+        assert spec is not None  # pip_tools_env above refuses (LockError) a minor without one
+        pt, pipv = spec
         out = _seed(t, scratch, upgrade)
         cache = lock_cache_dir()
         # --no-reuse-hashes: every hash comes from the index resolved against, never from the old lock
@@ -250,10 +258,9 @@ class PipReport:
 
 def _checked_items(t: Target, in_text: str, data: dict[str, Any]) -> dict[str, tuple[dict[str, Any], set[str]]]:
     """canonical name → (report item, what required it); LockError if a marker differs host vs target."""
-    from packaging.markers import default_environment
     from packaging.requirements import InvalidRequirement, Requirement
 
-    host_env = dict(default_environment())
+    host_env = _host_environment()
     target_env = target_environment(t.python)
 
     def differs(marker: Any, extras: Iterable[str]) -> bool:
