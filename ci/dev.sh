@@ -94,6 +94,7 @@ case "$cmd" in
     log "lint: ruff"
     .venv/bin/ruff check generator tests benchmarks
     .venv/bin/ruff format --check generator tests benchmarks
+    .venv/bin/mkdocs build --strict --site-dir "$(mktemp -d)" -q
     log "generated files and locks are in step with schedule.yaml"
     .venv/bin/python -m generator generate --check
     .venv/bin/python -m generator lock --check
