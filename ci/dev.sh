@@ -96,6 +96,7 @@ case "$cmd" in
     .venv/bin/ruff check generator tests benchmarks
     .venv/bin/ruff format --check generator tests benchmarks
     .venv/bin/mypy generator
+    .venv/bin/mkdocs build --strict --site-dir "$(mktemp -d)" -q
     log "generated files and locks are in step with schedule.yaml"
     .venv/bin/python -m generator generate --check
     .venv/bin/python -m generator lock --check

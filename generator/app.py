@@ -417,7 +417,7 @@ def _shown_path(path: Path, app_dir: Path) -> str:
 
 
 def _env_variables(doc: yamlsrc.Document, cfg: Path, warnings: list[str]) -> dict[str, str]:
-    """NAME: value, each scalar as written (3.10 stays 3.10, 010 stays 010; README: how gcloud differs)."""
+    """NAME: value, each scalar as written (3.10 stays 3.10, 010 stays 010; docs/app-developers.md: how gcloud differs)."""
     raw = doc.data.get("env_variables")
     if raw is None:
         return {}

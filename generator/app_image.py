@@ -64,7 +64,7 @@ def pin(ref: str) -> tuple[str, str]:
     except registry.RegistryError as exc:
         raise PinError(
             f"cannot pin the runtime image by digest: {_reason(str(exc))}; pass --runtime-image NAME[:TAG]@sha256:…, "
-            "or a local image as containers-storage:NAME:TAG (see README, 'A custom runtime for your app')"
+            "or a local image as containers-storage:NAME:TAG (see docs/app-developers.md, 'From zero')"
         ) from None
 
 

@@ -133,7 +133,7 @@ def test_generator_version_moves_everything(cli, repo: Path, monkeypatch) -> Non
     [
         lambda repo: edit_lock(repo, lambda d: d["base_images"]["ubuntu22"].update(evidence="re-verified by hand")),
         lambda repo: edit_lock(repo, lambda d: d["base_images"]["ubuntu22"]["platforms"].update(arm64={"manifest_digest": None, "nix_sha256": None})),
-        lambda repo: edit(repo / "README.md", "## Two commands", "## Two commands, still"),
+        lambda repo: edit(repo / "README.md", "## I deploy an app", "## I deploy an app, still"),
         lambda repo: edit(repo / "schedule.yaml", "# Statuses (supported", "# The statuses (supported"),
         lambda repo: edit(repo / "lockfiles" / "python311-ubuntu22.in", "\n", "\n# a comment in the input only\n"),
     ],
