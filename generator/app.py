@@ -10,7 +10,6 @@ host (hash-checked, cached) into the build context and installed with `--no-inde
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import shlex
@@ -138,12 +137,12 @@ def plan_app(
         user=render.APP_USER,
         runtime=res.runtime,
         config_name=cfg.name,
-        env=[f"{k}={_env_value(v)}" for k, v in sorted(env.items())],
+        env=[f"{k}={v}" for k, v in sorted(env.items())],
         reqs=reqs,
         copies=reqs.copy,
         hermetic=hermetic and reqs.present,
         wheels_dir=WHEELS_DIR,
-        cmd=json.dumps(["/bin/sh", "-c", entrypoint]),
+        cmd=["/bin/sh", "-c", entrypoint],
     )
     escape.check_dockerfile(files["Dockerfile"], f"{cfg}: the rendered Dockerfile")
     keep = [*reqs.copy, *([GUNICORN_CONF] if uses_conf else []), *([WHEELS_DIR] if hermetic else []), *([DEBS_DIR] if app_debs else [])]
@@ -452,8 +451,3 @@ def _written(doc: yamlsrc.Document, path: tuple[Any, ...], value: Any) -> str:
         return value
     tag_text = doc.raw.get(path)
     return tag_text[1] if tag_text else str(value)
-
-
-def _env_value(value: str) -> str:
-    """Quote for a Dockerfile ENV line: no variable expansion, no line breaks."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'

@@ -10,14 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import jinja2
 
 from . import __version__, escape, fileset, readfile
+from .errors import GeneratorError
 from .escape import RenderError
 from .model import wheel_problems
 from .pins import LOCK
@@ -35,6 +38,30 @@ APP_USER = "1000:1000"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+class UnescapedValue(GeneratorError):
+    """A template outputs a value no escaper of generator/escape.py made: a bug of the template (exit 1)."""
+
+
+@jinja2.pass_context  # run at render time, never folded into a constant when the template compiles
+def _only_escaped(context: jinja2.runtime.Context, value: Any) -> escape.Escaped:
+    """Jinja's finalize hook, which sees the value of every `{{ … }}`: only an escaper's output passes."""
+    if isinstance(value, escape.Escaped):
+        return value
+    name, line = context.name, None
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:  # the template's own code is on the stack: its line, as Jinja's tracebacks show it
+        found = frame.f_globals.get("__jinja_template__")
+        if found is not None:
+            name, line = found.name, found.get_corresponding_lineno(frame.f_lineno)
+            break
+        frame = frame.f_back
+    where = (f"generator/templates/{name}" if name else "a template") + (f":{line}" if line else "")
+    raise UnescapedValue(
+        f"{where}: `{{{{ … }}}}` outputs {str(value)[:60]!r} without an escaping filter; end it in the filter of its target "
+        f"({', '.join(sorted(escape.FILTERS))}: generator/escape.py)"
+    )
+
+
 @cache
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -42,6 +69,7 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_only_escaped,
     )
     env.filters.update(escape.FILTERS)  # one escaper per target: every interpolation names its own
     return env
