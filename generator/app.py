@@ -83,7 +83,7 @@ def plan_app(
     try:
         argv = shlex.split(entrypoint)
     except ValueError as exc:
-        raise appyaml.AppYamlError(str(cfg), f"entrypoint: cannot be parsed as a command line: {exc}", doc.line(("entrypoint",))) from None
+        raise appyaml.AppYamlError(str(cfg), f"entrypoint: cannot be parsed as a command line: {exc}", doc.line(("entrypoint",))) from exc
     # gcloud and the original generator prefix `exec ` unless the entrypoint already starts with it
     command = argv[1:] if argv and argv[0] == "exec" else argv
     if not command:
@@ -202,7 +202,7 @@ def _fetched(plan: AppPlan) -> dict[str, tuple[Callable[[Path], object], str]]:
         try:
             ospkgs.fetch(plan.debs, dest, plan.deb_sources)
         except ospkgs.OsPackagesError as exc:
-            raise AppError(f"{app_ospkgs.LOCK_FILE}: {exc}") from None
+            raise AppError(f"{app_ospkgs.LOCK_FILE}: {exc}") from exc
 
     found: dict[str, tuple[Callable[[Path], object], str]] = {}
     if plan.hermetic:
@@ -231,7 +231,7 @@ def _os_packages(app_dir: Path, runtime: Runtime, warnings: list[str]) -> tuple[
         try:
             ospkgs.fetch(lock.debs, Path(tmp), sources)
         except ospkgs.OsPackagesError as exc:
-            raise AppError(f"{plan.out}: {exc}") from None
+            raise AppError(f"{plan.out}: {exc}") from exc
     return list(lock.debs), sources
 
 
@@ -270,7 +270,7 @@ def _prefetch(reqs: app_requirements.Requirements, runtime: Any, index_url: str 
         wheels = locking.wheel_list(app_requirements.lock_text(reqs), index, runtime.version, runtime.glibc)
         wheels = wheels + _build_files(wheels, runtime, app_dir)
     except locking.LockError as exc:
-        raise AppError(f"--hermetic: {exc}") from None
+        raise AppError(f"--hermetic: {exc}") from exc
 
     with tempfile.TemporaryDirectory() as tmp:  # download (into the cache) now, so a failure writes nothing
         for w in wheels:
@@ -309,7 +309,7 @@ def _build_files(wheels: list[dict[str, str]], runtime: Any, app_dir: Path) -> l
     try:
         build = buildlock.files_for(doc, sdists, str(path))
     except buildlock.LockError as exc:
-        raise AppError(f"--hermetic: {exc}; {fix}") from None
+        raise AppError(f"--hermetic: {exc}; {fix}") from exc
     have = {w["filename"]: w["sha256"] for w in wheels}
     clash = [f["filename"] for f in build if have.get(f["filename"], f["sha256"]) != f["sha256"]]
     if clash:
@@ -394,7 +394,7 @@ def _included_env(
         try:
             real = readfile.inside(path, app_dir, str(path), "the app directory")
         except readfile.ReadError as exc:
-            raise appyaml.AppYamlError(doc.file, f"includes[{i}]: {rel!r}: {exc.reason}", doc.line(("includes", i))) from None
+            raise appyaml.AppYamlError(doc.file, f"includes[{i}]: {rel!r}: {exc.reason}", doc.line(("includes", i))) from exc
         if real in seen:
             continue
         seen.add(real)

@@ -119,14 +119,14 @@ def _read_bytes(path: Path, display: str, within: Path, where: str = "the app di
     try:
         return readfile.read_bytes(path, within=within, what="a requirements file", limit=MAX_BYTES, name=display, where=where)
     except readfile.ReadError as exc:
-        raise RequirementsError(str(exc)) from None
+        raise RequirementsError(str(exc)) from exc
 
 
 def _no_nul(text: str, display: str) -> None:
     try:
         readfile.refuse_nul(text, display, "a requirements file")
     except readfile.ReadError as exc:
-        raise RequirementsError(str(exc)) from None
+        raise RequirementsError(str(exc)) from exc
 
 
 def _decode(data: bytes, display: str) -> tuple[str, str]:
@@ -136,7 +136,7 @@ def _decode(data: bytes, display: str) -> tuple[str, str]:
             try:
                 return data[len(bom) :].decode(encoding), encoding
             except UnicodeDecodeError as exc:
-                raise RequirementsError(f"{display}: starts with a {encoding} byte-order mark but is not valid {encoding} ({exc.reason})") from None
+                raise RequirementsError(f"{display}: starts with a {encoding} byte-order mark but is not valid {encoding} ({exc.reason})") from exc
     encoding = "utf-8"
     for line in data.split(b"\n")[:2]:
         if line.lstrip().startswith(b"#"):
@@ -146,8 +146,8 @@ def _decode(data: bytes, display: str) -> tuple[str, str]:
                 break
     try:
         encoding = codecs.lookup(encoding).name
-    except LookupError:
-        raise RequirementsError(f"{display}:1: unknown encoding {encoding!r} in its coding comment") from None
+    except LookupError as exc:
+        raise RequirementsError(f"{display}:1: unknown encoding {encoding!r} in its coding comment") from exc
     try:
         return data.decode(encoding), encoding
     except UnicodeDecodeError as exc:
@@ -155,7 +155,7 @@ def _decode(data: bytes, display: str) -> tuple[str, str]:
         raise RequirementsError(
             f"{display}:{line}: byte 0x{data[exc.start]:02x} is not {encoding}; pip in the runtime reads a file without a byte-order mark "
             f"as UTF-8: save it as UTF-8, or declare its encoding on the first line (# -*- coding: latin-1 -*-)"
-        ) from None
+        ) from exc
 
 
 def _understood(reader: Reader, data: bytes, encoding: str, display: str) -> None:
@@ -258,7 +258,7 @@ def _read_lines(w: _Walk, path: Path, data: bytes, rel: str) -> None:
         try:
             tokens = shlex.split(line, comments=False, posix=True)
         except ValueError as exc:
-            raise RequirementsError(f"{where}: cannot be read as pip reads it: {exc}") from None
+            raise RequirementsError(f"{where}: cannot be read as pip reads it: {exc}") from exc
         if not tokens:
             continue
         if tokens[0].startswith("-"):

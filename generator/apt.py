@@ -117,7 +117,7 @@ def release(mirror: str, suite: str, keyring: Path) -> Release:
     try:
         body = http.get(url, timeout=120)
     except http.HttpError as exc:
-        raise AptError(str(exc)) from None
+        raise AptError(str(exc)) from exc
     return parse_release(verify_inrelease(body, keyring, url), suite)
 
 
@@ -134,7 +134,7 @@ def packages_index(mirror: str, rel: Release, component: str, arch: str) -> Inde
     try:
         body = http.get(f"{base}/{path}", timeout=300)
     except http.HttpError as exc:
-        raise AptError(str(exc)) from None
+        raise AptError(str(exc)) from exc
     got = hashlib.sha256(body).hexdigest()
     if got != want:
         raise AptError(f"{base}/{path}: sha256 {got} is not the {want} its signed Release file lists")

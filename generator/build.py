@@ -75,7 +75,7 @@ def fetch_cpython(r: Runtime, dest: Path, mirror: str | None) -> Path:
             return fetch_verified(f"{base}/{r.version}/{name}", sha, dest / name)
         except HttpError as exc:
             if "checksum mismatch" in str(exc):
-                raise BuildError(f"CPython {r.version}: {exc}") from None
+                raise BuildError(f"CPython {r.version}: {exc}") from exc
             tried.append(str(exc))
     raise BuildError(f"CPython {r.version}: no tarball could be fetched ({'; '.join(tried)})")
 
@@ -105,7 +105,7 @@ def prepare_context(schedule: Schedule, r: Runtime, dest: Path, *, python_mirror
             (dest / "debs" / name).mkdir(parents=True, exist_ok=True)
             ospkgs.fetch(getattr(r.packages, name), dest / "debs" / name, sources)
     except ospkgs.OsPackagesError as exc:
-        raise BuildError(f"{r.os_id}'s package lock: {exc}") from None
+        raise BuildError(f"{r.os_id}'s package lock: {exc}") from exc
     return dest
 
 
@@ -163,7 +163,7 @@ def prepare_build_image_context(schedule: Schedule, r: Runtime, dest: Path, *, a
     try:
         ospkgs.fetch(r.packages.devel, dest / "debs" / "devel", ospkgs.mirrors(r.packages, apt_mirrors))
     except ospkgs.OsPackagesError as exc:
-        raise BuildError(f"{r.os_id}'s package lock (build image): {exc}") from None
+        raise BuildError(f"{r.os_id}'s package lock (build image): {exc}") from exc
     return dest
 
 

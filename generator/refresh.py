@@ -102,7 +102,7 @@ def ask_packages(
                 progress=progress,
             )  # fmt: skip
         except ospkgs.OsPackagesError as exc:
-            raise RefreshError(f"operating system {os_id}: {exc}") from None
+            raise RefreshError(f"operating system {os_id}: {exc}") from exc
         old = lock.os_packages.get(os_id)
         if ospkgs.same_files(old, new):
             continue  # nothing moved: keep the archive state it was locked at
@@ -143,7 +143,7 @@ def ask_upstream(
             try:
                 answer = upstream.base_image(os_.image)
             except upstream.UpstreamError as exc:
-                raise RefreshError(f"operating system {os_id}: {exc}") from None
+                raise RefreshError(f"operating system {os_id}: {exc}") from exc
             old = lock.base_images.get(os_id)
             same = old is not None and old.digest == answer.digest and old.image == os_.image
             platforms = {}
@@ -168,7 +168,7 @@ def ask_upstream(
         try:
             sha, evidence = upstream.release_sha256(python_source, version)
         except upstream.UpstreamError as exc:
-            raise RefreshError(str(exc)) from None
+            raise RefreshError(str(exc)) from exc
         try:
             xz: str | None = upstream.release_sha256(python_source, version, "tar.xz")[0]
         except upstream.UpstreamError:
@@ -183,7 +183,7 @@ def ask_upstream(
             try:
                 newest = upstream.newest_patch(python_source, minor)
             except upstream.UpstreamError as exc:
-                raise RefreshError(str(exc)) from None
+                raise RefreshError(str(exc)) from exc
             pinned = minors.get(minor)
             if pinned is None or version_key(newest) > version_key(pinned):
                 pin_release(newest)
@@ -306,7 +306,7 @@ def refresh(
     try:
         plan = ask_upstream(model, lock, only=only - {"nix"}, subjects=chosen, python_source=python_source, apt=apt, progress=progress)
     except GeneratorError as exc:
-        raise RefreshError(f"{exc}\nthe work tree is unchanged") from None
+        raise RefreshError(f"{exc}\nthe work tree is unchanged") from exc
     if dry_run:
         log = changelog(plan)
         if changelog_path is not None:
@@ -320,7 +320,7 @@ def refresh(
         try:
             _apply_in(scratch, plan, relock=relock, snapshots=snapshots, nix="nix" in only, progress=progress)
         except GeneratorError as exc:
-            raise RefreshError(f"{exc}\nthe work tree is unchanged") from None
+            raise RefreshError(f"{exc}\nthe work tree is unchanged") from exc
         if not plan.changes and plan.pins.dumps().encode() == (_tree_file(root, lock_path) or b""):
             return Result(plan, changelog(plan), [])
         rebuild = _rebuilds(root, scratch, plan)
@@ -331,7 +331,7 @@ def refresh(
         try:
             fileset.apply(root, changes)
         except GeneratorError as exc:
-            raise RefreshError(f"{exc}\nthe work tree is unchanged (every file swapped in so far was put back)") from None
+            raise RefreshError(f"{exc}\nthe work tree is unchanged (every file swapped in so far was put back)") from exc
     return Result(plan, log, sorted(f"{rel} (removed)" if data is None else rel for rel, data in changes.items()), sorted(rebuild))
 
 
@@ -340,7 +340,7 @@ def write_changelog(path: Path, log: str) -> None:
     try:
         fileset.write_output(path, log)
     except GeneratorError as exc:
-        raise RefreshError(f"changelog: {exc}\nthe work tree is unchanged") from None
+        raise RefreshError(f"changelog: {exc}\nthe work tree is unchanged") from exc
 
 
 def _apply_in(scratch: Path, plan: Plan, *, relock: Relock | None, snapshots: bool, nix: bool, progress: Callable[[str], None]) -> None:
@@ -382,7 +382,7 @@ def update_snapshots(tree: Path, progress: Callable[[str], None]) -> None:
     try:
         proc = subprocess.run([*cmd, *tests], cwd=tree, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RefreshError(f"updating snapshots: {exc}") from None
+        raise RefreshError(f"updating snapshots: {exc}") from exc
     if proc.returncode not in (0, 5):
         tail = "\n  ".join((proc.stdout + proc.stderr).strip().splitlines()[-60:])
         raise RefreshError(f"the snapshot tests fail on the refreshed tree (pytest exit {proc.returncode}):\n  {tail}")

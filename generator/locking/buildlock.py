@@ -90,7 +90,7 @@ def _pyproject(archive: Path, filename: str) -> bytes | None:
             fh = tar.extractfile(member) if member else None
             return fh.read(_PYPROJECT_MAX) if fh else None
     except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-        raise LockError(f"{filename}: cannot read the sdist: {exc}") from None
+        raise LockError(f"{filename}: cannot read the sdist: {exc}") from exc
 
 
 def declared(archive: Path, filename: str) -> Declared:
@@ -105,7 +105,7 @@ def declared(archive: Path, filename: str) -> Declared:
         try:
             data = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise LockError(f"{filename}: its pyproject.toml cannot be read ({exc}); pip cannot build it either") from None
+            raise LockError(f"{filename}: its pyproject.toml cannot be read ({exc}); pip cannot build it either") from exc
         system = data.get("build-system")
         if system is None:
             requires, backend, source = list(PIP_DEFAULT), None, "pip's default (pyproject.toml has no [build-system] table)"
@@ -165,7 +165,7 @@ def make(
             try:
                 archive = fetch_verified(entry["url"], entry["sha256"], d / entry["filename"])
             except HttpError as exc:
-                raise LockError(f"{key}: {exc}") from None
+                raise LockError(f"{key}: {exc}") from exc
             decl = declared(archive, entry["filename"])
             if echo:
                 echo(f"build requirements of {key}: {', '.join(decl.requires) or '(none)'}")
@@ -179,7 +179,7 @@ def make(
                 try:
                     made = resolver.resolve(bt, index, upgrade=False, scratch=d, in_text=in_text)
                 except LockError as exc:
-                    raise LockError(f"the build requirements of {key} ({decl.source}: {', '.join(decl.requires)}): {exc}") from None
+                    raise LockError(f"the build requirements of {key} ({decl.source}: {', '.join(decl.requires)}): {exc}") from exc
                 body = "".join(f"{line}\n" for line in control.lines()) + made.body
                 if not parse_lock(body):
                     raise LockError(f"the build requirements of {key}: {made.tool} wrote no pins")

@@ -90,12 +90,12 @@ def _read_text(t: Target, path: Path) -> str:
         )
         text = data.decode("utf-8")
     except readfile.ReadError as exc:
-        raise LockInputError(str(exc)) from None
+        raise LockInputError(str(exc)) from exc
     except UnicodeDecodeError:
         try:
             text = app_requirements.decode(path, path.name, within)
         except app_requirements.RequirementsError as exc:
-            raise LockInputError(str(exc)) from None
+            raise LockInputError(str(exc)) from exc
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -105,7 +105,7 @@ def _read_lock(t: Target, path: Path) -> str:
     try:
         return readfile.read_text(path, within=within, what="a lock file", limit=readfile.MAX_DATA, name=shown(t, path), where=where)
     except readfile.ReadError as exc:
-        raise LockInputError(str(exc)) from None
+        raise LockInputError(str(exc)) from exc
 
 
 def _check_input(src: Path, reader: app_requirements.Reader) -> app_requirements.Requirements:
@@ -113,7 +113,7 @@ def _check_input(src: Path, reader: app_requirements.Reader) -> app_requirements
     try:
         return app_requirements.read(src.parent, src.name, reader)
     except app_requirements.RequirementsError as exc:
-        raise LockInputError(str(exc)) from None
+        raise LockInputError(str(exc)) from exc
 
 
 def state(t: Target, index: str) -> tuple[Freshness, str]:
