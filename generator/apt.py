@@ -140,11 +140,3 @@ def packages_index(mirror: str, rel: Release, component: str, arch: str) -> Inde
         raise AptError(f"{base}/{path}: sha256 {got} is not the {want} its signed Release file lists")
     stanzas = paragraphs(_decompress(path, body).decode("utf-8", "replace"))
     return Index(rel.suite, component, rel.date, {(p["Package"], p["Version"], p["Architecture"]): p for p in stanzas if "Package" in p})
-
-
-def deb_control(path: Path) -> dict[str, str]:
-    """The control stanza of a .deb (dpkg-deb --field)."""
-    proc = subprocess.run(["dpkg-deb", "--field", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise AptError(f"{path}: not a readable .deb ({proc.stderr.strip()})")
-    return paragraphs(proc.stdout)[0]
