@@ -140,20 +140,7 @@ def apply(root: Path, changes: dict[str, bytes | str | None]) -> list[str]:
             data = changes[rel]
             if data is not None:
                 staged[rel] = _stage(target, data.encode("utf-8") if isinstance(data, str) else data)
-        journal: list[dict] = []
-        for rel, target in targets.items():
-            backup = _backup_of(target)
-            if os.path.lexists(backup):
-                backup.unlink()  # a stale (or planted) file of that name is never our backup: ours is made below
-            old = _identity(target)
-            journal.append(
-                {
-                    "target": rel,
-                    "backup": backup.relative_to(root).as_posix() if old else None,
-                    "old": old,  # the backup must be this very file to be put back
-                    "new": _identity(staged[rel]) if rel in staged else None,  # a new target must be this file to be removed
-                }
-            )
+        journal = _journal(root, targets, staged)
         _write_journal(root, journal)
     except BaseException as exc:
         _discard(staged.values())
@@ -161,14 +148,7 @@ def apply(root: Path, changes: dict[str, bytes | str | None]) -> list[str]:
             raise WriteError(_describe(exc, Path(exc.filename or root))) from exc
         raise
     try:
-        for entry in journal:
-            target = targets[entry["target"]]
-            if entry["backup"]:
-                os.link(target, root / entry["backup"])  # the old content stays reachable until the end
-            if entry["target"] in staged:
-                os.replace(staged[entry["target"]], target)
-            elif target.exists():
-                target.unlink()
+        _swap(root, targets, staged, journal)
     except BaseException as exc:
         recover(root)
         _discard(staged.values())
@@ -181,6 +161,37 @@ def apply(root: Path, changes: dict[str, bytes | str | None]) -> list[str]:
             with contextlib.suppress(OSError):
                 target.parent.rmdir()  # an emptied runtime directory goes too
     return list(targets)
+
+
+def _journal(root: Path, targets: dict[str, Path], staged: dict[str, Path]) -> list[dict]:
+    """One entry per target: its backup's name and the identities of the old and the new file (what recover may act on)."""
+    journal: list[dict] = []
+    for rel, target in targets.items():
+        backup = _backup_of(target)
+        if os.path.lexists(backup):
+            backup.unlink()  # a stale (or planted) file of that name is never our backup: ours is made below
+        old = _identity(target)
+        journal.append(
+            {
+                "target": rel,
+                "backup": backup.relative_to(root).as_posix() if old else None,
+                "old": old,  # the backup must be this very file to be put back
+                "new": _identity(staged[rel]) if rel in staged else None,  # a new target must be this file to be removed
+            }
+        )
+    return journal
+
+
+def _swap(root: Path, targets: dict[str, Path], staged: dict[str, Path], journal: list[dict]) -> None:
+    """Each old file linked to its backup, then the staged file renamed over it (or the target removed)."""
+    for entry in journal:
+        target = targets[entry["target"]]
+        if entry["backup"]:
+            os.link(target, root / entry["backup"])  # the old content stays reachable until the end
+        if entry["target"] in staged:
+            os.replace(staged[entry["target"]], target)
+        elif target.exists():
+            target.unlink()
 
 
 def write_one(target: Path, content: bytes | str) -> None:
