@@ -71,36 +71,14 @@ def plan_app(
         raise AppError(f"{app_dir}: not a directory")
     cfg, doc = appyaml.load_config(app_dir, config)  # --config, else $GAE_APPLICATION_YAML_PATH, else app.yaml
     res = appyaml.resolve(doc, schedule, on or dt.date.today())
-    app = doc.data
     warnings = list(res.warnings)
-
-    entrypoint = (app.get("entrypoint") or "").strip()
-    if not entrypoint:
-        raise appyaml.AppYamlError(
-            str(cfg), "entrypoint: is missing; the runtime needs a command that serves HTTP on $PORT, e.g. gunicorn -b :$PORT main:app"
-        )
-    try:
-        argv = shlex.split(entrypoint)
-    except ValueError as exc:
-        raise appyaml.AppYamlError(str(cfg), f"entrypoint: cannot be parsed as a command line: {exc}", doc.line(("entrypoint",))) from None
-    # gcloud and the original generator prefix `exec ` unless the entrypoint already starts with it
-    command = argv[1:] if argv and argv[0] == "exec" else argv
-    if not command:
-        raise appyaml.AppYamlError(str(cfg), "entrypoint: `exec` alone runs nothing; name the server, e.g. exec gunicorn -b :$PORT main:app")
+    entrypoint, command = _entrypoint(doc, cfg)
     reqs = app_requirements.read(app_dir)
-    server = next((s for s in _SERVERS if Path(command[0]).name == s), None)
-    if server and server not in reqs.names and not (reqs.local or reqs.whole_app):  # a local package may declare it
-        where = "requirements.txt does not declare it" if reqs.present else "there is no requirements.txt"
-        warnings.append(f"{cfg}: entrypoint runs {server} but {where}; the runtime image does not provide it, so add it to requirements.txt")
-
+    server = _server(command, reqs, cfg, warnings)
     files: dict[str, str] = {}
     uses_conf = False
     if gunicorn_config:
-        if not (app_dir / GUNICORN_CONF).exists():
-            files[GUNICORN_CONF] = render.template("gunicorn.conf.py.j2").render()
-        if server == "gunicorn" and not any(a in ("-c", "--config") or a.startswith("--config=") for a in command):
-            entrypoint = re.sub(r"^((?:exec\s+)?\S*gunicorn)\b", rf"\1 -c {GUNICORN_CONF}", entrypoint, count=1)
-            uses_conf = True
+        entrypoint, uses_conf = _gunicorn_config(app_dir, server, command, entrypoint, files)
     if not re.match(r"exec\s", entrypoint):
         entrypoint = f"exec {entrypoint}"
 
@@ -108,24 +86,11 @@ def plan_app(
     env = {"GAE_SERVICE": _service(doc, cfg), "PORT": "8080"}
     env.update(_env_variables(doc, cfg, warnings))
     env.update(_included_env(doc, cfg, app_dir, warnings))  # gcloud: included values win over app.yaml's
-    if runtime_image is not None:
-        image, repo = app_image.pin(runtime_image)
-        if repo.rsplit("/", 1)[-1] != res.runtime.id:
-            warnings.append(
-                f"--runtime-image {runtime_image} is not named after runtime {res.runtime.id}, which {cfg.name} selects; check it is that runtime"
-            )
-    else:
-        image = res.runtime.image if "@sha256:" in res.runtime.image else app_image.pin(res.runtime.image)[0]
-
+    image = _runtime_image(runtime_image, res.runtime, cfg, warnings)
     app_debs, deb_sources = _os_packages(app_dir, res.runtime, warnings)
     staged = reqs.present or bool(app_debs)  # anything to install: compiled in the build image's stage, copied into the runtime image
-    build_ref = None
-    if staged:
-        build_ref = app_image.pin(build_image or app_image.build_image_of(runtime_image or res.runtime.image))[0]
-
-    wheels: list[dict[str, str]] = []
-    if hermetic:
-        wheels = _prefetch(reqs, res.runtime, index_url, app_dir)
+    build_ref = app_image.pin(build_image or app_image.build_image_of(runtime_image or res.runtime.image))[0] if staged else None
+    wheels = _prefetch(reqs, res.runtime, index_url, app_dir) if hermetic else []
 
     files["Dockerfile"] = render.template("app.Dockerfile.j2").render(
         image=image,
@@ -148,6 +113,54 @@ def plan_app(
     keep = [*reqs.copy, *([GUNICORN_CONF] if uses_conf else []), *([WHEELS_DIR] if hermetic else []), *([DEBS_DIR] if app_debs else [])]
     files[".dockerignore"] = _dockerignore(app_dir / ".dockerignore", keep)
     return AppPlan(files, res.runtime.id, image, warnings, wheels, hermetic and reqs.present, build_ref, app_debs, deb_sources)
+
+
+def _entrypoint(doc: yamlsrc.Document, cfg: Path) -> tuple[str, list[str]]:
+    """app.yaml's entrypoint as written, and the command it runs (its words, without a leading `exec`)."""
+    entrypoint = (doc.data.get("entrypoint") or "").strip()
+    if not entrypoint:
+        raise appyaml.AppYamlError(
+            str(cfg), "entrypoint: is missing; the runtime needs a command that serves HTTP on $PORT, e.g. gunicorn -b :$PORT main:app"
+        )
+    try:
+        argv = shlex.split(entrypoint)
+    except ValueError as exc:
+        raise appyaml.AppYamlError(str(cfg), f"entrypoint: cannot be parsed as a command line: {exc}", doc.line(("entrypoint",))) from exc
+    # gcloud and the original generator prefix `exec ` unless the entrypoint already starts with it
+    command = argv[1:] if argv and argv[0] == "exec" else argv
+    if not command:
+        raise appyaml.AppYamlError(str(cfg), "entrypoint: `exec` alone runs nothing; name the server, e.g. exec gunicorn -b :$PORT main:app")
+    return entrypoint, command
+
+
+def _server(command: list[str], reqs: app_requirements.Requirements, cfg: Path, warnings: list[str]) -> str | None:
+    """The known server the command runs (gunicorn, uwsgi), with a warning if no requirement installs it."""
+    server = next((s for s in _SERVERS if Path(command[0]).name == s), None)
+    if server and server not in reqs.names and not (reqs.local or reqs.whole_app):  # a local package may declare it
+        where = "requirements.txt does not declare it" if reqs.present else "there is no requirements.txt"
+        warnings.append(f"{cfg}: entrypoint runs {server} but {where}; the runtime image does not provide it, so add it to requirements.txt")
+    return server
+
+
+def _gunicorn_config(app_dir: Path, server: str | None, command: list[str], entrypoint: str, files: dict[str, str]) -> tuple[str, bool]:
+    """Add gunicorn.conf.py unless the app has one; the entrypoint made to use it, and whether it does."""
+    if not (app_dir / GUNICORN_CONF).exists():
+        files[GUNICORN_CONF] = render.template("gunicorn.conf.py.j2").render()
+    if server == "gunicorn" and not any(a in ("-c", "--config") or a.startswith("--config=") for a in command):
+        return re.sub(r"^((?:exec\s+)?\S*gunicorn)\b", rf"\1 -c {GUNICORN_CONF}", entrypoint, count=1), True
+    return entrypoint, False
+
+
+def _runtime_image(runtime_image: str | None, runtime: Runtime, cfg: Path, warnings: list[str]) -> str:
+    """The FROM of the runtime stage, by digest: --runtime-image's, else the selected runtime's."""
+    if runtime_image is None:
+        return runtime.image if "@sha256:" in runtime.image else app_image.pin(runtime.image)[0]
+    image, repo = app_image.pin(runtime_image)
+    if repo.rsplit("/", 1)[-1] != runtime.id:
+        warnings.append(
+            f"--runtime-image {runtime_image} is not named after runtime {runtime.id}, which {cfg.name} selects; check it is that runtime"
+        )
+    return image
 
 
 def check_out(app_dir: Path, out: Path) -> None:
@@ -201,7 +214,7 @@ def _fetched(plan: AppPlan) -> dict[str, tuple[Callable[[Path], object], str]]:
         try:
             ospkgs.fetch(plan.debs, dest, plan.deb_sources)
         except ospkgs.OsPackagesError as exc:
-            raise AppError(f"{app_ospkgs.LOCK_FILE}: {exc}") from None
+            raise AppError(f"{app_ospkgs.LOCK_FILE}: {exc}") from exc
 
     found: dict[str, tuple[Callable[[Path], object], str]] = {}
     if plan.hermetic:
@@ -230,7 +243,7 @@ def _os_packages(app_dir: Path, runtime: Runtime, warnings: list[str]) -> tuple[
         try:
             ospkgs.fetch(lock.debs, Path(tmp), sources)
         except ospkgs.OsPackagesError as exc:
-            raise AppError(f"{plan.out}: {exc}") from None
+            raise AppError(f"{plan.out}: {exc}") from exc
     return list(lock.debs), sources
 
 
@@ -269,7 +282,7 @@ def _prefetch(reqs: app_requirements.Requirements, runtime: Any, index_url: str 
         wheels = locking.wheel_list(app_requirements.lock_text(reqs), index, runtime.version, runtime.glibc)
         wheels = wheels + _build_files(wheels, runtime, app_dir)
     except locking.LockError as exc:
-        raise AppError(f"--hermetic: {exc}") from None
+        raise AppError(f"--hermetic: {exc}") from exc
 
     with tempfile.TemporaryDirectory() as tmp:  # download (into the cache) now, so a failure writes nothing
         for w in wheels:
@@ -308,7 +321,7 @@ def _build_files(wheels: list[dict[str, str]], runtime: Any, app_dir: Path) -> l
     try:
         build = buildlock.files_for(doc, sdists, str(path))
     except buildlock.LockError as exc:
-        raise AppError(f"--hermetic: {exc}; {fix}") from None
+        raise AppError(f"--hermetic: {exc}; {fix}") from exc
     have = {w["filename"]: w["sha256"] for w in wheels}
     clash = [f["filename"] for f in build if have.get(f["filename"], f["sha256"]) != f["sha256"]]
     if clash:
@@ -393,7 +406,7 @@ def _included_env(
         try:
             real = readfile.inside(path, app_dir, str(path), "the app directory")
         except readfile.ReadError as exc:
-            raise appyaml.AppYamlError(doc.file, f"includes[{i}]: {rel!r}: {exc.reason}", doc.line(("includes", i))) from None
+            raise appyaml.AppYamlError(doc.file, f"includes[{i}]: {rel!r}: {exc.reason}", doc.line(("includes", i))) from exc
         if real in seen:
             continue
         seen.add(real)

@@ -65,7 +65,7 @@ def pin(ref: str) -> tuple[str, str]:
         raise PinError(
             f"cannot pin the runtime image by digest: {_reason(str(exc))}; pass --runtime-image NAME[:TAG]@sha256:…, "
             "or a local image as containers-storage:NAME:TAG (see docs/app-developers.md, 'From zero')"
-        ) from None
+        ) from exc
 
 
 def build_image_of(runtime_ref: str) -> str:

@@ -68,7 +68,7 @@ def read(path: Path) -> list[Requested]:
     try:
         text = readfile.read_text(path, within=path.parent, what="a list of package names", limit=MAX_BYTES, where="the app directory", bom=True)
     except readfile.ReadError as exc:
-        raise AppOsError(str(exc)) from None
+        raise AppOsError(str(exc)) from exc
     out: list[Requested] = []
     seen: dict[str, int] = {}
     problems = []
@@ -210,7 +210,7 @@ def loads(text: str, name: str = LOCK_FILE) -> AppOsLock:
     try:
         data = readfile.parse_json(text, source=name)
     except readfile.ReadError as exc:
-        raise AppOsError(f"{exc}; {fix}") from None
+        raise AppOsError(f"{exc}; {fix}") from exc
     if not isinstance(data, dict):
         raise AppOsError(f"{name}: must be a JSON object; {fix}")
     found: list[Problem] = []
@@ -243,7 +243,7 @@ def load(path: Path) -> AppOsLock:
     try:
         text = readfile.read_text(path, within=path.parent, what="a lock this tool wrote", limit=readfile.MAX_DATA, where="the app directory")
     except readfile.ReadError as exc:
-        raise AppOsError(str(exc)) from None
+        raise AppOsError(str(exc)) from exc
     return loads(text, str(path))
 
 

@@ -70,7 +70,7 @@ class Candidate:
         try:
             return debian.relations(self.stanza.get(key))
         except ValueError as exc:
-            raise AptError(f"{self.name} {self.version} ({self.suite}): its {key} field cannot be read: {exc}") from None
+            raise AptError(f"{self.name} {self.version} ({self.suite}): its {key} field cannot be read: {exc}") from exc
 
     def provides(self) -> list[debian.Relation]:
         return [alt for clause in self.rels("Provides") for alt in clause]
@@ -236,7 +236,7 @@ class _Solver:
                 name=c.name, version=c.version, architecture=c.arch, filename=s["Filename"], size=int(s["Size"]), sha256=s["SHA256"], suite=c.suite
             )
         except (KeyError, ValueError) as exc:
-            raise AptError(f"{c.name} {c.version} ({c.suite}): its Packages entry lacks a valid {exc}") from None
+            raise AptError(f"{c.name} {c.version} ({c.suite}): its Packages entry lacks a valid {exc}") from exc
 
 
 def closure(requested: Sequence[Requested], indices: Indices, installed: Iterable[Installed], *, source: str = "apt-packages.txt") -> list[Deb]:

@@ -119,14 +119,14 @@ def _read_bytes(path: Path, display: str, within: Path, where: str = "the app di
     try:
         return readfile.read_bytes(path, within=within, what="a requirements file", limit=MAX_BYTES, name=display, where=where)
     except readfile.ReadError as exc:
-        raise RequirementsError(str(exc)) from None
+        raise RequirementsError(str(exc)) from exc
 
 
 def _no_nul(text: str, display: str) -> None:
     try:
         readfile.refuse_nul(text, display, "a requirements file")
     except readfile.ReadError as exc:
-        raise RequirementsError(str(exc)) from None
+        raise RequirementsError(str(exc)) from exc
 
 
 def _decode(data: bytes, display: str) -> tuple[str, str]:
@@ -136,7 +136,7 @@ def _decode(data: bytes, display: str) -> tuple[str, str]:
             try:
                 return data[len(bom) :].decode(encoding), encoding
             except UnicodeDecodeError as exc:
-                raise RequirementsError(f"{display}: starts with a {encoding} byte-order mark but is not valid {encoding} ({exc.reason})") from None
+                raise RequirementsError(f"{display}: starts with a {encoding} byte-order mark but is not valid {encoding} ({exc.reason})") from exc
     encoding = "utf-8"
     for line in data.split(b"\n")[:2]:
         if line.lstrip().startswith(b"#"):
@@ -146,8 +146,8 @@ def _decode(data: bytes, display: str) -> tuple[str, str]:
                 break
     try:
         encoding = codecs.lookup(encoding).name
-    except LookupError:
-        raise RequirementsError(f"{display}:1: unknown encoding {encoding!r} in its coding comment") from None
+    except LookupError as exc:
+        raise RequirementsError(f"{display}:1: unknown encoding {encoding!r} in its coding comment") from exc
     try:
         return data.decode(encoding), encoding
     except UnicodeDecodeError as exc:
@@ -155,7 +155,7 @@ def _decode(data: bytes, display: str) -> tuple[str, str]:
         raise RequirementsError(
             f"{display}:{lineno}: byte 0x{data[exc.start]:02x} is not {encoding}; pip in the runtime reads a file without a byte-order mark "
             f"as UTF-8: save it as UTF-8, or declare its encoding on the first line (# -*- coding: latin-1 -*-)"
-        ) from None
+        ) from exc
 
 
 def _understood(reader: Reader, data: bytes, encoding: str, display: str) -> None:
@@ -258,7 +258,7 @@ def _read_lines(w: _Walk, path: Path, data: bytes, rel: str) -> None:
         try:
             tokens = shlex.split(line, comments=False, posix=True)
         except ValueError as exc:
-            raise RequirementsError(f"{where}: cannot be read as pip reads it: {exc}") from None
+            raise RequirementsError(f"{where}: cannot be read as pip reads it: {exc}") from exc
         if not tokens:
             continue
         if tokens[0].startswith("-"):
@@ -283,48 +283,63 @@ def _split_option(tokens: list[str]) -> tuple[str, str | None, list[str]]:
 
 def _option(w: _Walk, path: Path, tokens: list[str], where: str) -> None:
     opt, value, rest = _split_option(tokens)
-    reqs = w.reqs
     if opt in _FILE_OPTS:
-        if not value:
-            raise RequirementsError(f"{where}: {opt} needs a file name")
-        if _URL.match(value) and not value.startswith("file:"):
-            reqs.remote.append(f"{where}: {opt} {value}")
-            return
-        ref = _file_url_path(w, value, where) if value.startswith("file:") else value
-        target = _target(w, ref, path.parent, where, f"{opt} {value}")
-        if not target.is_file():
-            raise RequirementsError(f"{where}: {opt} {value}: no such file in the app ({_rel(w.root, target)})")
-        _read_file(w, target)
+        _file_option(w, path, opt, value, where)
     elif opt in _VALUE_OPTS:
-        if not value:
-            raise RequirementsError(f"{where}: {opt} needs a value")
-        if (_URL.match(value) and not value.startswith("file:")) or _VCS.match(value):
-            reqs.remote.append(f"{where}: {opt} {value}")
-            return
-        ref = _file_url_path(w, value, where) if value.startswith("file:") else value
-        if opt in ("-f", "--find-links"):  # pip: relative to the file naming it where that exists, else to the working directory
-            target = _target(w, ref, path.parent if (path.parent / ref).exists() else w.root, where, f"{opt} {value}")
-        else:
-            target = _target(w, _strip_extras(ref), w.root, where, f"{opt} {value}")
-            reqs.local.append(f"{where}: {opt} {value}")
-        if not target.exists():
-            raise RequirementsError(f"{where}: {opt} {value}: no such file or directory in the app ({_rel(w.root, target)})")
-        _add(reqs, _rel(w.root, target) or value)
-        if rest:
-            _hashes(rest, where, reqs)
+        _value_option(w, path, opt, value, rest, where)
     elif opt in _INDEX_OPTS:
-        if value and value.startswith("file:"):  # a local index: a directory pip reads, like --find-links
-            target = _target(w, _file_url_path(w, value, where), w.root, where, f"{opt} {value}")
-            if not target.is_dir():
-                raise RequirementsError(f"{where}: {opt} {value}: no such directory in the app ({_rel(w.root, target)})")
-            _add(reqs, _rel(w.root, target) or value)
-        if opt != "--extra-index-url" and value:
-            reqs.index_url = value
+        _index_option(w, opt, value, where)
     elif opt == "--hash":
         raise RequirementsError(f"{where}: --hash must follow a requirement on the same line")
     elif opt in ("--no-binary", "--only-binary") and value:
-        reqs.formats.append(f"{opt} {value}")
+        w.reqs.formats.append(f"{opt} {value}")
     # other options (--no-index, --pre, --only-binary, …) change how pip installs, not what the build needs
+
+
+def _file_option(w: _Walk, path: Path, opt: str, value: str | None, where: str) -> None:
+    """-r/-c FILE: a remote one is noted; a file of the app is read in turn."""
+    if not value:
+        raise RequirementsError(f"{where}: {opt} needs a file name")
+    if _URL.match(value) and not value.startswith("file:"):
+        w.reqs.remote.append(f"{where}: {opt} {value}")
+        return
+    ref = _file_url_path(w, value, where) if value.startswith("file:") else value
+    target = _target(w, ref, path.parent, where, f"{opt} {value}")
+    if not target.is_file():
+        raise RequirementsError(f"{where}: {opt} {value}: no such file in the app ({_rel(w.root, target)})")
+    _read_file(w, target)
+
+
+def _value_option(w: _Walk, path: Path, opt: str, value: str | None, rest: list[str], where: str) -> None:
+    """-e/-f and the like: a path of the app is copied into the build; a URL or VCS reference is remote."""
+    reqs = w.reqs
+    if not value:
+        raise RequirementsError(f"{where}: {opt} needs a value")
+    if (_URL.match(value) and not value.startswith("file:")) or _VCS.match(value):
+        reqs.remote.append(f"{where}: {opt} {value}")
+        return
+    ref = _file_url_path(w, value, where) if value.startswith("file:") else value
+    if opt in ("-f", "--find-links"):  # pip: relative to the file naming it where that exists, else to the working directory
+        target = _target(w, ref, path.parent if (path.parent / ref).exists() else w.root, where, f"{opt} {value}")
+    else:
+        target = _target(w, _strip_extras(ref), w.root, where, f"{opt} {value}")
+        reqs.local.append(f"{where}: {opt} {value}")
+    if not target.exists():
+        raise RequirementsError(f"{where}: {opt} {value}: no such file or directory in the app ({_rel(w.root, target)})")
+    _add(reqs, _rel(w.root, target) or value)
+    if rest:
+        _hashes(rest, where, reqs)
+
+
+def _index_option(w: _Walk, opt: str, value: str | None, where: str) -> None:
+    """--index-url/--extra-index-url: a file: index is a directory of the app, copied like --find-links."""
+    if value and value.startswith("file:"):  # a local index: a directory pip reads, like --find-links
+        target = _target(w, _file_url_path(w, value, where), w.root, where, f"{opt} {value}")
+        if not target.is_dir():
+            raise RequirementsError(f"{where}: {opt} {value}: no such directory in the app ({_rel(w.root, target)})")
+        _add(w.reqs, _rel(w.root, target) or value)
+    if opt != "--extra-index-url" and value:
+        w.reqs.index_url = value
 
 
 def _strip_extras(value: str) -> str:

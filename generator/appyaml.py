@@ -68,7 +68,7 @@ def load(path: Path | str, display: str | None = None, within: Path | None = Non
     try:
         doc = yamlsrc.load(path, name, within, "the app directory")
     except yamlsrc.YamlError as exc:
-        raise AppYamlError(exc.file, exc.message, exc.line) from None
+        raise AppYamlError(exc.file, exc.message, exc.line) from exc
     if doc.data is None:
         raise AppYamlError(name, "the file is empty; it needs at least `runtime: python` and `env: flex`")
     if not isinstance(doc.data, dict):
@@ -108,7 +108,7 @@ def load_config(app_dir: Path, option: Path | None = None) -> tuple[Path, yamlsr
     try:
         return cfg.path, load(cfg.path, str(cfg.path), cfg.within)
     except AppYamlError as exc:
-        raise AppYamlError(exc.file, f"{exc.message} ({cfg.chosen_by})", exc.line) from None
+        raise AppYamlError(exc.file, f"{exc.message} ({cfg.chosen_by})", exc.line) from exc
 
 
 def resolve(doc: yamlsrc.Document, schedule: Schedule, on: dt.date) -> Resolution:

@@ -117,7 +117,7 @@ def release(mirror: str, suite: str, keyring: Path) -> Release:
     try:
         body = http.get(url, timeout=120)
     except http.HttpError as exc:
-        raise AptError(str(exc)) from None
+        raise AptError(str(exc)) from exc
     return parse_release(verify_inrelease(body, keyring, url), suite)
 
 
@@ -134,17 +134,9 @@ def packages_index(mirror: str, rel: Release, component: str, arch: str) -> Inde
     try:
         body = http.get(f"{base}/{path}", timeout=300)
     except http.HttpError as exc:
-        raise AptError(str(exc)) from None
+        raise AptError(str(exc)) from exc
     got = hashlib.sha256(body).hexdigest()
     if got != want:
         raise AptError(f"{base}/{path}: sha256 {got} is not the {want} its signed Release file lists")
     stanzas = paragraphs(_decompress(path, body).decode("utf-8", "replace"))
     return Index(rel.suite, component, rel.date, {(p["Package"], p["Version"], p["Architecture"]): p for p in stanzas if "Package" in p})
-
-
-def deb_control(path: Path) -> dict[str, str]:
-    """The control stanza of a .deb (dpkg-deb --field)."""
-    proc = subprocess.run(["dpkg-deb", "--field", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise AptError(f"{path}: not a readable .deb ({proc.stderr.strip()})")
-    return paragraphs(proc.stdout)[0]

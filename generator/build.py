@@ -75,7 +75,7 @@ def fetch_cpython(r: Runtime, dest: Path, mirror: str | None) -> Path:
             return fetch_verified(f"{base}/{r.version}/{name}", sha, dest / name)
         except HttpError as exc:
             if "checksum mismatch" in str(exc):
-                raise BuildError(f"CPython {r.version}: {exc}") from None
+                raise BuildError(f"CPython {r.version}: {exc}") from exc
             tried.append(str(exc))
     raise BuildError(f"CPython {r.version}: no tarball could be fetched ({'; '.join(tried)})")
 
@@ -105,7 +105,7 @@ def prepare_context(schedule: Schedule, r: Runtime, dest: Path, *, python_mirror
             (dest / "debs" / name).mkdir(parents=True, exist_ok=True)
             ospkgs.fetch(getattr(r.packages, name), dest / "debs" / name, sources)
     except ospkgs.OsPackagesError as exc:
-        raise BuildError(f"{r.os_id}'s package lock: {exc}") from None
+        raise BuildError(f"{r.os_id}'s package lock: {exc}") from exc
     return dest
 
 
@@ -163,7 +163,7 @@ def prepare_build_image_context(schedule: Schedule, r: Runtime, dest: Path, *, a
     try:
         ospkgs.fetch(r.packages.devel, dest / "debs" / "devel", ospkgs.mirrors(r.packages, apt_mirrors))
     except ospkgs.OsPackagesError as exc:
-        raise BuildError(f"{r.os_id}'s package lock (build image): {exc}") from None
+        raise BuildError(f"{r.os_id}'s package lock (build image): {exc}") from exc
     return dest
 
 
@@ -205,6 +205,18 @@ def _inspect(exe: str, tag: str) -> dict:
     return data[0] if isinstance(data, list) else data
 
 
+def _build_args(base_image: str | None, optimize: bool, no_cache: bool) -> list[str]:
+    """The runtime build's --build-arg and cache options."""
+    args = ["--build-arg", f"SOURCE_DATE_EPOCH={render.SOURCE_DATE_EPOCH}"]
+    if base_image:
+        args += ["--build-arg", f"BASE_IMAGE={base_image}"]
+    if not optimize:
+        args += ["--build-arg", "PYTHON_OPTIMIZATIONS="]
+    if no_cache:
+        args.append("--no-cache")
+    return args
+
+
 def build(
     schedule: Schedule,
     r: Runtime,
@@ -222,6 +234,7 @@ def build(
     sbom_dir: Path | None = None,
     with_build_image: bool = True,
 ) -> BuildResult:
+    """Build runtime R from its hash-checked context with the network off (and its build image); its SBOM beside it."""
     exe = engine(engine_name)
     # The SBOM is a function of the lock (made before the build, so a lock it cannot describe stops
     # here); the image carries each document's sha256 as a label, and the files go beside it.
@@ -238,14 +251,7 @@ def build(
         progress(f"build context ready: {count} hash-checked files (CPython, .debs, wheels); building with the network off")
         iid = Path(meta) / "image-id"  # outside the context, which the engine reads
         cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), "--iidfile", str(iid), *same]
-        cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={render.SOURCE_DATE_EPOCH}"]
-        if base_image:
-            cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
-        if not optimize:
-            cmd += ["--build-arg", "PYTHON_OPTIMIZATIONS="]
-        if no_cache:
-            cmd.append("--no-cache")
-        cmd += [*extra_args, str(ctx)]
+        cmd += [*_build_args(base_image, optimize, no_cache), *extra_args, str(ctx)]
         start = time.monotonic()
         code, step, mismatch = _run_engine(cmd, log_path, "w", progress, verbose, start)
         if code == 0:

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -31,7 +32,8 @@ class _Group(click.Group):
 
     A GeneratorError carries its own message and code. What should have been one and was not (an
     OSError from a full disk or a read-only tree, a tool that could not run) still ends as one line
-    and exit 1; GENERATOR_DEBUG=1 re-raises it, for the traceback a bug report needs. Every line
+    and exit 1. GENERATOR_DEBUG=1 shows the traceback a bug report needs, with the chain of causes:
+    before a GeneratorError's lines (same exit code), or by re-raising anything else. Every line
     goes through cli_options.echo: a control character read from a file is shown as an escape.
     """
 
@@ -45,6 +47,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except GeneratorError as exc:
+            if os.environ.get("GENERATOR_DEBUG"):
+                echo("".join(traceback.format_exception(exc)), err=True, nl=False)
             for line in exc.lines():
                 echo(f"error: {line}", err=True)
             ctx.exit(exc.exit_code)

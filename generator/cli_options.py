@@ -13,8 +13,8 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.d
         return dt.date.today()
     try:
         return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date written YYYY-MM-DD") from None
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date written YYYY-MM-DD") from exc
 
 
 date_option = click.option("--date", "on", callback=_date, metavar="YYYY-MM-DD", help="Judge support status as of this day (default: today).")

@@ -64,7 +64,7 @@ def check(dest: Path, owned: Callable[[Path], bool] = is_context, what: str = "a
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise WriteError(f"cannot read {dest}: {exc.strerror or exc}") from None
+        raise WriteError(f"cannot read {dest}: {exc.strerror or exc}") from exc
     if stat.S_ISLNK(mode):
         why = "is a symbolic link; this tool writes a real directory in its place, never through a link: pass the directory it names, or another"
     elif not stat.S_ISDIR(mode):
@@ -96,7 +96,7 @@ def building(dest: Path, *, owned: Callable[[Path], bool] = is_context, what: st
         sweep(parent)
         stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=SCRATCH, dir=parent))
     except OSError as exc:
-        raise WriteError(_describe(exc, Path(exc.filename or parent))) from None
+        raise WriteError(_describe(exc, Path(exc.filename or parent))) from exc
     lock = os.open(stage, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent run's sweep leaves it alone
@@ -111,7 +111,7 @@ def building(dest: Path, *, owned: Callable[[Path], bool] = is_context, what: st
     except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
         if isinstance(exc, OSError):
-            raise WriteError(f"{_describe(exc, Path(exc.filename or dest))}; {dest} is unchanged") from None
+            raise WriteError(f"{_describe(exc, Path(exc.filename or dest))}; {dest} is unchanged") from exc
         raise
     finally:
         os.close(lock)

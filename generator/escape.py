@@ -189,7 +189,7 @@ def check_text(text: str, name: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise RenderError(f"{name}: a value holds {text[exc.start]!r}, which cannot be written as UTF-8") from None
+        raise RenderError(f"{name}: a value holds {text[exc.start]!r}, which cannot be written as UTF-8") from exc
     return text
 
 

@@ -54,7 +54,7 @@ def exclusive(root: Path) -> Iterator[None]:
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise WriteError(f"cannot open {root}: {exc.strerror or exc}") from None
+        raise WriteError(f"cannot open {root}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.path.lexists(root / JOURNAL):
@@ -65,7 +65,7 @@ def exclusive(root: Path) -> Iterator[None]:
         try:
             recover(root)
         except OSError as exc:
-            raise WriteError(f"cannot roll back the interrupted run found in {root}: {_describe(exc, Path(exc.filename or root))}") from None
+            raise WriteError(f"cannot roll back the interrupted run found in {root}: {_describe(exc, Path(exc.filename or root))}") from exc
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -92,8 +92,8 @@ def confine(root: Path, rel: Path | str) -> Path:
     try:
         real_root = root.resolve()
         real = where.resolve()
-    except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop
-        raise TreeError(f"refusing to write {str(where)!r}: it is not a path inside {root}") from None
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a symlink loop
+        raise TreeError(f"refusing to write {str(where)!r}: it is not a path inside {root}") from exc
     if real == real_root or not real.is_relative_to(real_root):
         raise TreeError(f"refusing to write {where}: it resolves to {real}, outside the tree {real_root} (a symlink leads out; replace it)")
     if any(part.casefold() == ".git" for part in (*rel.parts, *real.relative_to(real_root).parts)):
@@ -144,40 +144,20 @@ def apply(root: Path, changes: Mapping[str, bytes | str | None]) -> list[str]:
             data = changes[rel]
             if data is not None:
                 staged[rel] = _stage(target, data.encode("utf-8") if isinstance(data, str) else data)
-        journal: list[dict] = []
-        for rel, target in targets.items():
-            backup = _backup_of(target)
-            if os.path.lexists(backup):
-                backup.unlink()  # a stale (or planted) file of that name is never our backup: ours is made below
-            old = _identity(target)
-            journal.append(
-                {
-                    "target": rel,
-                    "backup": backup.relative_to(root).as_posix() if old else None,
-                    "old": old,  # the backup must be this very file to be put back
-                    "new": _identity(staged[rel]) if rel in staged else None,  # a new target must be this file to be removed
-                }
-            )
+        journal = _journal(root, targets, staged)
         _write_journal(root, journal)
     except BaseException as exc:
         _discard(staged.values())
         if isinstance(exc, OSError):
-            raise WriteError(_describe(exc, Path(exc.filename or root))) from None
+            raise WriteError(_describe(exc, Path(exc.filename or root))) from exc
         raise
     try:
-        for entry in journal:
-            target = targets[entry["target"]]
-            if entry["backup"]:
-                os.link(target, root / entry["backup"])  # the old content stays reachable until the end
-            if entry["target"] in staged:
-                os.replace(staged[entry["target"]], target)
-            elif target.exists():
-                target.unlink()
+        _swap(root, targets, staged, journal)
     except BaseException as exc:
         recover(root)
         _discard(staged.values())
         if isinstance(exc, OSError):
-            raise WriteError(_describe(exc, Path(exc.filename or root))) from None
+            raise WriteError(_describe(exc, Path(exc.filename or root))) from exc
         raise
     _finish(root, journal)
     for rel, target in targets.items():
@@ -187,6 +167,37 @@ def apply(root: Path, changes: Mapping[str, bytes | str | None]) -> list[str]:
     return list(targets)
 
 
+def _journal(root: Path, targets: dict[str, Path], staged: dict[str, Path]) -> list[dict]:
+    """One entry per target: its backup's name and the identities of the old and the new file (what recover may act on)."""
+    journal: list[dict] = []
+    for rel, target in targets.items():
+        backup = _backup_of(target)
+        if os.path.lexists(backup):
+            backup.unlink()  # a stale (or planted) file of that name is never our backup: ours is made below
+        old = _identity(target)
+        journal.append(
+            {
+                "target": rel,
+                "backup": backup.relative_to(root).as_posix() if old else None,
+                "old": old,  # the backup must be this very file to be put back
+                "new": _identity(staged[rel]) if rel in staged else None,  # a new target must be this file to be removed
+            }
+        )
+    return journal
+
+
+def _swap(root: Path, targets: dict[str, Path], staged: dict[str, Path], journal: list[dict]) -> None:
+    """Each old file linked to its backup, then the staged file renamed over it (or the target removed)."""
+    for entry in journal:
+        target = targets[entry["target"]]
+        if entry["backup"]:
+            os.link(target, root / entry["backup"])  # the old content stays reachable until the end
+        if entry["target"] in staged:
+            os.replace(staged[entry["target"]], target)
+        elif target.exists():
+            target.unlink()
+
+
 def write_one(target: Path, content: bytes | str) -> None:
     """One file, atomically: staged beside it, then renamed over it. No journal: one rename is
     already all or nothing, and writers of different files in one directory (parallel `lock`
@@ -194,13 +205,13 @@ def write_one(target: Path, content: bytes | str) -> None:
     try:
         staged = _stage(target, content.encode("utf-8") if isinstance(content, str) else content)
     except OSError as exc:
-        raise WriteError(_describe(exc, target)) from None
+        raise WriteError(_describe(exc, target)) from exc
     try:
         os.replace(staged, target)
     except BaseException as exc:  # an interrupt too: no staged file is left behind
         _discard([staged])
         if isinstance(exc, OSError):
-            raise WriteError(_describe(exc, target)) from None
+            raise WriteError(_describe(exc, target)) from exc
         raise
 
 
@@ -217,7 +228,7 @@ def write_output(path: Path, content: bytes | str) -> None:
     except FileNotFoundError:
         mode = None
     except OSError as exc:
-        raise WriteError(_describe(exc, path)) from None
+        raise WriteError(_describe(exc, path)) from exc
     if mode is None or stat.S_ISREG(mode):
         write_one(real, data)
     elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
@@ -234,8 +245,8 @@ def _write_into(path: Path, real: Path, data: bytes, *, fifo: bool) -> None:
         fd = os.open(real, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | (os.O_NONBLOCK if fifo else 0))
     except OSError as exc:
         if fifo and exc.errno == errno.ENXIO:
-            raise WriteError(f"cannot write {path}: no process reads the FIFO (start its reader first)") from None
-        raise WriteError(_describe(exc, path)) from None
+            raise WriteError(f"cannot write {path}: no process reads the FIFO (start its reader first)") from exc
+        raise WriteError(_describe(exc, path)) from exc
     try:
         os.set_blocking(fd, True)  # a reader is there: wait for it as it drains the pipe
         view = memoryview(data)
@@ -243,7 +254,7 @@ def _write_into(path: Path, real: Path, data: bytes, *, fifo: bool) -> None:
             view = view[os.write(fd, view) :]
     except OSError as exc:
         why = f"cannot write {path}: the process reading the FIFO went away" if exc.errno == errno.EPIPE else _describe(exc, path)
-        raise WriteError(why) from None
+        raise WriteError(why) from exc
     finally:
         os.close(fd)
 
@@ -271,8 +282,8 @@ def journal_path(root: Path) -> Path:
     """The journal of the tree at `root`: in the cache, named by the sha256 of its real path."""
     try:
         base = cache_root()
-    except RuntimeError:  # no HOME
-        raise WriteError("no cache directory for the journal: set XDG_CACHE_HOME") from None
+    except RuntimeError as exc:  # no HOME
+        raise WriteError("no cache directory for the journal: set XDG_CACHE_HOME") from exc
     return base / "journals" / f"{hashlib.sha256(os.fsencode(root.resolve())).hexdigest()}.json"
 
 
@@ -282,7 +293,7 @@ def _write_journal(root: Path, journal: list[dict]) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = _stage(path, json.dumps({"tree": str(root.resolve()), "entries": journal}, indent=1).encode())
     except OSError as exc:
-        raise WriteError(f"cannot write the journal {path}: {exc.strerror or exc} (set XDG_CACHE_HOME to a writable directory)") from None
+        raise WriteError(f"cannot write the journal {path}: {exc.strerror or exc} (set XDG_CACHE_HOME to a writable directory)") from exc
     try:
         os.replace(tmp, path)
     except BaseException:

@@ -131,7 +131,7 @@ class _Body:
             except (OSError, http.client.HTTPException) as exc:
                 raise (
                     _late(self.url, self.budget) if self.watchdog.expired else HttpError(f"{public_url(self.url)}: {exc or type(exc).__name__}")
-                ) from None
+                ) from exc
             if self.watchdog.expired:  # the cut ends a read early, and quietly where the length was not declared
                 raise _late(self.url, self.budget)
             if not chunk:
@@ -169,7 +169,7 @@ def _open(url: str, timeout: float, headers: dict[str, str] | None, default: Lim
     try:
         bare = http_conn.without_credentials(url)
     except ValueError as exc:  # not a URL at all (a port that is no number): no request
-        raise HttpError(f"{public_url(url)}: {exc}") from None
+        raise HttpError(f"{public_url(url)}: {exc}") from exc
     request = urllib.request.Request(bare, headers={"User-Agent": USER_AGENT, **(headers or {})})
     last: Exception | None = None
     with http_conn.Watchdog(budget.deadline) as watchdog:
@@ -183,16 +183,16 @@ def _open(url: str, timeout: float, headers: dict[str, str] | None, default: Lim
                 resp = opener.open(request, timeout=max(min(timeout, watchdog.left()), 0.01))
             except urllib.error.HTTPError as exc:
                 if exc.code < 500:
-                    raise HttpError(f"{public_url(url)}: HTTP {exc.code}") from None
+                    raise HttpError(f"{public_url(url)}: HTTP {exc.code}") from exc
                 last = exc
             except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, a garbled answer
                 if watchdog.expired:
-                    raise _late(url, budget) from None
+                    raise _late(url, budget) from exc
                 if isinstance(exc, http.client.InvalidURL):
-                    raise HttpError(f"{public_url(url)}: {exc}") from None
+                    raise HttpError(f"{public_url(url)}: {exc}") from exc
                 last = exc
             except ValueError as exc:  # not a URL at all: no retry
-                raise HttpError(f"{public_url(url)}: {exc}") from None
+                raise HttpError(f"{public_url(url)}: {exc}") from exc
             else:
                 with resp:
                     yield _Body(resp, url, budget, watchdog)
@@ -233,7 +233,7 @@ def fetch_verified(url: str, sha256: str, dest: Path, cache: Path | None = None)
             except (HttpError, OSError) as exc:
                 os.unlink(tmp.name)
                 why = str(exc) if isinstance(exc, HttpError) else f"{public_url(url)}: {exc}"
-                raise HttpError(f"cannot download {why}") from None
+                raise HttpError(f"cannot download {why}") from exc
         if digest.hexdigest() != sha256:
             os.unlink(tmp.name)
             raise HttpError(f"checksum mismatch for {public_url(url)}: expected {sha256}, actual {digest.hexdigest()}")

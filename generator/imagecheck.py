@@ -181,64 +181,89 @@ def check(image: Path, expect: dict[str, Any], extra_labels: Collection[str] = f
         return problems, summary
     with outer:
         names = set(outer.getnames())
-        if "manifest.json" not in names:
-            problems.add("no manifest.json (not a docker-archive)")
-            return problems, summary
-        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]  # None for a member not a regular file: unhandled
-        if not isinstance(manifest, list) or len(manifest) != 1:
-            problems.add(f"manifest.json must describe exactly one image, it has {len(manifest) if isinstance(manifest, list) else manifest!r}")
-            return problems, summary
-        entry = manifest[0]
-        for key in ("Config", "RepoTags", "Layers"):
-            if key not in entry:
-                problems.add(f"manifest.json has no {key}")
-        if problems:
-            return problems, summary
-        if expect.get("repo_tag") and entry["RepoTags"] != [expect["repo_tag"]]:
-            problems.add(f"RepoTags is {entry['RepoTags']!r}, expected [{expect['repo_tag']!r}]")
-        if entry["Config"] not in names:
-            problems.add(f"manifest.json names config {entry['Config']}, which is not in the archive")
+        entry = _manifest_entry(outer, names, expect, problems)
+        if entry is None:
             return problems, summary
         config = json.load(outer.extractfile(entry["Config"]))  # type: ignore[arg-type]  # None for a member not a regular file: unhandled
         check_config(config, expect, extra_labels, problems)
-
         layers: list[str] = entry["Layers"]
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
         summary["layers"] = len(layers)
-        if len(layers) != len(diff_ids):
-            problems.add(f"{len(layers)} layers in manifest.json, {len(diff_ids)} diff ids in the config")
-        history = config.get("history")
-        if history is not None:
-            filled = [h for h in history if not h.get("empty_layer")]
-            if len(filled) != len(layers):
-                problems.add(f"{len(layers)} layers, but the config's history has {len(filled)} non-empty layers")
-        max_layers = expect.get("max_layers")
-        if not layers:
-            problems.add("the image has no layers")
-        elif max_layers is not None and len(layers) > max_layers:
-            problems.add(f"{len(layers)} layers, more than max_layers {max_layers}")
-
+        _check_layer_count(layers, diff_ids, config, expect, problems)
         bytecode = expect.get("bytecode")
-        keep = bytecode["dir"] if bytecode else None
-        fs: dict[str, Node] = {"/": Node("dir", 0o755)}
-        for i, name in enumerate(layers):
-            if name not in names:
-                problems.add(f"layer {name} is not in the archive")
-                continue
-            f = outer.extractfile(name)
-            if f is None:
-                problems.add(f"layer {name} is not a regular file")
-                continue
-            digest = sha256_of(f)
-            if i < len(diff_ids) and digest != diff_ids[i]:
-                problems.add(f"layer {i} ({name}) has sha256 {digest}, but its diff id is {diff_ids[i]}")
-            f.seek(0)
-            try:
-                with tarfile.open(fileobj=f, mode="r:*") as layer:
-                    apply_layer(fs, layer, keep)
-            except tarfile.TarError as e:
-                problems.add(f"layer {i} ({name}) is not a tar archive: {e}")
+        fs = _apply_layers(outer, names, layers, diff_ids, bytecode["dir"] if bytecode else None, problems)
+    _check_paths(fs, expect, problems, summary)
+    if bytecode:
+        check_bytecode(fs, bytecode, problems, summary)
+    return problems, summary
 
+
+def _manifest_entry(outer: tarfile.TarFile, names: set[str], expect: dict[str, Any], problems: Problems) -> dict[str, Any] | None:
+    """manifest.json's one image, or None when the archive cannot be checked further."""
+    if "manifest.json" not in names:
+        problems.add("no manifest.json (not a docker-archive)")
+        return None
+    manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+    if not isinstance(manifest, list) or len(manifest) != 1:
+        problems.add(f"manifest.json must describe exactly one image, it has {len(manifest) if isinstance(manifest, list) else manifest!r}")
+        return None
+    entry = manifest[0]
+    for key in ("Config", "RepoTags", "Layers"):
+        if key not in entry:
+            problems.add(f"manifest.json has no {key}")
+    if problems:
+        return None
+    if expect.get("repo_tag") and entry["RepoTags"] != [expect["repo_tag"]]:
+        problems.add(f"RepoTags is {entry['RepoTags']!r}, expected [{expect['repo_tag']!r}]")
+    if entry["Config"] not in names:
+        problems.add(f"manifest.json names config {entry['Config']}, which is not in the archive")
+        return None
+    return entry
+
+
+def _check_layer_count(layers: list[str], diff_ids: list[str], config: dict[str, Any], expect: dict[str, Any], problems: Problems) -> None:
+    """The manifest's layers, the config's diff ids and its non-empty history agree, within max_layers."""
+    if len(layers) != len(diff_ids):
+        problems.add(f"{len(layers)} layers in manifest.json, {len(diff_ids)} diff ids in the config")
+    history = config.get("history")
+    if history is not None:
+        filled = [h for h in history if not h.get("empty_layer")]
+        if len(filled) != len(layers):
+            problems.add(f"{len(layers)} layers, but the config's history has {len(filled)} non-empty layers")
+    max_layers = expect.get("max_layers")
+    if not layers:
+        problems.add("the image has no layers")
+    elif max_layers is not None and len(layers) > max_layers:
+        problems.add(f"{len(layers)} layers, more than max_layers {max_layers}")
+
+
+def _apply_layers(
+    outer: tarfile.TarFile, names: set[str], layers: list[str], diff_ids: list[str], keep: str | None, problems: Problems
+) -> dict[str, Node]:
+    """The image's file system: each layer checked against its diff id, then applied in order."""
+    fs: dict[str, Node] = {"/": Node("dir", 0o755)}
+    for i, name in enumerate(layers):
+        if name not in names:
+            problems.add(f"layer {name} is not in the archive")
+            continue
+        f = outer.extractfile(name)
+        if f is None:
+            problems.add(f"layer {name} is not a regular file")
+            continue
+        digest = sha256_of(f)
+        if i < len(diff_ids) and digest != diff_ids[i]:
+            problems.add(f"layer {i} ({name}) has sha256 {digest}, but its diff id is {diff_ids[i]}")
+        f.seek(0)
+        try:
+            with tarfile.open(fileobj=f, mode="r:*") as layer:
+                apply_layer(fs, layer, keep)
+        except tarfile.TarError as e:
+            problems.add(f"layer {i} ({name}) is not a tar archive: {e}")
+    return fs
+
+
+def _check_paths(fs: dict[str, Node], expect: dict[str, Any], problems: Problems, summary: dict[str, Any]) -> None:
+    """Each expected path resolves, through the layers' symlinks, to an executable file."""
     for path in expect.get("paths", []):
         final, why = resolve(fs, path)
         if final is None:
@@ -249,10 +274,6 @@ def check(image: Path, expect: dict[str, Any], extra_labels: Collection[str] = f
             problems.add(f"{path} resolves to {final}, which is not executable")
         else:
             summary.setdefault("resolved", {})[path] = final
-
-    if bytecode:
-        check_bytecode(fs, bytecode, problems, summary)
-    return problems, summary
 
 
 # marshal's string types (a .pyc's co_filename is one): short ASCII has a 1-byte length, the others

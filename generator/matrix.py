@@ -38,14 +38,14 @@ def runtimes_at(root: Path, ref: str | None) -> dict[str, Any]:
                 root / RUNTIMES_JSON, within=root, what="runtime data", limit=readfile.MAX_DATA, name=RUNTIMES_JSON, where="the tree"
             )
         except readfile.ReadError as exc:
-            raise InputError(f"{exc}; run `python -m generator generate`") from None
+            raise InputError(f"{exc}; run `python -m generator generate`") from exc
     else:
         if not _REF.fullmatch(ref) or ".." in ref:
             raise InputError(f"--changed-since: {ref!r} is not a git revision (a commit, branch or tag name such as HEAD~1 or main)")
         try:
             proc = subprocess.run(["git", "-C", str(root), "show", "--end-of-options", f"{ref}:{RUNTIMES_JSON}"], capture_output=True, text=True)
         except OSError as exc:
-            raise MatrixError(f"--changed-since needs git, which cannot run here: {exc.strerror or exc}") from None
+            raise MatrixError(f"--changed-since needs git, which cannot run here: {exc.strerror or exc}") from exc
         if proc.returncode != 0:
             if "exists on disk, but not in" in proc.stderr or "does not exist in" in proc.stderr:
                 return {}  # the file is new since that revision: every runtime counts as changed
@@ -54,9 +54,9 @@ def runtimes_at(root: Path, ref: str | None) -> dict[str, Any]:
     try:
         data = readfile.parse_json(text, source=f"{RUNTIMES_JSON} at {ref or 'the work tree'}", limit=readfile.MAX_DATA)
     except readfile.ReadError as exc:
-        raise InputError(str(exc)) from None
-    except ValueError:
-        raise MatrixError(f"{RUNTIMES_JSON} at {ref or 'the work tree'} is not the generator's runtime data") from None
+        raise InputError(str(exc)) from exc
+    except ValueError as exc:
+        raise MatrixError(f"{RUNTIMES_JSON} at {ref or 'the work tree'} is not the generator's runtime data") from exc
     return checked(data, RUNTIMES_JSON + (f" at {ref}" if ref else ""))
 
 

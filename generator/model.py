@@ -139,25 +139,7 @@ def convert(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem
     """Check `value` against the type `hint` (strictly: no coercion), recording each problem."""
     origin = typing.get_origin(hint)
     if origin is Annotated:
-        base, *meta = typing.get_args(hint)
-        if FLATTEN in meta:
-            value = _flatten(value)
-        before = len(problems)
-        out = convert(value, base, path, problems)
-        if len(problems) == before:
-            for m in meta:  # the first constraint missed is the one reported
-                if isinstance(m, Pattern) and not m.ok(out):
-                    shown = repr(out) if len(out) <= 80 else f"{out[:60]!r}… ({len(out)} characters)"
-                    problems.append((path, f"malformed value {shown}: {m.hint}"))
-                elif isinstance(m, Range) and not m.lo <= out <= m.hi:
-                    problems.append((path, f"{out} is out of range ({m.lo} to {m.hi})"))
-                elif isinstance(m, Valid) and not m.check(out):
-                    shown = repr(out) if len(repr(out)) <= 80 else f"{repr(out)[:60]}…"
-                    problems.append((path, f"impossible value {shown}: {m.hint}"))
-                else:
-                    continue
-                break
-        return out
+        return _annotated(value, hint, path, problems)
     if hint is Any:
         return value
     if origin in (Union, types.UnionType):
@@ -182,43 +164,74 @@ def convert(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem
         key_hint, value_hint = typing.get_args(hint)
         return {convert(k, key_hint, (*path, k), problems): convert(v, value_hint, (*path, k), problems) for k, v in value.items()}
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a dataclass hint is a class, never an instance
-        if not isinstance(value, dict):
-            problems.append((path, f"must be a mapping of settings, not {_kind(value)}"))
-            return None
-        hints = _hints(hint)
-        fields = {f.name: f for f in dataclasses.fields(hint)}
-        for key in value:
-            if key not in fields:
-                problems.append(((*path, key), "unknown key; remove it or check its spelling"))
-        kwargs = {}
-        for name, f in fields.items():
-            if name in value:
-                kwargs[name] = convert(value[name], hints[name], (*path, name), problems)
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(((*path, name), "required key is missing; add it"))
-        try:
-            return hint(**kwargs)
-        except TypeError:  # a required field was missing: already reported
-            return None
+        return _dataclass(value, hint, path, problems)
+    problem = _scalar_problem(value, hint)
+    if problem:
+        problems.append((path, problem))
+    return value
+
+
+def _annotated(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem]) -> Any:
+    """The base type first; then the constraints, only if it passed (the first one missed is reported)."""
+    base, *meta = typing.get_args(hint)
+    if FLATTEN in meta:
+        value = _flatten(value)
+    before = len(problems)
+    out = convert(value, base, path, problems)
+    if len(problems) == before:
+        for m in meta:
+            if isinstance(m, Pattern) and not m.ok(out):
+                shown = repr(out) if len(out) <= 80 else f"{out[:60]!r}… ({len(out)} characters)"
+                problems.append((path, f"malformed value {shown}: {m.hint}"))
+            elif isinstance(m, Range) and not m.lo <= out <= m.hi:
+                problems.append((path, f"{out} is out of range ({m.lo} to {m.hi})"))
+            elif isinstance(m, Valid) and not m.check(out):
+                shown = repr(out) if len(repr(out)) <= 80 else f"{repr(out)[:60]}…"
+                problems.append((path, f"impossible value {shown}: {m.hint}"))
+            else:
+                continue
+            break
+    return out
+
+
+def _dataclass(value: Any, hint: Any, path: tuple[Any, ...], problems: list[Problem]) -> Any:
+    """A mapping of settings: unknown keys and missing required ones are problems."""
+    if not isinstance(value, dict):
+        problems.append((path, f"must be a mapping of settings, not {_kind(value)}"))
+        return None
+    hints = _hints(hint)
+    fields = {f.name: f for f in dataclasses.fields(hint)}
+    for key in value:
+        if key not in fields:
+            problems.append(((*path, key), "unknown key; remove it or check its spelling"))
+    kwargs = {}
+    for name, f in fields.items():
+        if name in value:
+            kwargs[name] = convert(value[name], hints[name], (*path, name), problems)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            problems.append(((*path, name), "required key is missing; add it"))
+    try:
+        return hint(**kwargs)
+    except TypeError:  # a required field was missing: already reported
+        return None
+
+
+def _scalar_problem(value: Any, hint: Any) -> str | None:
+    """What is wrong with a str, int, bool or date value (None: nothing)."""
     if hint is str:
         if not isinstance(value, str):
-            fix = f"{value!r} is a YAML number; quote it" if _kind(value) == "a YAML number" else f"must be a quoted string, not {_kind(value)}"
-            problems.append((path, fix))
-        return value
+            return f"{value!r} is a YAML number; quote it" if _kind(value) == "a YAML number" else f"must be a quoted string, not {_kind(value)}"
+        return None
     if hint is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            problems.append((path, f"must be a whole number, unquoted (got {value!r})"))
-        return value
+        return f"must be a whole number, unquoted (got {value!r})" if not isinstance(value, int) or isinstance(value, bool) else None
     if hint is bool:
-        if not isinstance(value, bool):
-            problems.append((path, f"must be true or false (got {value!r})"))
-        return value
+        return f"must be true or false (got {value!r})" if not isinstance(value, bool) else None
     if hint is dt.date:
         if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
-            problems.append((path, f"must be a date written YYYY-MM-DD (got {value!r})"))
-        elif not EARLIEST <= value <= LATEST:
-            problems.append((path, f"{value.isoformat()} is out of range ({EARLIEST.isoformat()} to {LATEST.isoformat()})"))
-        return value
+            return f"must be a date written YYYY-MM-DD (got {value!r})"
+        if not EARLIEST <= value <= LATEST:
+            return f"{value.isoformat()} is out of range ({EARLIEST.isoformat()} to {LATEST.isoformat()})"
+        return None
     raise TypeError(f"no rule for {hint!r}")  # pragma: no cover - a programming error
 
 

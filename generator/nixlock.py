@@ -29,8 +29,8 @@ def _nix(args: list[str], cwd: Path, timeout: float = 900) -> str:
         raise NixError("updating the flake inputs needs Nix 2.18 or newer on PATH (Debian/Ubuntu: apt-get install nix-bin)")
     try:
         proc = subprocess.run([exe, *FEATURES, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise NixError(f"`nix {' '.join(args)}` did not finish within {timeout:.0f}s") from None
+    except subprocess.TimeoutExpired as exc:
+        raise NixError(f"`nix {' '.join(args)}` did not finish within {timeout:.0f}s") from exc
     if proc.returncode != 0:
         said = "\n  ".join(line for line in proc.stderr.strip().splitlines()[-12:] if line.strip()) or f"exit code {proc.returncode}"
         raise NixError(f"`nix {' '.join(args)}` failed; Nix said:\n  {said}")
@@ -44,9 +44,9 @@ def locked(tree: Path) -> dict[str, dict]:
         nodes = lock["nodes"]
         return {name: nodes[key]["locked"] for name, key in nodes[lock["root"]]["inputs"].items() if isinstance(key, str)}
     except readfile.ReadError as exc:
-        raise NixError(str(exc)) from None
+        raise NixError(str(exc)) from exc
     except (KeyError, TypeError) as exc:
-        raise NixError(f"flake.lock is unreadable: {exc}") from None
+        raise NixError(f"flake.lock is unreadable: {exc}") from exc
 
 
 def upstream_nixpkgs(source: dict) -> str:
@@ -56,8 +56,8 @@ def upstream_nixpkgs(source: dict) -> str:
     try:
         nodes = meta["locks"]["nodes"]
         return nodes[nodes[meta["locks"]["root"]]["inputs"]["nixpkgs"]]["locked"]["rev"]
-    except (KeyError, TypeError):
-        raise NixError(f"{ref} has no locked nixpkgs input in its flake.lock") from None
+    except (KeyError, TypeError) as exc:
+        raise NixError(f"{ref} has no locked nixpkgs input in its flake.lock") from exc
 
 
 def update(tree: Path) -> list[tuple[str, str | None, str, str]]:

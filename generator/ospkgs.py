@@ -175,7 +175,7 @@ def _verify(path: Path, keyrings: list[Path]) -> str:
     try:
         return apt.verify_inrelease(path.read_bytes(), keyrings, path.name)
     except apt.AptError as exc:
-        raise OsPackagesError(f"{exc} (the base's keyring)") from None
+        raise OsPackagesError(f"{exc} (the base's keyring)") from exc
 
 
 def _closure(uris: Path, indices: dict[str, list[tuple[str, dict[str, str]]]]) -> list[Deb]:
@@ -240,7 +240,7 @@ def fetch(debs: list[Deb], dest: Path, sources: list[str], *, jobs: int = 4) -> 
                 return http.fetch_verified(f"{base}/{deb.filename}", deb.sha256, target)
             except http.HttpError as exc:
                 if "checksum mismatch" in str(exc) or "was altered" in str(exc):
-                    raise OsPackagesError(f"{deb.name} {deb.version}: {exc}") from None
+                    raise OsPackagesError(f"{deb.name} {deb.version}: {exc}") from exc
                 tried.append(str(exc))
                 if "HTTP 4" not in str(exc):
                     dead.add(base)  # unreachable: do not wait on it for every other file

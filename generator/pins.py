@@ -183,7 +183,7 @@ def loads(text: str, name: str = LOCK) -> Pins:
     try:
         data = readfile.parse_json(text, source=name, limit=readfile.MAX_DATA)  # strict: a key written twice is refused, not "the last wins"
     except readfile.ReadError as exc:
-        raise PinsError([f"{exc}; restore it with `git checkout -- {LOCK}`"]) from None
+        raise PinsError([f"{exc}; restore it with `git checkout -- {LOCK}`"]) from exc
     if not isinstance(data, dict):
         raise PinsError([f"{name}: must be a JSON object; restore it with `git checkout -- {LOCK}`"])
     found: list[Problem] = []
@@ -227,6 +227,6 @@ def load(path: Path, name: str = LOCK) -> Pins:
         text = readfile.read_text(path, within=path.parent.parent, what="a lock file", limit=readfile.MAX_DATA, name=name, where="the tree")
     except readfile.ReadError as exc:
         if exc.missing:
-            raise PinsError([f"{name} is missing: run `python -m generator refresh` (it asks the registries and python.org)"]) from None
-        raise PinsError([f"{exc}; restore it with `git checkout -- {LOCK}`"]) from None
+            raise PinsError([f"{name} is missing: run `python -m generator refresh` (it asks the registries and python.org)"]) from exc
+        raise PinsError([f"{exc}; restore it with `git checkout -- {LOCK}`"]) from exc
     return loads(text, name)

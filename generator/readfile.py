@@ -54,10 +54,10 @@ def read_bytes(path: Path, *, within: Path | None, what: str, limit: int, name: 
         flags |= os.O_NOFOLLOW  # resolved above: a link appearing since is not followed
     try:
         fd = os.open(target, flags)
-    except FileNotFoundError:
-        raise ReadError(shown, "no such file", missing=True) from None
+    except FileNotFoundError as exc:
+        raise ReadError(shown, "no such file", missing=True) from exc
     except (OSError, ValueError) as exc:
-        raise ReadError(shown, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        raise ReadError(shown, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -71,7 +71,7 @@ def read_bytes(path: Path, *, within: Path | None, what: str, limit: int, name: 
             chunks.append(chunk)
             size += len(chunk)
     except OSError as exc:
-        raise ReadError(shown, f"cannot read: {exc.strerror or exc}") from None
+        raise ReadError(shown, f"cannot read: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
     if size > limit:
@@ -83,11 +83,11 @@ def inside(path: Path, within: Path, shown: str, where: str) -> Path:
     """`path` with every symlink resolved, refused unless it is inside `within` (its content is never read)."""
     try:
         real = path.resolve(strict=True)
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         dangling = os.path.lexists(path)
-        raise ReadError(shown, "a symlink to nothing" if dangling else "no such file", missing=True) from None
+        raise ReadError(shown, "a symlink to nothing" if dangling else "no such file", missing=True) from exc
     except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL in the name
-        raise ReadError(shown, f"cannot be resolved: {getattr(exc, 'strerror', None) or exc}") from None
+        raise ReadError(shown, f"cannot be resolved: {getattr(exc, 'strerror', None) or exc}") from exc
     if not real.is_relative_to(within.resolve()):
         how = "is a symlink to a file" if path.is_symlink() else "is"
         raise ReadError(shown, f"{how} outside {where}; only files inside it are read: copy the file in")
@@ -100,7 +100,7 @@ def decode(data: bytes, name: str, what: str, *, bom: bool = False) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ReadError(name, f"byte 0x{data[exc.start]:02x} is not UTF-8; {what} must be UTF-8 text", line) from None
+        raise ReadError(name, f"byte 0x{data[exc.start]:02x} is not UTF-8; {what} must be UTF-8 text", line) from exc
     refuse_nul(text, name, what)
     return text.removeprefix("\ufeff") if bom else text
 
@@ -135,9 +135,9 @@ def parse_json(text: str, *, source: str, limit: int | None = None, depth: int =
     try:
         return json.loads(text, parse_constant=constant)
     except json.JSONDecodeError as exc:
-        raise ReadError(source, f"not valid JSON ({exc.msg})", f"{exc.lineno}:{exc.colno}") from None
+        raise ReadError(source, f"not valid JSON ({exc.msg})", f"{exc.lineno}:{exc.colno}") from exc
     except (ValueError, RecursionError) as exc:  # a constant; RecursionError: _scan should make it unreachable
-        raise ReadError(source, f"not valid JSON ({exc})") from None
+        raise ReadError(source, f"not valid JSON ({exc})") from exc
 
 
 def _scan(text: str, source: str, depth: int) -> None:

@@ -25,7 +25,7 @@ from typing import Literal
 from . import fileset, matrix, nixlock, ospkgs, pins, readfile, render, upstream
 from .errors import GeneratorError, InputError
 from .pins import BaseImage, CPythonRelease, OsPackages, Pins, Platform
-from .schedule import ScheduleModel, load_policy, version_key, wanted_minors, wanted_releases
+from .schedule import OperatingSystem, ScheduleModel, load_policy, version_key, wanted_minors, wanted_releases
 from .schedule import load as load_schedule
 
 PYTHON_ORG = "https://www.python.org/ftp/python"
@@ -102,7 +102,7 @@ def ask_packages(
                 progress=progress,
             )  # fmt: skip
         except ospkgs.OsPackagesError as exc:
-            raise RefreshError(f"operating system {os_id}: {exc}") from None
+            raise RefreshError(f"operating system {os_id}: {exc}") from exc
         old = lock.os_packages.get(os_id)
         if ospkgs.same_files(old, new):
             continue  # nothing moved: keep the archive state it was locked at
@@ -138,71 +138,84 @@ def ask_upstream(
     bases = dict(lock.base_images)
     if "os" in only:
         for os_id, os_ in model.operating_systems.items():
-            if os_id not in subjects:
-                continue
-            try:
-                answer = upstream.base_image(os_.image)
-            except upstream.UpstreamError as exc:
-                raise RefreshError(f"operating system {os_id}: {exc}") from None
-            old = lock.base_images.get(os_id)
-            same = old is not None and old.digest == answer.digest and old.image == os_.image
-            platforms = {}
-            for arch in sorted(set(answer.manifests) | ({"amd64"} if not answer.manifests else set())):
-                kept = old.platforms.get(arch) if same and old else None
-                pulled = answer.manifests.get(arch) or answer.digest  # what the flake's pullImage asks for
-                nix = (kept.nix_sha256 if kept else None) or upstream.nix_prefetch(os_.image, pulled, arch)
-                platforms[arch] = Platform(answer.manifests.get(arch) or (kept.manifest_digest if kept else None), nix)
-                if nix is None and arch == "amd64" and not same:
-                    notes.append(f"`{os_id}`: Nix pullImage hash unknown for {answer.digest} (the Nix build refuses until it is filled)")
-            evidence = f"{os_.image} pointed at this digest when `refresh` asked the registry"
-            entry = BaseImage(image=os_.image, digest=answer.digest, platforms=platforms, evidence=evidence)
-            if same and old:
-                entry = dataclasses.replace(old, platforms={**old.platforms, **platforms})
-            if not same:
-                changes.append(Change("base", os_id, old.digest if old else None, answer.digest, os_.image, _users(model, os_id=os_id)))
-            bases[os_id] = entry
+            if os_id in subjects:
+                bases[os_id] = _ask_base(model, lock, os_id, os_, changes, notes)
     minors = dict(lock.python_minors)
     releases = dict(lock.cpython)
-
-    def pin_release(version: str) -> str:
-        """Pin `version`'s tarballs; its .tgz sha256 (a fresh pin always has one)."""
-        try:
-            sha, evidence = upstream.release_sha256(python_source, version)
-        except upstream.UpstreamError as exc:
-            raise RefreshError(str(exc)) from None
-        try:
-            xz: str | None = upstream.release_sha256(python_source, version, "tar.xz")[0]
-        except upstream.UpstreamError:
-            xz = None  # optional: the build fetches the .tgz
-        url = f"{PYTHON_ORG}/{version}/Python-{version}.tgz"
-        releases[version] = CPythonRelease(url=url, sha256=sha, tar_xz_sha256=xz, evidence=evidence[:500])
-        return sha
-
     if "python" in only:
-        for minor in wanted_minors(model):
-            if minor not in subjects:
-                continue
-            try:
-                newest = upstream.newest_patch(python_source, minor)
-            except upstream.UpstreamError as exc:
-                raise RefreshError(str(exc)) from None
-            pinned = minors.get(minor)
-            if pinned is None or version_key(newest) > version_key(pinned):
-                pin_release(newest)
-                minors[minor] = newest
-                rel = releases[newest]
-                note = f"`Python-{newest}.tgz` sha256 `{rel.sha256}`, from {rel.evidence.split(': ', 1)[-1]}"
-                changes.append(Change("python", minor, pinned, newest, note, _users(model, minor=minor)))
-        for r in model.legacy_runtimes:
-            if r.python not in releases:
-                sha = pin_release(r.python)
-                changes.append(Change("cpython", r.python, None, r.python, sha, _users(model, version=r.python)))
+        changes += _ask_pythons(model, subjects, python_source, minors, releases)
     new = dataclasses.replace(lock, base_images=bases, python_minors=minors, cpython=releases)
     if "packages" in only:
         packages, moved = ask_packages(model, new, subjects, apt or AptSettings(), progress)
         new = dataclasses.replace(new, os_packages=packages)
         changes += moved
     return Plan(changes, prune(model, new), notes)
+
+
+def _ask_base(model: ScheduleModel, lock: Pins, os_id: str, os_: OperatingSystem, changes: list[Change], notes: list[str]) -> BaseImage:
+    """The digest (and each platform's) an OS's image tag points at now; a change if it moved."""
+    try:
+        answer = upstream.base_image(os_.image)
+    except upstream.UpstreamError as exc:
+        raise RefreshError(f"operating system {os_id}: {exc}") from exc
+    old = lock.base_images.get(os_id)
+    same = old is not None and old.digest == answer.digest and old.image == os_.image
+    platforms = {}
+    for arch in sorted(set(answer.manifests) | ({"amd64"} if not answer.manifests else set())):
+        kept = old.platforms.get(arch) if same and old else None
+        pulled = answer.manifests.get(arch) or answer.digest  # what the flake's pullImage asks for
+        nix = (kept.nix_sha256 if kept else None) or upstream.nix_prefetch(os_.image, pulled, arch)
+        platforms[arch] = Platform(answer.manifests.get(arch) or (kept.manifest_digest if kept else None), nix)
+        if nix is None and arch == "amd64" and not same:
+            notes.append(f"`{os_id}`: Nix pullImage hash unknown for {answer.digest} (the Nix build refuses until it is filled)")
+    evidence = f"{os_.image} pointed at this digest when `refresh` asked the registry"
+    entry = BaseImage(image=os_.image, digest=answer.digest, platforms=platforms, evidence=evidence)
+    if same and old:
+        entry = dataclasses.replace(old, platforms={**old.platforms, **platforms})
+    if not same:
+        changes.append(Change("base", os_id, old.digest if old else None, answer.digest, os_.image, _users(model, os_id=os_id)))
+    return entry
+
+
+def _ask_pythons(
+    model: ScheduleModel, subjects: set[str], python_source: str, minors: dict[str, str], releases: dict[str, CPythonRelease]
+) -> list[Change]:
+    """Move each chosen minor to its newest patch release and pin every release in use (updates both dicts)."""
+    changes: list[Change] = []
+    for minor in wanted_minors(model):
+        if minor not in subjects:
+            continue
+        try:
+            newest = upstream.newest_patch(python_source, minor)
+        except upstream.UpstreamError as exc:
+            raise RefreshError(str(exc)) from exc
+        pinned = minors.get(minor)
+        if pinned is None or version_key(newest) > version_key(pinned):
+            rel, sha = _pin_release(python_source, newest)
+            releases[newest] = rel
+            minors[minor] = newest
+            note = f"`Python-{newest}.tgz` sha256 `{sha}`, from {rel.evidence.split(': ', 1)[-1]}"
+            changes.append(Change("python", minor, pinned, newest, note, _users(model, minor=minor)))
+    for r in model.legacy_runtimes:
+        if r.python not in releases:
+            releases[r.python], sha = _pin_release(python_source, r.python)
+            changes.append(Change("cpython", r.python, None, r.python, sha, _users(model, version=r.python)))
+    return changes
+
+
+def _pin_release(python_source: str, version: str) -> tuple[CPythonRelease, str]:
+    """A CPython release's .tgz (and, if published, .tar.xz) digest from python.org; and the .tgz's sha256
+    (a fresh pin always has one, where a release read from the lock may not)."""
+    try:
+        sha, evidence = upstream.release_sha256(python_source, version)
+    except upstream.UpstreamError as exc:
+        raise RefreshError(str(exc)) from exc
+    try:
+        xz: str | None = upstream.release_sha256(python_source, version, "tar.xz")[0]
+    except upstream.UpstreamError:
+        xz = None  # optional: the build fetches the .tgz
+    url = f"{PYTHON_ORG}/{version}/Python-{version}.tgz"
+    return CPythonRelease(url=url, sha256=sha, tar_xz_sha256=xz, evidence=evidence[:500]), sha
 
 
 def prune(model: ScheduleModel, lock: Pins) -> Pins:
@@ -308,7 +321,7 @@ def refresh(
     try:
         plan = ask_upstream(model, lock, only=only - {"nix"}, subjects=chosen, python_source=python_source, apt=apt, progress=progress)
     except GeneratorError as exc:
-        raise RefreshError(f"{exc}\nthe work tree is unchanged") from None
+        raise RefreshError(f"{exc}\nthe work tree is unchanged") from exc
     if dry_run:
         log = changelog(plan)
         if changelog_path is not None:
@@ -322,7 +335,7 @@ def refresh(
         try:
             _apply_in(scratch, plan, relock=relock, snapshots=snapshots, nix="nix" in only, progress=progress)
         except GeneratorError as exc:
-            raise RefreshError(f"{exc}\nthe work tree is unchanged") from None
+            raise RefreshError(f"{exc}\nthe work tree is unchanged") from exc
         if not plan.changes and plan.pins.dumps().encode() == (_tree_file(root, lock_path) or b""):
             return Result(plan, changelog(plan), [])
         rebuild = _rebuilds(root, scratch, plan)
@@ -333,7 +346,7 @@ def refresh(
         try:
             fileset.apply(root, changes)
         except GeneratorError as exc:
-            raise RefreshError(f"{exc}\nthe work tree is unchanged (every file swapped in so far was put back)") from None
+            raise RefreshError(f"{exc}\nthe work tree is unchanged (every file swapped in so far was put back)") from exc
     return Result(plan, log, sorted(f"{rel} (removed)" if data is None else rel for rel, data in changes.items()), sorted(rebuild))
 
 
@@ -342,7 +355,7 @@ def write_changelog(path: Path, log: str) -> None:
     try:
         fileset.write_output(path, log)
     except GeneratorError as exc:
-        raise RefreshError(f"changelog: {exc}\nthe work tree is unchanged") from None
+        raise RefreshError(f"changelog: {exc}\nthe work tree is unchanged") from exc
 
 
 def _apply_in(scratch: Path, plan: Plan, *, relock: Relock | None, snapshots: bool, nix: bool, progress: Callable[[str], None]) -> None:
@@ -384,7 +397,7 @@ def update_snapshots(tree: Path, progress: Callable[[str], None]) -> None:
     try:
         proc = subprocess.run([*cmd, *tests], cwd=tree, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RefreshError(f"updating snapshots: {exc}") from None
+        raise RefreshError(f"updating snapshots: {exc}") from exc
     if proc.returncode not in (0, 5):
         tail = "\n  ".join((proc.stdout + proc.stderr).strip().splitlines()[-60:])
         raise RefreshError(f"the snapshot tests fail on the refreshed tree (pytest exit {proc.returncode}):\n  {tail}")

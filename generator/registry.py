@@ -96,8 +96,8 @@ def fetch_manifest(ref: str, *, tls_verify: bool | None = True, timeout: float =
     raw = _skopeo(ref, ["inspect", "--raw", "--retry-times", "2", *_tls("--tls-verify", tls_verify), f"docker://{ref}"], timeout)
     try:
         doc = json.loads(raw)
-    except ValueError:
-        raise RegistryError(f"{ref}: the registry's manifest is not JSON") from None
+    except ValueError as exc:
+        raise RegistryError(f"{ref}: the registry's manifest is not JSON") from exc
     media = doc.get("mediaType") or ("application/vnd.oci.image.index.v1+json" if "manifests" in doc else "")
     if media not in MEDIA_INDEX | MEDIA_MANIFEST:
         raise RegistryError(f"{ref}: unexpected manifest media type {media!r}")
@@ -117,8 +117,8 @@ def image_config(ref: str, *, tls_verify: bool | None = True, timeout: float = 6
     raw = _skopeo(ref, ["inspect", "--config", "--raw", "--retry-times", "2", *_tls("--tls-verify", tls_verify), f"docker://{ref}"], timeout)
     try:
         doc = json.loads(raw)
-    except ValueError:
-        raise RegistryError(f"{ref}: the image config is not JSON") from None
+    except ValueError as exc:
+        raise RegistryError(f"{ref}: the image config is not JSON") from exc
     return doc if isinstance(doc, dict) else {}
 
 
@@ -143,8 +143,8 @@ def _skopeo(ref: str, args: list[str], timeout: float) -> bytes:
     deadline = limits(Limits(timeout, 1)).deadline
     try:
         proc = subprocess.run([skopeo(), *args], capture_output=True, timeout=deadline)
-    except subprocess.TimeoutExpired:
-        raise RegistryError(f"{ref}: the registry did not answer within {deadline:g} s; set {DEADLINE_ENV}=SECONDS to allow longer") from None
+    except subprocess.TimeoutExpired as exc:
+        raise RegistryError(f"{ref}: the registry did not answer within {deadline:g} s; set {DEADLINE_ENV}=SECONDS to allow longer") from exc
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise RegistryError(f"{ref}: {msg[-1] if msg else 'skopeo failed'}")

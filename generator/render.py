@@ -121,7 +121,7 @@ def lock_inputs(root: Path, r: Runtime) -> tuple[str | None, list[dict[str, Any]
             return text, []
         tools = readfile.load_json(wheels, within=root, what="a wheels.json", limit=readfile.MAX_DATA, name=rel, where="the tree")
     except readfile.ReadError as exc:
-        raise RenderError(f"{exc}; {fix}") from None
+        raise RenderError(f"{exc}; {fix}") from exc
     problems = wheel_problems(tools, rel)  # its file names become paths in a build context and words of a Nix script
     if problems:
         raise RenderError([*problems, fix])
@@ -283,8 +283,8 @@ def splice_matrix(readme: str, matrix: str) -> str:
     try:
         head, rest = readme.split(MATRIX_BEGIN, 1)
         _, tail = rest.split(MATRIX_END, 1)
-    except ValueError:
-        raise RenderError(f"{README} must hold the lines {MATRIX_BEGIN!r} and {MATRIX_END!r}") from None
+    except ValueError as exc:
+        raise RenderError(f"{README} must hold the lines {MATRIX_BEGIN!r} and {MATRIX_END!r}") from exc
     return f"{head}{MATRIX_BEGIN}\n{matrix}{MATRIX_END}{tail}"
 
 
@@ -346,7 +346,7 @@ def _read(path: Path, root: Path, rel: str) -> str:
     try:
         return readfile.read_text(path, within=root, what="a file of the tree", limit=readfile.MAX_DATA, name=rel, where="the tree")
     except readfile.ReadError as exc:
-        raise RenderError(str(exc)) from None
+        raise RenderError(str(exc)) from exc
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

@@ -21,11 +21,11 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from . import __version__, fileset, ospkgs, render
 from .errors import GeneratorError
-from .pins import LOCK, BasePackage, Deb
+from .pins import LOCK, BasePackage, Deb, OsPackages
 from .schedule import Runtime, Schedule
 
 FORMATS = ("spdx-json", "cyclonedx-json")
@@ -108,6 +108,29 @@ def purl(kind: str, name: str, version: str | None = None, namespace: str | None
 def inventory(schedule: Schedule, r: Runtime, build_image: bool = False) -> Inventory:
     """Everything runtime `r`'s image (or its build image) holds, from the lock; SbomError when the lock cannot say it all."""
     root = schedule.path.resolve().parent
+    lock, tools = _locks(root, r)
+    distro = f"{r.base_name.rsplit('/', 1)[-1]}-{r.base_tag}"  # ubuntu-22.04, as the purl spec's deb examples qualify it
+    items = _image_items(r)
+    for p in lock.build_image_packages() if build_image else lock.image_packages():
+        ref, deb_purl = _ref("deb", p.name, p.architecture), purl("deb", p.name, p.version, "ubuntu", arch=p.architecture, distro=distro)
+        if isinstance(p, Deb):
+            where = f"{ospkgs.SNAPSHOT_SERVICE}/{lock.snapshot}/{p.filename}"
+            items.append(Item(ref, "deb", p.name, p.version, deb_purl, p.sha256, where, source=f"{p.filename} ({p.suite})"))
+        else:
+            items.append(Item(ref, "deb", p.name, p.version, deb_purl, source=_in_base(p)))
+    for t in sorted(tools, key=lambda t: t["name"]):
+        pypi_purl = purl("pypi", t["name"], t["version"])
+        items.append(
+            Item(_ref("pypi", t["name"]), "pypi", t["name"], t["version"], pypi_purl, t["sha256"], t["url"], source=f"{t['filename']} in /env")
+        )
+    input_hash = render.runtime_input_hash(schedule, root, r)
+    name, image = (f"{r.id}-build", f"{r.image}-build") if build_image else (r.id, r.image)
+    namespace = f"{schedule.model.publish.source.rstrip('/')}/spdx/{name}-{input_hash.removeprefix('sha256:')}"
+    return Inventory(name, image, r.version, input_hash, namespace, items)
+
+
+def _locks(root: Path, r: Runtime) -> tuple[OsPackages, list[dict[str, Any]]]:
+    """The package lock and the tool lock of `r`; SbomError naming the command that makes one that is missing or incomplete."""
     lock = r.packages
     if lock is None:
         raise SbomError(
@@ -124,8 +147,12 @@ def inventory(schedule: Schedule, r: Runtime, build_image: bool = False) -> Inve
         raise SbomError(
             f"{r.id} has no tool lock (lockfiles/{r.id}.wheels.json), so its SBOM would be incomplete: run `python -m generator lock {r.id}`"
         )
+    return lock, tools
+
+
+def _image_items(r: Runtime) -> list[Item]:
+    """The base image, by digest, and the CPython built on it."""
     digest = r.base.digest
-    distro = f"{r.base_name.rsplit('/', 1)[-1]}-{r.base_tag}"  # ubuntu-22.04, as the purl spec's deb examples qualify it
     items = [
         Item(
             ref="base-image",
@@ -152,22 +179,7 @@ def inventory(schedule: Schedule, r: Runtime, build_image: bool = False) -> Inve
             source=f"built from {tarball} into {r.prefix}" + (f" (where that file cannot be fetched, from {others})" if others else ""),
         )
     )
-    for p in lock.build_image_packages() if build_image else lock.image_packages():
-        ref, deb_purl = _ref("deb", p.name, p.architecture), purl("deb", p.name, p.version, "ubuntu", arch=p.architecture, distro=distro)
-        if isinstance(p, Deb):
-            where = f"{ospkgs.SNAPSHOT_SERVICE}/{lock.snapshot}/{p.filename}"
-            items.append(Item(ref, "deb", p.name, p.version, deb_purl, p.sha256, where, source=f"{p.filename} ({p.suite})"))
-        else:
-            items.append(Item(ref, "deb", p.name, p.version, deb_purl, source=_in_base(p)))
-    for t in sorted(tools, key=lambda t: t["name"]):
-        pypi_purl = purl("pypi", t["name"], t["version"])
-        items.append(
-            Item(_ref("pypi", t["name"]), "pypi", t["name"], t["version"], pypi_purl, t["sha256"], t["url"], source=f"{t['filename']} in /env")
-        )
-    input_hash = render.runtime_input_hash(schedule, root, r)
-    name, image = (f"{r.id}-build", f"{r.image}-build") if build_image else (r.id, r.image)
-    namespace = f"{schedule.model.publish.source.rstrip('/')}/spdx/{name}-{input_hash.removeprefix('sha256:')}"
-    return Inventory(name, image, r.version, input_hash, namespace, items)
+    return items
 
 
 def _in_base(p: BasePackage) -> str:
@@ -183,15 +195,42 @@ def spdx_json(inv: Inventory) -> str:
     """The SPDX 2.3 JSON document, validated by spdx-tools (a failure here is a bug: exit 1)."""
     import io
 
+    from spdx_tools.spdx.model import Actor, ActorType, CreationInfo, Document
+    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+    from spdx_tools.spdx.writer.json.json_writer import write_document_to_stream
+
+    packages, relationships = _spdx_packages(inv)
+    doc = Document(
+        CreationInfo(
+            spdx_version="SPDX-2.3",
+            spdx_id="SPDXRef-DOCUMENT",
+            name=inv.image,
+            document_namespace=inv.namespace,
+            creators=[Actor(ActorType.TOOL, TOOL)],
+            created=created(),
+            document_comment=(
+                f"Made by `python -m generator sbom {inv.runtime_id}` from {LOCK} and lockfiles/{inv.runtime_id}.wheels.json, "
+                "before the image is built: the same lock gives the same document."
+            ),
+        ),
+        packages=packages,
+        relationships=relationships,
+    )
+    problems = validate_full_spdx_document(doc, "SPDX-2.3")
+    if problems:
+        raise GeneratorError([f"the SPDX document of {inv.runtime_id} does not validate (a bug): {m.validation_message}" for m in problems[:20]])
+    out = io.StringIO()
+    write_document_to_stream(doc, out, validate=False)
+    return out.getvalue() + "\n"
+
+
+def _spdx_packages(inv: Inventory) -> tuple[list[Any], list[Any]]:
+    """The image as an SPDX package that contains one package per item, and those relationships."""
     # spdx-tools marks only spdx_tools.spdx as typed (py.typed); spdx_tools.common has no marker
     from spdx_tools.common.spdx_licensing import spdx_licensing  # type: ignore[import-untyped]
     from spdx_tools.spdx.model import (
-        Actor,
-        ActorType,
         Checksum,
         ChecksumAlgorithm,
-        CreationInfo,
-        Document,
         ExternalPackageRef,
         ExternalPackageRefCategory,
         Package,
@@ -200,8 +239,6 @@ def spdx_json(inv: Inventory) -> str:
         RelationshipType,
         SpdxNoAssertion,
     )
-    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
-    from spdx_tools.spdx.writer.json.json_writer import write_document_to_stream
 
     purpose = {"oci": PackagePurpose.CONTAINER, "deb": PackagePurpose.LIBRARY, "cpython": PackagePurpose.APPLICATION, "pypi": PackagePurpose.LIBRARY}
     image = Package(
@@ -235,28 +272,7 @@ def spdx_json(inv: Inventory) -> str:
             )
         )
         relationships.append(Relationship("SPDXRef-image", RelationshipType.CONTAINS, f"SPDXRef-{item.ref}"))
-    doc = Document(
-        CreationInfo(
-            spdx_version="SPDX-2.3",
-            spdx_id="SPDXRef-DOCUMENT",
-            name=inv.image,
-            document_namespace=inv.namespace,
-            creators=[Actor(ActorType.TOOL, TOOL)],
-            created=created(),
-            document_comment=(
-                f"Made by `python -m generator sbom {inv.runtime_id}` from {LOCK} and lockfiles/{inv.runtime_id}.wheels.json, "
-                "before the image is built: the same lock gives the same document."
-            ),
-        ),
-        packages=packages,
-        relationships=relationships,
-    )
-    problems = validate_full_spdx_document(doc, "SPDX-2.3")
-    if problems:
-        raise GeneratorError([f"the SPDX document of {inv.runtime_id} does not validate (a bug): {m.validation_message}" for m in problems[:20]])
-    out = io.StringIO()
-    write_document_to_stream(doc, out, validate=False)
-    return out.getvalue() + "\n"
+    return packages, relationships
 
 
 def _spdx_url(url: str | None) -> TypeGuard[str]:

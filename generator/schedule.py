@@ -267,7 +267,7 @@ def load_policy(path: Path | str, display: str | None = None) -> tuple[ScheduleM
     try:
         doc = yamlsrc.load(path, name)
     except yamlsrc.YamlError as exc:
-        raise ScheduleError([str(exc)]) from None
+        raise ScheduleError([str(exc)]) from exc
     if not isinstance(doc.data, dict):
         raise ScheduleError([f"{name}: the schedule must be a YAML mapping (see the comments in schedule.yaml)"])
     problems = _numbers_written_as_versions(doc)

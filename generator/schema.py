@@ -30,24 +30,7 @@ class _Walker:
     def of(self, hint: Any) -> dict[str, Any]:
         origin = typing.get_origin(hint)
         if origin is Annotated:
-            base, *meta = typing.get_args(hint)
-            out = self.of(base)
-            hints = []
-            for m in meta:
-                if isinstance(m, Pattern):
-                    out |= {"pattern": f"^(?:{m.regex})$", "maxLength": m.max_len}
-                    hints.append(m.hint)
-                elif isinstance(m, Range):
-                    out |= {"minimum": m.lo, "maximum": m.hi}
-                elif isinstance(m, Valid):
-                    hints.append(m.hint)
-            if hints:
-                out["description"] = "; ".join(hints)
-            if FLATTEN in meta:  # `[*common, extra]`: an alias of a list nests it, the loader flattens
-                name = f"{_name(out['items'])}-or-list"
-                self.defs[name] = {"anyOf": [out["items"], {"type": "array", "items": {"$ref": f"#/$defs/{name}"}}]}
-                out["items"] = {"$ref": f"#/$defs/{name}"}
-            return out
+            return self._annotated(hint)
         if hint is Any:
             return {}
         if origin in (Union, types.UnionType):
@@ -69,6 +52,27 @@ class _Walker:
         if hint in simple:
             return {"type": simple[hint]}
         raise TypeError(f"no schema for {hint!r}")  # a type convert() learnt and this did not
+
+    def _annotated(self, hint: Any) -> dict[str, Any]:
+        """A constrained type: the base type's schema with each constraint the loader checks."""
+        base, *meta = typing.get_args(hint)
+        out = self.of(base)
+        hints = []
+        for m in meta:
+            if isinstance(m, Pattern):
+                out |= {"pattern": f"^(?:{m.regex})$", "maxLength": m.max_len}
+                hints.append(m.hint)
+            elif isinstance(m, Range):
+                out |= {"minimum": m.lo, "maximum": m.hi}
+            elif isinstance(m, Valid):
+                hints.append(m.hint)
+        if hints:
+            out["description"] = "; ".join(hints)
+        if FLATTEN in meta:  # `[*common, extra]`: an alias of a list nests it, the loader flattens
+            name = f"{_name(out['items'])}-or-list"
+            self.defs[name] = {"anyOf": [out["items"], {"type": "array", "items": {"$ref": f"#/$defs/{name}"}}]}
+            out["items"] = {"$ref": f"#/$defs/{name}"}
+        return out
 
     def _dataclass(self, cls: type) -> dict[str, Any]:
         name = cls.__name__

@@ -65,7 +65,7 @@ def base_image(image: str) -> BaseAnswer:
     try:
         manifest = registry.fetch_manifest(asked, tls_verify=tls_verify(asked))
     except registry.RegistryError as exc:
-        raise UpstreamError(str(exc) if asked == image else f"{image} (asked of the mirror {asked}): {exc}") from None
+        raise UpstreamError(str(exc) if asked == image else f"{image} (asked of the mirror {asked}): {exc}") from exc
     manifests: dict[str, str] = {}
     if manifest.is_index:
         for entry in json.loads(manifest.raw).get("manifests", []):
@@ -105,7 +105,7 @@ def _get(url: str) -> bytes:
     try:
         return http.get(url)
     except http.HttpError as exc:
-        raise UpstreamError(str(exc)) from None
+        raise UpstreamError(str(exc)) from exc
 
 
 def release_sha256(source: str, version: str, ext: str = "tgz") -> tuple[str, str]:

@@ -70,12 +70,12 @@ def load(path: Path | str, display: str | None = None, within: Path | None = Non
     try:
         data = readfile.read_bytes(path, within=within, what="a configuration file", limit=MAX_BYTES, name=name, where=where)
     except readfile.ReadError as exc:
-        raise YamlError(name, "file not found" if exc.missing and exc.reason == "no such file" else exc.reason) from None
+        raise YamlError(name, "file not found" if exc.missing and exc.reason == "no such file" else exc.reason) from exc
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise YamlError(name, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8", line) from None
+        raise YamlError(name, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8", line) from exc
     return loads(text, name)
 
 
@@ -92,11 +92,11 @@ def loads(text: str, name: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise YamlError(name, f"YAML syntax error: {problem}", mark.line + 1 if mark else None) from None
+        raise YamlError(name, f"YAML syntax error: {problem}", mark.line + 1 if mark else None) from exc
     except yaml.YAMLError as exc:
-        raise YamlError(name, f"YAML syntax error: {exc}") from None
-    except (RecursionError, MemoryError):  # the checks above should make these unreachable: still no traceback
-        raise YamlError(name, "too deeply nested or too large to load") from None
+        raise YamlError(name, f"YAML syntax error: {exc}") from exc
+    except (RecursionError, MemoryError) as exc:  # the checks above should make these unreachable: still no traceback
+        raise YamlError(name, "too deeply nested or too large to load") from exc
 
 
 def _check_shape(text: str, name: str) -> None:
@@ -156,7 +156,7 @@ def _build(node: yaml.Node, path: YamlPath, doc: Document, ctor: Any, count: lis
     except (yaml.YAMLError, ValueError, OverflowError) as exc:  # 2027-02-29 is a ValueError, not a YAMLError
         problem = str(exc).split("\n")[-1] if isinstance(exc, yaml.YAMLError) else str(exc)
         what = "date" if node.tag == "tag:yaml.org,2002:timestamp" else "value"
-        raise YamlError(doc.file, f"{where}: {node.value!r} is not a valid {what} ({problem})", node.start_mark.line + 1) from None
+        raise YamlError(doc.file, f"{where}: {node.value!r} is not a valid {what} ({problem})", node.start_mark.line + 1) from exc
     if (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
         raise YamlError(doc.file, f"{where}: {node.value!r} is not a number a setting can have; quote it if it is text", node.start_mark.line + 1)
     if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):

@@ -472,6 +472,22 @@ LAYOUT = st.tuples(
 
 
 def build(out: Path, outside: Path, fresh: Path, kind: str, entries: list[tuple[str, str]]) -> None:
+    _make_out(out, outside, fresh, kind)
+    if kind not in ("ours", "user"):
+        return
+    for rel, what in entries:
+        p = out / rel
+        if not p.parent.is_dir() or p.parent.is_symlink():
+            continue
+        if os.path.lexists(p):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        _make_entry(p, outside, rel, what)
+
+
+def _make_out(out: Path, outside: Path, fresh: Path, kind: str) -> None:
     if kind == "empty":
         out.mkdir()
     elif kind == "ours":
@@ -486,30 +502,22 @@ def build(out: Path, outside: Path, fresh: Path, kind: str, entries: list[tuple[
         out.symlink_to(out.parent / "elsewhere")
     elif kind == "a file":
         out.write_text("x\n")
-    if kind not in ("ours", "user"):
-        return
-    for rel, what in entries:
-        p = out / rel
-        if not p.parent.is_dir() or p.parent.is_symlink():
-            continue
-        if os.path.lexists(p):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
-        if what == "file":
-            p.write_text("user\n")
-        elif what == "dir":
-            p.mkdir()
-            (p / "inner").write_text("user\n")
-        elif what == "link to outside file":
-            p.symlink_to(outside / "file")
-        elif what == "link to outside dir":
-            p.symlink_to(outside / "sub")
-        elif what == "dangling link":
-            p.symlink_to(outside / "missing")
-        elif what == "link to ..":
-            p.symlink_to("../" * (rel.count("/") + 2))
+
+
+def _make_entry(p: Path, outside: Path, rel: str, what: str) -> None:
+    if what == "file":
+        p.write_text("user\n")
+    elif what == "dir":
+        p.mkdir()
+        (p / "inner").write_text("user\n")
+    elif what == "link to outside file":
+        p.symlink_to(outside / "file")
+    elif what == "link to outside dir":
+        p.symlink_to(outside / "sub")
+    elif what == "dangling link":
+        p.symlink_to(outside / "missing")
+    elif what == "link to ..":
+        p.symlink_to("../" * (rel.count("/") + 2))
 
 
 @pytest.fixture(scope="module", autouse=True)

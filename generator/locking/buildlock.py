@@ -25,7 +25,7 @@ from .. import readfile
 from ..http import HttpError, fetch_verified, public_url
 from ..model import wheel_problems
 from .index import Index, canonical
-from .lockfile import SDIST_SUFFIXES, format_control, parse_lock, wheel_list
+from .lockfile import SDIST_SUFFIXES, FormatControl, format_control, parse_lock, wheel_list
 from .resolvers import Resolver
 from .target import LockError, Target, policy
 
@@ -90,7 +90,7 @@ def _pyproject(archive: Path, filename: str) -> bytes | None:
             fh = tar.extractfile(member) if member else None
             return fh.read(_PYPROJECT_MAX) if fh else None
     except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-        raise LockError(f"{filename}: cannot read the sdist: {exc}") from None
+        raise LockError(f"{filename}: cannot read the sdist: {exc}") from exc
 
 
 def declared(archive: Path, filename: str) -> Declared:
@@ -105,7 +105,7 @@ def declared(archive: Path, filename: str) -> Declared:
         try:
             data = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise LockError(f"{filename}: its pyproject.toml cannot be read ({exc}); pip cannot build it either") from None
+            raise LockError(f"{filename}: its pyproject.toml cannot be read ({exc}); pip cannot build it either") from exc
         system = data.get("build-system")
         if system is None:
             requires, backend, source = list(PIP_DEFAULT), None, "pip's default (pyproject.toml has no [build-system] table)"
@@ -166,28 +166,11 @@ def make(
             try:
                 archive = fetch_verified(entry["url"], entry["sha256"], d / entry["filename"])
             except HttpError as exc:
-                raise LockError(f"{key}: {exc}") from None
+                raise LockError(f"{key}: {exc}") from exc
             decl = declared(archive, entry["filename"])
             if echo:
                 echo(f"build requirements of {key}: {', '.join(decl.requires) or '(none)'}")
-            src = d / "build" / "requirements-build.in"
-            src.parent.mkdir()
-            lines = [*control.lines(), *decl.requires]
-            in_text = "".join(f"{line}\n" for line in lines)
-            src.write_text(in_text, encoding="utf-8")
-            bt = Target("app", f"{t.key}#build-{key}", t.runtime_id, t.python, t.os_id, t.glibc, src, src.with_suffix(".txt"), None, t.relock)
-            if decl.requires:
-                try:
-                    made = resolver.resolve(bt, index, upgrade=False, scratch=d, in_text=in_text)
-                except LockError as exc:
-                    raise LockError(f"the build requirements of {key} ({decl.source}: {', '.join(decl.requires)}): {exc}") from None
-                body = "".join(f"{line}\n" for line in control.lines()) + made.body
-                if not parse_lock(body):
-                    raise LockError(f"the build requirements of {key}: {made.tool} wrote no pins")
-                locked = wheel_list(body, idx, t.python, t.glibc)
-                made_by = made.made_by
-            else:
-                locked, made_by = [], ""
+            locked, made_by = _lock_requires(t, key, decl, control, d, index, idx, resolver)
         sdists[key] = {
             "build_backend": decl.backend or "setuptools.build_meta:__legacy__ (pip's default)",
             "declared": decl.source,
@@ -203,6 +186,33 @@ def make(
     for entry in files:
         if entry["filename"].endswith(SDIST_SUFFIXES):
             lock_one(entry, [])
+    return _document(t, requirements_text, index, sdists)
+
+
+def _lock_requires(
+    t: Target, key: str, decl: Declared, control: FormatControl, d: Path, index: str, idx: Index, resolver: Resolver
+) -> tuple[list[dict[str, str]], str]:
+    """The files (and the tool that chose them) of one sdist's build requirements, resolved in scratch dir `d`."""
+    src = d / "build" / "requirements-build.in"
+    src.parent.mkdir()
+    lines = [*control.lines(), *decl.requires]
+    in_text = "".join(f"{line}\n" for line in lines)
+    src.write_text(in_text, encoding="utf-8")
+    bt = Target("app", f"{t.key}#build-{key}", t.runtime_id, t.python, t.os_id, t.glibc, src, src.with_suffix(".txt"), None, t.relock)
+    if not decl.requires:
+        return [], ""
+    try:
+        made = resolver.resolve(bt, index, upgrade=False, scratch=d, in_text=in_text)
+    except LockError as exc:
+        raise LockError(f"the build requirements of {key} ({decl.source}: {', '.join(decl.requires)}): {exc}") from exc
+    body = "".join(f"{line}\n" for line in control.lines()) + made.body
+    if not parse_lock(body):
+        raise LockError(f"the build requirements of {key}: {made.tool} wrote no pins")
+    return wheel_list(body, idx, t.python, t.glibc), made.made_by
+
+
+def _document(t: Target, requirements_text: str, index: str, sdists: dict[str, dict[str, Any]]) -> str:
+    """The build lock's JSON text."""
     doc = {
         "about": (
             f"Build requirements of the sdists {t.out.name} installs on runtime {t.runtime_id} (CPython {t.python}, Linux x86_64): "

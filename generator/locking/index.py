@@ -63,7 +63,7 @@ class Index:
         try:
             resp = http.request(f"{self.url}/{canonical(name)}/", timeout=60, headers={"Accept": ACCEPT})
         except http.HttpError as exc:
-            raise LockError(str(exc)) from None
+            raise LockError(str(exc)) from exc
         if "json" in resp.content_type:
             data = json.loads(resp.body)
             files = [IndexFile(f["filename"], urllib.parse.urljoin(resp.url, f["url"]), f.get("hashes", {}).get("sha256")) for f in data["files"]]

@@ -90,12 +90,12 @@ def _read_text(t: Target, path: Path) -> str:
         )
         text = data.decode("utf-8")
     except readfile.ReadError as exc:
-        raise LockInputError(str(exc)) from None
+        raise LockInputError(str(exc)) from exc
     except UnicodeDecodeError:
         try:
             text = app_requirements.decode(path, path.name, within)
         except app_requirements.RequirementsError as exc:
-            raise LockInputError(str(exc)) from None
+            raise LockInputError(str(exc)) from exc
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -105,7 +105,7 @@ def _read_lock(t: Target, path: Path) -> str:
     try:
         return readfile.read_text(path, within=within, what="a lock file", limit=readfile.MAX_DATA, name=shown(t, path), where=where)
     except readfile.ReadError as exc:
-        raise LockInputError(str(exc)) from None
+        raise LockInputError(str(exc)) from exc
 
 
 def _check_input(src: Path, reader: app_requirements.Reader) -> app_requirements.Requirements:
@@ -113,7 +113,7 @@ def _check_input(src: Path, reader: app_requirements.Reader) -> app_requirements
     try:
         return app_requirements.read(src.parent, src.name, reader)
     except app_requirements.RequirementsError as exc:
-        raise LockInputError(str(exc)) from None
+        raise LockInputError(str(exc)) from exc
 
 
 def state(t: Target, index: str) -> tuple[Freshness, str]:
@@ -207,7 +207,6 @@ def _short(made_by: str) -> str:
 @dataclass
 class RunResult:
     outcomes: list[Outcome]
-    created_inputs: list[Path]
     regenerated: list[str] = field(default_factory=list)  # files that read the locks, rewritten after them
 
     @property
@@ -263,13 +262,7 @@ def lock_runtimes(
     `regenerate`, the files that read the locks (runtimes.json, Dockerfiles) follow whatever was written.
     """
     runtimes = _select(schedule, ids)
-    created = []
-    for r in runtimes:
-        src = root / LOCKFILES / f"{r.id}.in"
-        if not src.exists():
-            _write(root, src, default_inputs(r))
-            created.append(src)
-            echo(f"{r.id:<20} wrote {LOCKFILES}/{src.name} (the default tool set for Python {r.minor}; commit it)")
+    created = _create_inputs(root, runtimes, echo)
     targets = [runtime_target(root, r) for r in runtimes]
     width = len(str(len(targets)))
     outcomes: list[Outcome] = []
@@ -287,16 +280,7 @@ def lock_runtimes(
             todo.append((t, fresh))
 
     def work(item: tuple[Target, Freshness]) -> Outcome:
-        t, fresh = item
-        start = time.monotonic()
-        try:
-            if fresh is Freshness.STALE_WHEELS and not (upgrade or force):
-                return refresh_wheels(t, index)
-            return make_lock(t, index, upgrade=upgrade, tool=tool, interpreters=interpreters)
-        except (LockError, fileset.WriteError) as exc:
-            return Outcome(t.key, Status.FAILED, str(exc), time.monotonic() - start)
-        except Exception as exc:  # a bug or an I/O error: report it for this runtime, keep the others going
-            return Outcome(t.key, Status.FAILED, f"{type(exc).__name__}: {exc}", time.monotonic() - start)
+        return _lock_one(*item, index, rewrite_only=not (upgrade or force), upgrade=upgrade, tool=tool, interpreters=interpreters)
 
     if todo:
         import concurrent.futures  # with logging behind it: not for a no-op run
@@ -307,12 +291,39 @@ def lock_runtimes(
                 report(fut.result())
     order = {t.key: i for i, t in enumerate(targets)}
     outcomes.sort(key=lambda o: order[o.key])
-    result = RunResult(outcomes, created)
+    result = RunResult(outcomes)
     if regenerate and (result.written or created):
         from .. import render
 
         result.regenerated = render.apply(render.plan(schedule, root))
     return result
+
+
+def _create_inputs(root: Path, runtimes: list[Runtime], echo: Callable[[str], None]) -> list[Path]:
+    """Write the default lockfiles/<id>.in of each runtime that has none; the files written."""
+    created = []
+    for r in runtimes:
+        src = root / LOCKFILES / f"{r.id}.in"
+        if not src.exists():
+            _write(root, src, default_inputs(r))
+            created.append(src)
+            echo(f"{r.id:<20} wrote {LOCKFILES}/{src.name} (the default tool set for Python {r.minor}; commit it)")
+    return created
+
+
+def _lock_one(
+    t: Target, fresh: Freshness, index: str, *, rewrite_only: bool, upgrade: bool, tool: str, interpreters: dict[str, str] | None
+) -> Outcome:
+    """One runtime's lock made (or only its wheels.json rewritten); any failure is its Outcome, so the others go on."""
+    start = time.monotonic()
+    try:
+        if fresh is Freshness.STALE_WHEELS and rewrite_only:
+            return refresh_wheels(t, index)
+        return make_lock(t, index, upgrade=upgrade, tool=tool, interpreters=interpreters)
+    except (LockError, fileset.WriteError) as exc:
+        return Outcome(t.key, Status.FAILED, str(exc), time.monotonic() - start)
+    except Exception as exc:  # a bug or an I/O error: report it for this runtime, keep the others going
+        return Outcome(t.key, Status.FAILED, f"{type(exc).__name__}: {exc}", time.monotonic() - start)
 
 
 def check_runtimes(schedule: Schedule, root: Path, ids: Iterable[str] = (), *, index: str = DEFAULT_INDEX) -> list[str]:

@@ -43,7 +43,7 @@ def run(cmd: list[str], what: str, **kw: Any) -> subprocess.CompletedProcess[str
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=kw.pop("timeout", 900), **kw)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LockError(f"{what}: {exc}") from None
+        raise LockError(f"{what}: {exc}") from exc
 
 
 def tail(text: str, lines: int = 14) -> str:
