@@ -5,11 +5,15 @@
 `generate` runs in a scratch copy whose generated files are deleted before every run, so each run
 renders and writes every file; `--check` runs against an up-to-date copy. With --anchor, the same
 machine times docker-library/python's `apply-templates.sh` (needs bash, jq, gawk) for comparison.
+The anchor fetches bashbrew's `jq-template.awk` from GitHub unless `BASHBREW_SCRIPTS` names a
+directory holding it (a checkout of docker-library/bashbrew's `scripts/`): without either it would
+render empty Dockerfiles, so the script refuses.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -63,6 +67,10 @@ def main() -> None:
         report("python -c pass (interpreter floor)", [timed([sys.executable, "-c", "pass"], ROOT) for _ in range(args.runs)], files)
     if args.anchor:
         anchor = args.anchor.resolve()
+        scripts = os.environ.get("BASHBREW_SCRIPTS")
+        awk = Path(scripts) / "jq-template.awk" if scripts else anchor / ".jq-template.awk"
+        if not awk.is_file() or awk.stat().st_size == 0:
+            sys.exit(f"error: {awk} is missing or empty: set BASHBREW_SCRIPTS to docker-library/bashbrew's scripts/ directory")
         n = len(list(anchor.glob("*/*/Dockerfile")))
         samples = [timed(["bash", "apply-templates.sh"], anchor) for _ in range(args.runs)]
         report(f"anchor apply-templates.sh ({n} files)", samples, n)
