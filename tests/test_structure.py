@@ -85,7 +85,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_package_has_no_import_cycle() -> None:
     graph = import_graph(PACKAGE)
     assert {"generator.cli", "generator.locking", "generator.locking.resolvers", "generator.http"} <= set(graph)
-    assert "generator.locking" in graph["generator.cli_lock"], "the graph must see imports inside functions (cli_lock imports locking in each command)"
+    assert "generator.locking" in graph["generator.cli_lock"], "the graph must see imports inside functions (cli_lock's)"
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " → ".join(cycle or [])
 
