@@ -16,11 +16,6 @@ if TYPE_CHECKING:  # imported where used, so `lock --check` stays fast
     from .app_ospkgs import AppOsPlan
 
 
-def load_schedule(path: Path | None) -> schedule_mod.Schedule:
-    """The schedule joined with its lock (a problem in either exits 2 through the CLI's group)."""
-    return schedule_mod.load_given(path)
-
-
 def _lock_options(f):
     """Options shared by `lock` and `lock-app`."""
     f = click.option(
@@ -74,7 +69,7 @@ def lock(
     """Lock each runtime's tools (lockfiles/<id>.in → .txt + .wheels.json) for its Python; skip unchanged ones."""
     from . import locking
 
-    sched = load_schedule(schedule_path)
+    sched = schedule_mod.load_given(schedule_path)  # a problem in the schedule or its lock exits 2
     root = sched.path.resolve().parent
     given = _interpreter_map(interpreters)
     if check:
@@ -132,7 +127,7 @@ def lock_app(
     and its apt-packages.txt, if any, into apt-packages.lock.json."""
     from . import locking
 
-    sched = load_schedule(schedule_path)
+    sched = schedule_mod.load_given(schedule_path)  # a problem in the schedule or its lock exits 2
     given = _interpreter_map(interpreters)
     os_plan = locking.app_os_target(app_dir, sched, on, config)  # apt-packages.txt: bad input exits 2 before anything is written
     has_apt = os_plan.requested is not None
