@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from generator.core import paths
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,18 +50,18 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        shutil.copy(ROOT / "schedule.yaml", work)
-        shutil.copy(ROOT / "README.md", work)
+        shutil.copy(ROOT / paths.SCHEDULE, work)
+        shutil.copy(ROOT / paths.README, work)
         # the schedule's lock and the tool locks are inputs of `generate` (lockfiles/), not outputs
-        shutil.copytree(ROOT / "lockfiles", work / "lockfiles")
-        gen = [sys.executable, "-m", "generator", "--schedule", str(work / "schedule.yaml"), "generate"]
+        shutil.copytree(ROOT / paths.LOCKFILES, work / paths.LOCKFILES)
+        gen = [sys.executable, "-m", "generator", "--schedule", str(work / paths.SCHEDULE), "generate"]
 
         def wipe() -> None:
-            shutil.rmtree(work / "images", ignore_errors=True)
-            (work / "lockfiles" / "runtimes.json").unlink(missing_ok=True)
+            shutil.rmtree(work / paths.IMAGES, ignore_errors=True)
+            (work / paths.RUNTIMES_JSON).unlink(missing_ok=True)
 
         subprocess.run(gen, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        files = len(list((work / "images").rglob("Dockerfile"))) + 2
+        files = len(list((work / paths.IMAGES).rglob("Dockerfile"))) + 2
         report("generate (all files written)", [timed(gen, ROOT, wipe) for _ in range(args.runs)], files)
         subprocess.run(gen, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         report("generate (nothing changed)", [timed(gen, ROOT) for _ in range(args.runs)], files)

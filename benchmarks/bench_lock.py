@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from generator.core import paths
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,24 +58,24 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "tree"
-        (work / "lockfiles").mkdir(parents=True)
-        shutil.copy(ROOT / "schedule.yaml", work)
-        shutil.copy(ROOT / "README.md", work)
-        shutil.copy(ROOT / "lockfiles" / "schedule.lock.json", work / "lockfiles")  # an input of `lock`, like the .in files
-        inputs = sorted((ROOT / "lockfiles").glob("*.in"))
+        (work / paths.LOCKFILES).mkdir(parents=True)
+        shutil.copy(ROOT / paths.SCHEDULE, work)
+        shutil.copy(ROOT / paths.README, work)
+        shutil.copy(ROOT / paths.SCHEDULE_LOCK, work / paths.LOCKFILES)  # an input of `lock`, like the .in files
+        inputs = sorted((ROOT / paths.LOCKFILES).glob("*.in"))
         for p in inputs:
-            shutil.copy(p, work / "lockfiles")
+            shutil.copy(p, work / paths.LOCKFILES)
             if not args.runs:  # the committed locks, up to date: the no-op relock needs nothing else
                 for ext in (".txt", ".wheels.json"):
-                    shutil.copy(p.with_suffix(ext), work / "lockfiles")
-        lock = [sys.executable, "-m", "generator", "--schedule", str(work / "schedule.yaml"), "lock"]
+                    shutil.copy(p.with_suffix(ext), work / paths.LOCKFILES)
+        lock = [sys.executable, "-m", "generator", "--schedule", str(work / paths.SCHEDULE), "lock"]
         if args.jobs:
             lock += ["--jobs", str(args.jobs)]
         env = dict(os.environ)
         runtimes = len(inputs)
 
         def wipe() -> None:
-            for p in (work / "lockfiles").iterdir():
+            for p in (work / paths.LOCKFILES).iterdir():
                 if p.name.endswith((".txt", ".wheels.json")):
                     p.unlink()
             if args.cold:

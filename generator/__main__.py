@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 
-from . import interrupted
+from generator import interrupted
 
 
 def _unraisable(info: sys.UnraisableHookArgs) -> None:
@@ -19,7 +19,7 @@ def _unraisable(info: sys.UnraisableHookArgs) -> None:
 
 sys.unraisablehook = _unraisable
 try:
-    from .cli import main
+    from generator.cli import main
 
     main()
 except KeyboardInterrupt:

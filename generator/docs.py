@@ -13,12 +13,11 @@ from pathlib import Path
 
 import click
 
-from . import schema
-from .cli_options import echo
-from .errors import GeneratorError
+from generator.cli.options import echo
+from generator.core import paths
+from generator.core.errors import GeneratorError
+from generator.schedule import schema
 
-CLI_PAGE = "docs/reference/cli.md"
-SCHEMA = "docs/reference/schedule.schema.json"
 WIDTH = 100
 PROG = "python -m generator"
 LIMIT = 1 << 20  # a page of this size is not one of ours
@@ -31,7 +30,7 @@ def _help(command: click.Command, name: str, parent: click.Context | None) -> tu
 
 def cli_reference() -> str:
     """Markdown: the group's help, then each command's, in the order `--help` lists them."""
-    from .cli import main
+    from generator.cli import main
 
     root, text = _help(main, PROG, None)
     out = [
@@ -56,12 +55,12 @@ def cli_reference() -> str:
 
 def pages() -> dict[str, str]:
     """Relative path → content of every generated documentation file."""
-    return {CLI_PAGE: cli_reference(), SCHEMA: schema.render()}
+    return {paths.CLI_REFERENCE: cli_reference(), paths.SCHEDULE_SCHEMA: schema.render()}
 
 
 def stale(root: Path) -> list[str]:
     """The generated pages whose committed text differs (or is missing)."""
-    from .readfile import read_text
+    from generator.core.readfile import read_text
 
     out = []
     for rel, text in pages().items():
@@ -72,7 +71,7 @@ def stale(root: Path) -> list[str]:
 
 
 def write(root: Path) -> list[str]:
-    from . import fileset
+    from generator.core import fileset
 
     changes: dict[str, bytes | str | None] = {rel: pages()[rel] for rel in stale(root)}
     with fileset.exclusive(root):

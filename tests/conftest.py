@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from generator.cli import main
+from generator.core import paths
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEDULE = ROOT / "schedule.yaml"
+SCHEDULE = ROOT / paths.SCHEDULE
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def copy_tree(dest: Path, src: Path = ROOT) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("schedule.yaml", "README.md", "flake.nix", "flake.lock"):  # flake.*: part of every input_hash
         shutil.copy(src / name, dest / name)
-    for sub in ("images", "lockfiles", "nix"):  # nix/: its text is part of every input_hash
+    for sub in (paths.IMAGES, paths.LOCKFILES, paths.NIX_DIR):  # nix/: its text is part of every input_hash
         shutil.copytree(src / sub, dest / sub, dirs_exist_ok=True)
     return dest
 

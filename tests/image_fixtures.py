@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.cache import cache_root
+from generator.core import paths
+from generator.core.cache import cache_root
 
 from . import ubuntu
 from .conftest import ROOT, copy_tree, edit
@@ -77,7 +78,7 @@ def roots(need_podman) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def legacy_python() -> tuple[str, str]:
     """python2's pinned 2.7.12 from xenial's source package when the archive serves it, else 2.7.18 (Debian bullseye's)."""
-    lock = json.loads((ROOT / "lockfiles" / "schedule.lock.json").read_text())
+    lock = json.loads((ROOT / paths.SCHEDULE_LOCK).read_text())
     pinned = lock["cpython"]["2.7.12"]["sha256"]
     try:
         ubuntu.python_tarball("2.7.12", pinned, CACHE / "mirror")
@@ -112,14 +113,14 @@ def python_mirror(legacy_python, current):
 
 def gen(tree: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     py = str(ROOT / ".venv" / "bin" / "python")
-    return run(py, "-m", "generator", "--schedule", str(tree / "schedule.yaml"), *args, check=check, cwd=ROOT, env={**os.environ, **(env or {})})
+    return run(py, "-m", "generator", "--schedule", str(tree / paths.SCHEDULE), *args, check=check, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="session")
 def test_tree(tmp_path_factory, roots: dict[str, str], legacy_python: tuple[str, str], current) -> Path:
     """The repository with the session's CPython releases pinned, its package locks made in the roots by `refresh`."""
     tree = copy_tree(tmp_path_factory.mktemp("tree"))
-    lock_path = tree / "lockfiles" / "schedule.lock.json"
+    lock_path = tree / paths.SCHEDULE_LOCK
     lock = json.loads(lock_path.read_text())
     for _runtime, (v, sha, xz) in current.values():
         lock["python_minors"][v.rsplit(".", 1)[0]] = v
@@ -128,19 +129,19 @@ def test_tree(tmp_path_factory, roots: dict[str, str], legacy_python: tuple[str,
         lock["cpython"][v] = {"url": url, "sha256": sha, "tar_xz_sha256": xz, "evidence": evidence}
     lv, lsha = legacy_python
     if lv != "2.7.12":
-        edit(tree / "schedule.yaml", '{id: python2, os: ubuntu16, python: "2.7.12"', f'{{id: python2, os: ubuntu16, python: "{lv}"')
+        edit(tree / paths.SCHEDULE, '{id: python2, os: ubuntu16, python: "2.7.12"', f'{{id: python2, os: ubuntu16, python: "{lv}"')
         evidence = "python.org's published sha256; the file is Debian bullseye's python2.7_2.7.18.orig.tar.gz (tests)"
         url = f"https://www.python.org/ftp/python/{lv}/Python-{lv}.tgz"
         lock["cpython"][lv] = {"url": url, "sha256": lsha, "tar_xz_sha256": None, "evidence": evidence}
     lock_path.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
     if current["ubuntu24"][0] == "python311-ubuntu24":
         edit(
-            tree / "schedule.yaml",
+            tree / paths.SCHEDULE,
             "  - {id: python312-ubuntu24,",
             '  - {id: python311-ubuntu24, os: ubuntu24, python: "3.11"}\n  - {id: python312-ubuntu24,',
         )
         for ext in (".in", ".txt", ".wheels.json"):  # same minor, same pure-Python tools
-            shutil.copy(tree / "lockfiles" / f"python311-ubuntu22{ext}", tree / "lockfiles" / f"python311-ubuntu24{ext}")
+            shutil.copy(tree / paths.LOCKFILES / f"python311-ubuntu22{ext}", tree / paths.LOCKFILES / f"python311-ubuntu24{ext}")
     start = time.monotonic()
     bases = [a for os_id in OSES for a in ("--os-base", f"{os_id}={roots[os_id]}")]
     proc = gen(tree, "refresh", "--only", "packages", *OSES, *bases, "--no-snapshots", "--changelog", str(tree / "packages.md"), check=False)
@@ -161,7 +162,7 @@ def build(tree: Path, runtime: str, base: str, mirror: str, tag: str, *extra: st
 def images(test_tree: Path, roots: dict[str, str], python_mirror: str):
     """runtime → its image, built once per session (on demand) and reused by every test."""
     built: dict[str, dict] = {}
-    os_of = {rid: r["operating_system"] for rid, r in json.loads((test_tree / "lockfiles" / "runtimes.json").read_text())["runtimes"].items()}
+    os_of = {rid: r["operating_system"] for rid, r in json.loads((test_tree / paths.RUNTIMES_JSON).read_text())["runtimes"].items()}
 
     def get(runtime: str) -> dict:
         if runtime not in built:

@@ -600,7 +600,7 @@ def test_hermetic_fetches_exactly_the_locked_files(cli, tmp_path: Path) -> None:
     import hashlib
 
     from generator import locking as lock
-    from generator.http import fetch_verified
+    from generator.core.http import fetch_verified
 
     from .servers import serve
 

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from generator import app_ospkgs, debian, http
-from generator.app_ospkgs import AppOsError, Indices, Requested
-from generator.app_ospkgs_solve import ResolveError, closure
-from generator.pins import BasePackage
-from generator.schedule import load as load_schedule
+from generator.app import ospkgs as app_ospkgs
+from generator.app.ospkgs import AppOsError, Indices, Requested
+from generator.app.ospkgs_solve import ResolveError, closure
+from generator.core import http, paths
+from generator.images import debian
+from generator.schedule.lock import BasePackage
+from generator.schedule.runtimes import load as load_schedule
 
 from .conftest import SCHEDULE, edit
 from .servers import serve
@@ -396,7 +398,7 @@ def test_lock_app_locks_from_a_signed_archive_and_check_follows_the_list(tmp_pat
     from . import ubuntu
 
     suites = "apt_suites: [jammy, jammy-updates, jammy-security]"
-    edit(tree / "schedule.yaml", suites, f"{suites}\n    apt_components: [main]")  # the test archive has one component
+    edit(tree / paths.SCHEDULE, suites, f"{suites}\n    apt_components: [main]")  # the test archive has one component
     repo = tmp_path / "repo"
     _build_deb(repo, "libtoy1", "1.0-1", "libtoy-data (= 1.0-1), libc6 (>= 2.30)")
     _build_deb(repo, "libtoy-data", "1.0-1")
@@ -408,8 +410,8 @@ def test_lock_app_locks_from_a_signed_archive_and_check_follows_the_list(tmp_pat
     with serve(repo) as url:
         monkeypatch.setenv(app_ospkgs.ARCHIVE_ENV, url)
         monkeypatch.setenv(app_ospkgs.KEYRING_ENV, str(key))
-        assert cli("lock-app", str(app), "--check", schedule=tree / "schedule.yaml").exit_code == 1
-        res = cli("lock-app", str(app), schedule=tree / "schedule.yaml")
+        assert cli("lock-app", str(app), "--check", schedule=tree / paths.SCHEDULE).exit_code == 1
+        res = cli("lock-app", str(app), schedule=tree / paths.SCHEDULE)
         assert res.exit_code == 0, res.output
         assert res.stdout == (
             f"wrote {app / 'apt-packages.lock.json'} for runtime {UBUNTU22.id}: 1 package(s) requested, 3 .deb(s) in the closure beyond the image's\n"
@@ -423,22 +425,22 @@ def test_lock_app_locks_from_a_signed_archive_and_check_follows_the_list(tmp_pat
         for d in lock.debs:  # the lock's hash is the served file's
             assert hashlib.sha256((repo / d.filename).read_bytes()).hexdigest() == d.sha256 and (repo / d.filename).stat().st_size == d.size
         assert lock.archive == url and set(lock.suites) == {"jammy", "jammy-updates", "jammy-security"}
-        res = cli("lock-app", str(app), "--check", schedule=tree / "schedule.yaml")
+        res = cli("lock-app", str(app), "--check", schedule=tree / paths.SCHEDULE)
         assert res.exit_code == 0 and "is up to date for runtime" in res.stdout
         (app / "apt-packages.txt").write_text("toyctl\nlibtoy-data\n")
-        res = cli("lock-app", str(app), "--check", schedule=tree / "schedule.yaml")
+        res = cli("lock-app", str(app), "--check", schedule=tree / paths.SCHEDULE)
         assert res.exit_code == 1 and "apt-packages.txt changed since it was locked (added libtoy-data)" in res.stderr
         edit(app / "app.yaml", "operating_system: ubuntu22", "operating_system: ubuntu24")
         (app / "apt-packages.txt").write_text("toyctl\n")
-        res = cli("lock-app", str(app), "--check", schedule=tree / "schedule.yaml")
+        res = cli("lock-app", str(app), "--check", schedule=tree / paths.SCHEDULE)
         assert res.exit_code == 1 and f"locked for runtime {UBUNTU22.id}; app.yaml now selects python" in res.stderr
         edit(app / "app.yaml", "operating_system: ubuntu24", "operating_system: ubuntu22")
         (app / "apt-packages.txt").write_text("toyctl\nnosuch\n")
-        res = cli("lock-app", str(app), schedule=tree / "schedule.yaml")
+        res = cli("lock-app", str(app), schedule=tree / paths.SCHEDULE)
         assert res.exit_code == 2 and f"error: {app / 'apt-packages.txt'}:2: nosuch is in none of the indices; searched jammy" in res.stderr
         assert app_ospkgs.load(app / "apt-packages.lock.json") == lock, "a failed lock leaves the previous one"
         os.remove(app / "apt-packages.txt")
-        res = cli("lock-app", str(app), "--check", schedule=tree / "schedule.yaml")
+        res = cli("lock-app", str(app), "--check", schedule=tree / paths.SCHEDULE)
         assert res.exit_code == 2 and "stale: " in res.stderr and "there is no apt-packages.txt beside it" in res.stderr  # and nothing else to lock
 
 

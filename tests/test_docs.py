@@ -22,13 +22,15 @@ import jsonschema
 import pytest
 import yaml
 
-from generator import docs, render
-from generator import schedule as schedule_mod
+from generator import docs
 from generator.cli import main
+from generator.core import paths
+from generator.images import render
+from generator.schedule import decisions
 
 from .conftest import ROOT, SCHEDULE
 
-README = ROOT / "README.md"
+README = ROOT / paths.README
 SCHEMA_LINE = "# yaml-language-server: $schema=docs/reference/schedule.schema.json"
 FIRST_SCREEN = 30  # lines a reader sees before scrolling
 
@@ -63,8 +65,8 @@ def test_stale_and_missing_pages_are_named_then_written(tmp_path: Path) -> None:
     assert docs.stale(tmp_path) == sorted(docs.pages())  # missing
     assert sorted(docs.write(tmp_path)) == sorted(docs.pages())
     assert docs.stale(tmp_path) == [] and docs.write(tmp_path) == []
-    (tmp_path / docs.CLI_PAGE).write_text("# edited by hand\n")
-    assert docs.stale(tmp_path) == [docs.CLI_PAGE]
+    (tmp_path / paths.CLI_REFERENCE).write_text("# edited by hand\n")
+    assert docs.stale(tmp_path) == [paths.CLI_REFERENCE]
 
 
 def test_cli_reference_holds_every_command_and_option() -> None:
@@ -146,12 +148,12 @@ def test_schema_and_loader_agree(name: str, tmp_path: Path) -> None:
     change, valid = CHANGES[name]
     data = copy.deepcopy(yaml.safe_load(SCHEDULE.read_text()))
     change(data)
-    path = tmp_path / "schedule.yaml"
+    path = tmp_path / paths.SCHEDULE
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     try:
-        schedule_mod.load_policy(path)
+        decisions.load_policy(path)
         loader_ok = True
-    except schedule_mod.ScheduleError:
+    except decisions.ScheduleError:
         loader_ok = False
     schema_ok = _validator().is_valid(_json(data))
     assert (loader_ok, schema_ok) == (valid, valid)

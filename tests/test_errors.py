@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from generator import readfile, yamlsrc
-from generator.errors import GeneratorError
+from generator.core import readfile, yamlsrc
+from generator.core.errors import GeneratorError
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "generator"

@@ -1,6 +1,6 @@
 """Every `{{ … }}` of every template passes the escaper of its target: checked statically and at render time.
 
-Statically, each output expression of each template file must end in a filter of generator/escape.py;
+Statically, each output expression of each template file must end in a filter of generator/core/escape.py;
 at render time, the environment's finalize hook refuses any value an escaper did not make, so a
 `{{ value }}` added without a filter fails the command (exit 1, the template and line named) instead of
 writing the value raw.
@@ -14,7 +14,8 @@ import jinja2
 import pytest
 from jinja2 import nodes
 
-from generator import escape, render
+from generator.core import escape, paths
+from generator.images import render
 
 from .conftest import ROOT, copy_tree
 
@@ -116,7 +117,7 @@ def test_an_unfiltered_interpolation_added_to_a_template_fails_its_command(name:
     if RENDERED_BY[name] == "generate":
         tree = copy_tree(tmp_path / "tree")
         before = {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()}
-        result = cli("generate", schedule=tree / "schedule.yaml")
+        result = cli("generate", schedule=tree / paths.SCHEDULE)
         assert {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()} == before  # nothing written
     else:
         out = tmp_path / "out"

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from generator import app_requirements, escape, render
-from generator import schedule as schedule_mod
+from generator.core import escape, paths
+from generator.images import render
 from generator.locking import Index, LockError
+from generator.locking import requirements as app_requirements
 from generator.locking.interpreters import clean_env
 from generator.locking.lockfile import wheel_list
+from generator.schedule import runtimes as schedule_mod
 
 from . import dockerfile_syntax as dsx
 from . import servers
@@ -46,9 +48,9 @@ def generated(tree: Path) -> dict[str, bytes]:
 def refused(tree: Path, *, line_of: str, key: str) -> str:
     """`generate` on a broken schedule: exit 2, the file, line and key named, nothing written."""
     before = generated(tree)
-    proc = run("--schedule", str(tree / "schedule.yaml"), "generate")
+    proc = run("--schedule", str(tree / paths.SCHEDULE), "generate")
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    line = next(i for i, text in enumerate((tree / "schedule.yaml").read_text().splitlines(), 1) if line_of in text)
+    line = next(i for i, text in enumerate((tree / paths.SCHEDULE).read_text().splitlines(), 1) if line_of in text)
     assert f"schedule.yaml:{line}: {key}" in proc.stderr, proc.stderr
     assert generated(tree) == before
     return proc.stderr
@@ -69,7 +71,7 @@ CRAFTED_NAMES = [
 
 @pytest.mark.parametrize("name", CRAFTED_NAMES, ids=range(len(CRAFTED_NAMES)))
 def test_crafted_os_name_is_refused_by_the_schema(tree: Path, name: str) -> None:
-    edit(tree / "schedule.yaml", "name: Ubuntu 22.04 LTS (Jammy Jellyfish)", f"name: {json.dumps(name)}")
+    edit(tree / paths.SCHEDULE, "name: Ubuntu 22.04 LTS (Jammy Jellyfish)", f"name: {json.dumps(name)}")
     refused(tree, line_of="name: " + json.dumps(name)[:20], key="operating_systems.ubuntu22.name: malformed value")
 
 
@@ -92,7 +94,7 @@ def test_crafted_os_name_cannot_reach_a_dockerfile_past_the_schema(name: str) ->
 
 def test_the_pinned_base_is_every_stage_s_base() -> None:
     for r in schedule_mod.load(SCHEDULE).runtimes.values():
-        steps = dsx.instructions((ROOT / "images" / r.id / "Dockerfile").read_text())
+        steps = dsx.instructions((ROOT / paths.IMAGES / r.id / "Dockerfile").read_text())
         assert steps[0] == dsx.Instruction("ARG", f"BASE_IMAGE={r.base_reference}")
         assert [s.rest for s in steps if s.keyword == "FROM"] == ["${BASE_IMAGE} AS builder", "${BASE_IMAGE}"]
 
@@ -150,13 +152,13 @@ def test_yaml_over_budget_is_refused_fast(tmp_path: Path, kind: str) -> None:
     ],
 )
 def test_impossible_values_are_refused_with_file_line_key(tree: Path, old: str, new: str, key: str, says: str) -> None:
-    edit(tree / "schedule.yaml", old, new)
+    edit(tree / paths.SCHEDULE, old, new)
     stderr = refused(tree, line_of=new, key=key.replace(".0.python", "[0].python").replace(".1.python_version.0", "[1].python_version[0]"))
     assert says in stderr
 
 
 def test_non_utf8_schedule_and_app_yaml(tree: Path, tmp_path: Path) -> None:
-    path = tree / "schedule.yaml"
+    path = tree / paths.SCHEDULE
     data = path.read_bytes().replace(b"Jammy Jellyfish", b"Jammy \xe9 Jellyfish")
     path.write_bytes(data)
     line = data[: data.index(b"\xe9")].count(b"\n") + 1
@@ -186,18 +188,18 @@ BAD_FILENAMES += ["$(id).zip", ".hidden.whl", "x.whl\nRUN id"]
 
 @pytest.mark.parametrize("filename", BAD_FILENAMES)
 def test_bad_wheel_file_names_are_refused_before_use(tree: Path, filename: str) -> None:
-    from generator import build
+    from generator.images import build
 
-    wheels = tree / "lockfiles" / "python312-ubuntu22.wheels.json"
+    wheels = tree / paths.LOCKFILES / "python312-ubuntu22.wheels.json"
     data = json.loads(wheels.read_text())
     data[0]["filename"] = filename
     wheels.write_text(json.dumps(data))
     before = generated(tree)
-    proc = run("--schedule", str(tree / "schedule.yaml"), "generate")
+    proc = run("--schedule", str(tree / paths.SCHEDULE), "generate")
     assert proc.returncode == 2, proc.stderr
     assert "lockfiles/python312-ubuntu22.wheels.json: 0.filename: malformed value" in proc.stderr
     assert generated(tree) == before
-    sched = schedule_mod.load(tree / "schedule.yaml")
+    sched = schedule_mod.load(tree / paths.SCHEDULE)
     out = tree.parent / "ctx"
     with pytest.raises(escape.RenderError):  # the build context is never assembled from it
         build.prepare_context(sched, sched.runtimes["python312-ubuntu22"], out / "inner")
@@ -350,19 +352,19 @@ def test_tools_get_an_allowlisted_environment(monkeypatch) -> None:
 
 def test_source_with_ampersand_and_quote_is_one_value_everywhere(tree: Path) -> None:
     source = "https://example.com/runtimes?a=1&b='2'&c=(3)"
-    edit(tree / "schedule.yaml", "source: https://github.com/appengine-flex-python/runtimes", f'source: "{source}"')
-    assert run("--schedule", str(tree / "schedule.yaml"), "generate").returncode == 0
-    data = json.loads((tree / "lockfiles" / "runtimes.json").read_text())
+    edit(tree / paths.SCHEDULE, "source: https://github.com/appengine-flex-python/runtimes", f'source: "{source}"')
+    assert run("--schedule", str(tree / paths.SCHEDULE), "generate").returncode == 0
+    data = json.loads((tree / paths.RUNTIMES_JSON).read_text())
     for rid, entry in data["runtimes"].items():
         assert entry["config"]["Labels"]["org.opencontainers.image.source"] == source
-        steps = dsx.instructions((tree / "images" / rid / "Dockerfile").read_text())
+        steps = dsx.instructions((tree / paths.IMAGES / rid / "Dockerfile").read_text())
         (label,) = [dsx.pairs(s.rest) for s in steps if s.keyword == "LABEL"]
         assert label == entry["config"]["Labels"]
-    assert run("--schedule", str(tree / "schedule.yaml"), "generate", "--check").returncode == 0
+    assert run("--schedule", str(tree / paths.SCHEDULE), "generate", "--check").returncode == 0
 
 
 def test_source_with_a_dollar_is_refused(tree: Path) -> None:
-    edit(tree / "schedule.yaml", "source: https://github.com/appengine-flex-python/runtimes", 'source: "https://example.com/$HOME"')
+    edit(tree / paths.SCHEDULE, "source: https://github.com/appengine-flex-python/runtimes", 'source: "https://example.com/$HOME"')
     refused(tree, line_of="source: ", key="publish.source: malformed value")
 
 
@@ -416,9 +418,9 @@ def test_app_values_that_cannot_be_one_dockerfile_line(tmp_path: Path, text: str
 
 
 def test_lock_refuses_a_runtime_input_that_reads_outside_lockfiles(tree: Path) -> None:
-    (tree / "lockfiles" / "python312-ubuntu22.in").write_text("pip\n-r /proc/self/environ\n")
+    (tree / paths.LOCKFILES / "python312-ubuntu22.in").write_text("pip\n-r /proc/self/environ\n")
     env = {**os.environ, "GH_TOKEN": "hunter2-from-the-env", "FLEX_PYTHON_TOOLS_INDEX_URL": "http://127.0.0.1:9/"}
-    proc = run("--schedule", str(tree / "schedule.yaml"), "lock", "python312-ubuntu22", "--index-url", "http://127.0.0.1:9/simple", env=env)
+    proc = run("--schedule", str(tree / paths.SCHEDULE), "lock", "python312-ubuntu22", "--index-url", "http://127.0.0.1:9/simple", env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "python312-ubuntu22.in:2: -r /proc/self/environ points outside the lock directory" in proc.stdout
     assert "hunter2" not in proc.stdout + proc.stderr

@@ -30,11 +30,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generator import fileset
-from generator import refresh as refresh_mod
-from generator import sbom as sbom_mod
 from generator.cli import main
-from generator.errors import GeneratorError
+from generator.core import fileset, paths
+from generator.core.errors import GeneratorError
+from generator.images import sbom as sbom_mod
+from generator.refresh import update as refresh_mod
 
 from .conftest import copy_tree, edit
 
@@ -78,12 +78,12 @@ def state(*dirs: Path) -> dict[str, tuple]:
 
 def move_everything(tree: Path) -> None:
     """An edit that changes every Dockerfile, runtimes.json and the README."""
-    edit(tree / "schedule.yaml", "source: https://github.com/appengine-flex-python/runtimes", "source: https://example.com/moved")
-    edit(tree / "schedule.yaml", "deprecation_window_days: 180", "deprecation_window_days: 90")
+    edit(tree / paths.SCHEDULE, "source: https://github.com/appengine-flex-python/runtimes", "source: https://example.com/moved")
+    edit(tree / paths.SCHEDULE, "deprecation_window_days: 180", "deprecation_window_days: 90")
 
 
 def run(tree: Path, *args: str):
-    return CliRunner().invoke(main, ["--schedule", str(tree / "schedule.yaml"), *args], catch_exceptions=False)
+    return CliRunner().invoke(main, ["--schedule", str(tree / paths.SCHEDULE), *args], catch_exceptions=False)
 
 
 def plant_journal(tree: Path, entries: list[dict]) -> None:
@@ -108,29 +108,29 @@ def test_a_journal_in_the_tree_is_never_acted_on(tmp_path: Path, entry: dict) ->
     tree, outside = make_tree(tmp_path)
     entry = {k: v.replace("OUTSIDE", str(outside)) if v else v for k, v in entry.items()}
     plant_journal(tree, [entry])
-    before = state(outside, tree / ".git") | {"README": (tree / "README.md").read_bytes()}
+    before = state(outside, tree / ".git") | {"README": (tree / paths.README).read_bytes()}
     res = run(tree, "generate", "--check")
     assert res.exit_code == 2, res.output
     assert "up to date" not in res.output
     assert f"error: {tree / fileset.JOURNAL}" in res.stderr and "delete it" in res.stderr
-    assert state(outside, tree / ".git") | {"README": (tree / "README.md").read_bytes()} == before
+    assert state(outside, tree / ".git") | {"README": (tree / paths.README).read_bytes()} == before
 
 
 def test_a_journal_crafted_by_a_pr_cannot_make_check_pass(tmp_path: Path) -> None:
     """A malicious committed README.md and its "backup" holding the generated text: the gate must not swap them and pass."""
     tree, _ = make_tree(tmp_path)
-    good = (tree / "README.md").read_text()
+    good = (tree / paths.README).read_text()
     (tree / ".README.md.generator-bak").write_text(good)
-    edit(tree / "README.md", "<!-- END support-matrix -->", "| [click me](https://evil.example) |\n<!-- END support-matrix -->")
-    evil = (tree / "README.md").read_text()
+    edit(tree / paths.README, "<!-- END support-matrix -->", "| [click me](https://evil.example) |\n<!-- END support-matrix -->")
+    evil = (tree / paths.README).read_text()
     plant_journal(tree, [{"target": "README.md", "backup": ".README.md.generator-bak"}])
     res = run(tree, "generate", "--check")
     assert res.exit_code != 0 and "up to date" not in res.output, res.output
-    assert (tree / "README.md").read_text() == evil
+    assert (tree / paths.README).read_text() == evil
     (tree / fileset.JOURNAL).unlink()  # without the journal: the backup is scratch, README.md is stale
     res = run(tree, "generate", "--check")
     assert res.exit_code == 1 and "stale: README.md" in res.stderr, res.output
-    assert (tree / "README.md").read_text() == evil
+    assert (tree / paths.README).read_text() == evil
 
 
 def test_our_own_journal_is_checked_entry_by_entry(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_our_own_journal_is_checked_entry_by_entry(tmp_path: Path) -> None:
     (tree / ".README.md.generator-bak").write_text("planted\n")
     victim = os.lstat(outside / "victim")
     ident = [victim.st_dev, victim.st_ino, victim.st_size, victim.st_mtime_ns]
-    readme = os.lstat(tree / "README.md")
+    readme = os.lstat(tree / paths.README)
     entries = [
         {"target": ".git/hooks/pre-commit", "backup": None, "new": ident},
         {"target": "../outside/victim", "backup": None, "new": ident},
@@ -151,9 +151,9 @@ def test_our_own_journal_is_checked_entry_by_entry(tmp_path: Path) -> None:
     path = fileset.journal_path(tree)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"tree": str(tree.resolve()), "entries": entries}))
-    before = state(outside, tree / ".git") | {"README": (tree / "README.md").read_bytes()}
+    before = state(outside, tree / ".git") | {"README": (tree / paths.README).read_bytes()}
     fileset.recover(tree)
-    assert state(outside, tree / ".git") | {"README": (tree / "README.md").read_bytes()} == before
+    assert state(outside, tree / ".git") | {"README": (tree / paths.README).read_bytes()} == before
     assert not path.exists()
 
 
@@ -174,7 +174,7 @@ def test_an_interrupted_swap_is_rolled_back_from_the_cache_journal(tmp_path: Pat
         mp.setattr(os, "replace", dying)
         fileset.apply(tree, {"README.md": "new readme\n", "lockfiles/runtimes.json": "{}\n", "zzz-new": "x\n"})
     assert fileset.journal_path(tree).exists() and not (tree / fileset.JOURNAL).exists()
-    assert (tree / "README.md").read_text() == "new readme\n"
+    assert (tree / paths.README).read_text() == "new readme\n"
     fileset.recover(tree)
     assert {p: (tree / p).read_bytes() for p in before} == before
     assert not (tree / "zzz-new").exists() and not fileset.journal_path(tree).exists()
@@ -184,17 +184,17 @@ def test_an_interrupted_swap_is_rolled_back_from_the_cache_journal(tmp_path: Pat
 def test_the_scratch_sweep_follows_no_symlink_and_deletes_regular_files_only(tmp_path: Path) -> None:
     tree, outside = make_tree(tmp_path)
     (tree / "out").symlink_to(outside)
-    (tree / "images" / "sub").symlink_to(outside / "sub")
+    (tree / paths.IMAGES / "sub").symlink_to(outside / "sub")
     (tree / ".git" / "hooks" / "pre-commit.generator-bak").write_text("git's, not ours\n")
     (tree / ".git" / "x.generator-tmp").write_text("git's, not ours\n")
     os.mkfifo(tree / "fifo.generator-tmp")
     (tree / "link.generator-bak").symlink_to(outside / "victim")
-    (tree / "images" / f".Dockerfile.{RUNTIME}.generator-tmp").write_text("ours\n")
+    (tree / paths.IMAGES / f".Dockerfile.{RUNTIME}.generator-tmp").write_text("ours\n")
     before = state(outside, tree / ".git")
     fileset.recover(tree)
     assert state(outside, tree / ".git") == before
     assert stat.S_ISFIFO(os.lstat(tree / "fifo.generator-tmp").st_mode) and (tree / "link.generator-bak").is_symlink()
-    assert not (tree / "images" / f".Dockerfile.{RUNTIME}.generator-tmp").exists()
+    assert not (tree / paths.IMAGES / f".Dockerfile.{RUNTIME}.generator-tmp").exists()
 
 
 @pytest.mark.parametrize("where", ["outside", "outside/sub", ".git/hooks"])
@@ -228,16 +228,16 @@ def test_lock_refuses_to_write_lockfiles_through_a_symlink(tmp_path: Path, where
 
     tree, outside = make_tree(tmp_path)
     dest = tmp_path / "outside" if where == "outside" else tree / ".git" / "hooks"
-    shutil.copytree(tree / "lockfiles", dest, dirs_exist_ok=True)
+    shutil.copytree(tree / paths.LOCKFILES, dest, dirs_exist_ok=True)
     (dest / f"{RUNTIME}.in").unlink()
-    shutil.rmtree(tree / "lockfiles")
-    (tree / "lockfiles").symlink_to(dest)
+    shutil.rmtree(tree / paths.LOCKFILES)
+    (tree / paths.LOCKFILES).symlink_to(dest)
     monkeypatch.setattr(orchestrate, "make_lock", lambda t, *a, **k: orchestrate.Outcome(t.key, orchestrate.Status.FAILED, "offline"))
     before = state(outside, tree / ".git")
-    from generator import schedule as schedule_mod
+    from generator.schedule import runtimes as schedule_mod
 
     with pytest.raises(GeneratorError, match="refusing to write" if where == ".git/hooks" else "outside the tree"):
-        locking.lock_runtimes(schedule_mod.load(tree / "schedule.yaml"), tree, [RUNTIME], echo=lambda line: None)
+        locking.lock_runtimes(schedule_mod.load(tree / paths.SCHEDULE), tree, [RUNTIME], echo=lambda line: None)
     assert state(outside, tree / ".git") == before
 
 
@@ -422,7 +422,7 @@ def test_property_nothing_outside_the_tree_or_under_git_changes(tmp_path_factory
             link.unlink()
         link.symlink_to(_fill(dest, tree, outside))
     idents = {}
-    for key, p in (("VICTIM", outside / "victim"), ("README", tree / "README.md")):
+    for key, p in (("VICTIM", outside / "victim"), ("README", tree / paths.README)):
         s = os.lstat(p) if os.path.lexists(p) else None
         idents[key] = [s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns] if s else None
     entries = [

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from generator import app_requirements, sbom
+from generator.core import paths
+from generator.images import sbom
+from generator.locking import requirements as app_requirements
 
 from .conftest import ROOT
 
@@ -122,7 +124,7 @@ def test_impossible_lock_values_are_refused_at_load(cli, tmp_path: Path, case: s
 
     tree = _lock_tree(tmp_path, apply)
     for args in (("list",), ("sbom", RID), ("sbom", RID, "--format", "cyclonedx-json")):
-        result = cli(*args, schedule=tree / "schedule.yaml")
+        result = cli(*args, schedule=tree / paths.SCHEDULE)
         assert result.exit_code == 2, (args, result.output)
         assert f"{LOCK}: {_fill(key, original)}:" in result.stderr, (args, result.stderr)
 
@@ -131,11 +133,11 @@ def test_wheel_versions_that_do_not_parse_are_refused(cli, tmp_path: Path) -> No
     from .conftest import copy_tree
 
     tree = copy_tree(tmp_path / "tree")
-    path = tree / "lockfiles" / f"{RID}.wheels.json"
+    path = tree / paths.LOCKFILES / f"{RID}.wheels.json"
     wheels = json.loads(path.read_text())
     wheels[0]["version"] = "1..2"
     path.write_text(json.dumps(wheels, indent=2) + "\n")
-    result = cli("sbom", RID, schedule=tree / "schedule.yaml")
+    result = cli("sbom", RID, schedule=tree / paths.SCHEDULE)
     assert result.exit_code == 2 and f"{RID}.wheels.json: 0.version:" in result.stderr, result.output
 
 
@@ -148,7 +150,7 @@ def test_a_lock_url_on_an_address_still_makes_an_sbom(cli, tmp_path: Path, fmt: 
     original = json.loads((ROOT / LOCK).read_text())
     v = original["python_minors"]["3.12"]
     tree = _lock_tree(tmp_path, lambda d: _py312(d).__setitem__("url", f"http://127.0.0.1:8000/ftp/python/{v}/Python-{v}.tgz"))
-    result = cli("sbom", RID, "--format", fmt, schedule=tree / "schedule.yaml")
+    result = cli("sbom", RID, "--format", fmt, schedule=tree / paths.SCHEDULE)
     assert result.exit_code == 0, result.output
     assert f"127.0.0.1:8000/ftp/python/{v}/Python-{v}" in result.stdout
 
@@ -240,8 +242,8 @@ def test_a_malformed_runtimes_json_is_bad_input_naming_the_key(cli, tmp_path: Pa
 
     data, key = MALFORMED[case]
     tree = copy_tree(tmp_path / "tree")
-    (tree / "lockfiles" / "runtimes.json").write_text(json.dumps(data))
-    result = cli("matrix", schedule=tree / "schedule.yaml")
+    (tree / paths.RUNTIMES_JSON).write_text(json.dumps(data))
+    result = cli("matrix", schedule=tree / paths.SCHEDULE)
     assert result.exit_code == 2, result.output
     assert "lockfiles/runtimes.json" in result.stderr and key in result.stderr and "internal error" not in result.stderr
 
@@ -304,7 +306,7 @@ def test_line_breaks_between_problems_stay(cli, tmp_path: Path) -> None:
     _deb(data)["size"] = "1"
     _deb(data, "build")["size"] = "2"
     path.write_text(json.dumps(data))
-    result = cli("list", schedule=tree / "schedule.yaml")
+    result = cli("list", schedule=tree / paths.SCHEDULE)
     assert result.exit_code == 2
     assert len([line for line in result.stderr.splitlines() if line.startswith("error: ")]) >= 2, result.stderr
 

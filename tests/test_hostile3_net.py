@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from generator import app_image, http, registry, upstream
-from generator.errors import InputError
+from generator.app import runtime_image as app_image
+from generator.core import http, paths, registry
+from generator.core.errors import InputError
 from generator.locking.index import Index
+from generator.refresh import upstream
 
 from . import servers
 from .conftest import ROOT
@@ -356,7 +358,7 @@ def test_public_url_keeps_an_ipv6_host_and_a_bad_port() -> None:
 
 
 def test_no_generated_dockerfile_names_a_syntax_frontend() -> None:
-    dockerfiles = sorted((ROOT / "images").rglob("Dockerfile"))
+    dockerfiles = sorted((ROOT / paths.IMAGES).rglob("Dockerfile"))
     assert len(dockerfiles) > 10
     for path in [*dockerfiles, *(ROOT / "generator" / "templates").glob("*Dockerfile*")]:
         head = path.read_text().splitlines()[:5]

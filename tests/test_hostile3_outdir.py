@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from generator import app as app_mod
-from generator import ospkgs
-from generator.errors import GeneratorError, InputError
+from generator.app import dockerfile as app_mod
+from generator.core.errors import GeneratorError, InputError
+from generator.images import ospkgs
 
 from .conftest import ROOT, SCHEDULE
 from .test_app import APPS, DAY, IMAGES
@@ -352,7 +352,7 @@ def test_leftovers_are_swept_only_when_they_are_ours(cli, world, tmp_path: Path,
 
 def test_fallback_without_rename_exchange(cli, world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: Path) -> None:
     """Where the kernel cannot swap two directories in one step, two renames do it, rolled back on failure."""
-    from generator import context
+    from generator.app import context
 
     monkeypatch.setattr(context, "_exchange", lambda a, b: False)
     out = tmp_path / "ctx"
@@ -412,7 +412,7 @@ def _fake_fetch(url: str, sha256: str, dest: Path, cache: Path | None = None) ->
 def test_fetched_dir_that_is_a_link_is_not_written_through(monkeypatch, tmp_path: Path, outside: Path, name: str, into: str) -> None:
     """.flex-wheels/.flex-debs are filled by this tool: a link there (to outside the app) is refused
     in the app directory, and in a context it is the app's own link, left out of the copy."""
-    from generator import http
+    from generator.core import http
 
     monkeypatch.setattr(http, "fetch_verified", _fake_fetch)
 

@@ -1,5 +1,5 @@
 """Issue 21, classes 2, 6 and 7 (reading): every file the tool is given is read through
-generator/readfile.py, so a symlink out of the app or the tree, a FIFO, a device, a NUL, bytes
+generator/core/readfile.py, so a symlink out of the app or the tree, a FIFO, a device, a NUL, bytes
 that are not UTF-8, JSON nested 100,000 deep or with a key written twice is refused (exit 2, the
 file named, nothing of a file outside shown), never read, blocked on, fed to a resolver or baked
 into an image.
@@ -21,11 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generator import app as app_mod
-from generator import app_requirements, readfile
-from generator import schedule as schedule_mod
-from generator.errors import GeneratorError, InputError
+from generator.app import dockerfile as app_mod
+from generator.core import paths, readfile
+from generator.core.errors import GeneratorError, InputError
 from generator.locking import orchestrate
+from generator.locking import requirements as app_requirements
+from generator.schedule import runtimes as schedule_mod
 
 from .conftest import ROOT, SCHEDULE
 
@@ -90,10 +91,10 @@ def test_lock_app_never_resolves_a_requirements_in_outside(cli, tmp_path: Path, 
 
 
 def test_lock_never_resolves_a_runtime_input_outside_the_tree(cli, tree: Path, tmp_path_factory, no_resolver: list[str]) -> None:
-    src = tree / "lockfiles" / "python312-ubuntu22.in"
+    src = tree / paths.LOCKFILES / "python312-ubuntu22.in"
     src.unlink()
     src.symlink_to(secret(tmp_path_factory.mktemp("elsewhere")))
-    result = cli("lock", "python312-ubuntu22", "--index-url", DEAD_INDEX, schedule=tree / "schedule.yaml")
+    result = cli("lock", "python312-ubuntu22", "--index-url", DEAD_INDEX, schedule=tree / paths.SCHEDULE)
     assert result.exit_code == 2, result.output
     assert "lockfiles/python312-ubuntu22.in: is a symlink to a file outside the tree" in result.stderr, result.output
     assert TOKEN not in result.output and no_resolver == []
@@ -134,15 +135,15 @@ def test_a_fifo_as_app_yaml_is_refused_at_once(tmp_path: Path) -> None:
 
 
 def test_a_fifo_as_schedule_is_refused_at_once(tmp_path: Path) -> None:
-    os.mkfifo(tmp_path / "schedule.yaml")
-    proc = run("--schedule", str(tmp_path / "schedule.yaml"), "list", timeout=20)
+    os.mkfifo(tmp_path / paths.SCHEDULE)
+    proc = run("--schedule", str(tmp_path / paths.SCHEDULE), "list", timeout=20)
     assert proc.returncode == 2 and "schedule.yaml: is a FIFO (named pipe), not a regular file" in proc.stderr, proc.stderr
 
 
 def test_duplicate_key_in_the_schedule_lock(cli, tree: Path) -> None:
-    lock = tree / "lockfiles" / "schedule.lock.json"
+    lock = tree / paths.SCHEDULE_LOCK
     lock.write_text(lock.read_text().replace("{\n", '{\n  "format": 1,\n', 1))
-    result = cli("list", schedule=tree / "schedule.yaml")
+    result = cli("list", schedule=tree / paths.SCHEDULE)
     assert result.exit_code == 2, result.output
     assert "schedule.lock.json:" in result.stderr and "duplicate key 'format' (first on line 2)" in result.stderr, result.stderr
 
@@ -157,20 +158,20 @@ def test_nul_in_requirements_txt(cli, tmp_path: Path) -> None:
 
 
 def test_non_utf8_lock_file(cli, tree: Path) -> None:
-    lock = tree / "lockfiles" / "python312-ubuntu22.txt"
+    lock = tree / paths.LOCKFILES / "python312-ubuntu22.txt"
     text = lock.read_bytes()
     lock.write_bytes(text + b"# \xff\xfe\n")  # the header intact: only the body is not UTF-8
     line = text.count(b"\n") + 1
     for args in (("generate",), ("lock", "--check")):
-        result = cli(*args, schedule=tree / "schedule.yaml")
+        result = cli(*args, schedule=tree / paths.SCHEDULE)
         assert result.exit_code == 2, (args, result.output)
         assert f"python312-ubuntu22.txt:{line}: byte 0xff is not UTF-8" in result.stderr, (args, result.output)
 
 
 @pytest.mark.parametrize("name", ["python312-ubuntu22.wheels.json", "schedule.lock.json"])
 def test_json_nested_100000_deep(cli, tree: Path, name: str) -> None:
-    (tree / "lockfiles" / name).write_text("[" * 100_000 + "]" * 100_000)
-    result = cli("generate", schedule=tree / "schedule.yaml")
+    (tree / paths.LOCKFILES / name).write_text("[" * 100_000 + "]" * 100_000)
+    result = cli("generate", schedule=tree / paths.SCHEDULE)
     assert result.exit_code == 2 and f"{name}:1:" in result.stderr and "nested more than" in result.stderr, result.output
 
 

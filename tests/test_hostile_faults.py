@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import fileset
+from generator.core import fileset, paths
 
 from . import conftest
 from .conftest import ROOT, edit
@@ -41,8 +41,8 @@ def copy_tree(dest: Path) -> Path:
 
 def change_schedule(tree: Path) -> None:
     """An edit that moves every Dockerfile, runtimes.json and the README: one set of files."""
-    edit(tree / "schedule.yaml", "source: https://github.com/appengine-flex-python/runtimes", "source: https://example.com/moved")
-    edit(tree / "schedule.yaml", "deprecation_window_days: 180", "deprecation_window_days: 90")
+    edit(tree / paths.SCHEDULE, "source: https://github.com/appengine-flex-python/runtimes", "source: https://example.com/moved")
+    edit(tree / paths.SCHEDULE, "deprecation_window_days: 180", "deprecation_window_days: 90")
 
 
 def snapshot(tree: Path) -> dict[str, bytes]:
@@ -54,7 +54,7 @@ def scratch(tree: Path) -> list[str]:
 
 
 def commands(tree: Path) -> list[list[str]]:
-    s = ["--schedule", str(tree / "schedule.yaml")]
+    s = ["--schedule", str(tree / paths.SCHEDULE)]
     app = str(tree / "app")
     return [
         [*s, "generate"],
@@ -132,7 +132,7 @@ def test_every_command_on_a_read_only_tree(tmp_path: Path) -> None:
     with mount("--bind", str(tree), target=tree):
         subprocess.run(["mount", "-o", "remount,bind,ro", str(tree)], check=True)
         assert harness(tree) == []
-        proc = run(["--schedule", str(tree / "schedule.yaml"), "generate"])
+        proc = run(["--schedule", str(tree / paths.SCHEDULE), "generate"])
         assert proc.returncode == 1 and "read-only file system" in proc.stderr, proc.stderr
     assert snapshot(tree) == before
 
@@ -142,15 +142,15 @@ def test_read_only_images_dir_leaves_the_set_untouched(tmp_path: Path) -> None:
     tree = copy_tree(tmp_path / "tree")
     change_schedule(tree)
     before = snapshot(tree)
-    images = tree / "images"
+    images = tree / paths.IMAGES
     with mount("--bind", str(images), target=images):
         subprocess.run(["mount", "-o", "remount,bind,ro", str(images)], check=True)
-        proc = run(["--schedule", str(tree / "schedule.yaml"), "generate"])
+        proc = run(["--schedule", str(tree / paths.SCHEDULE), "generate"])
         assert proc.returncode == 1, proc.stderr
         assert "read-only file system" in proc.stderr and "Traceback" not in proc.stderr
         assert snapshot(tree) == before and scratch(tree) == []
-    assert run(["--schedule", str(tree / "schedule.yaml"), "generate"]).returncode == 0
-    assert run(["--schedule", str(tree / "schedule.yaml"), "generate", "--check"]).returncode == 0
+    assert run(["--schedule", str(tree / paths.SCHEDULE), "generate"]).returncode == 0
+    assert run(["--schedule", str(tree / paths.SCHEDULE), "generate", "--check"]).returncode == 0
 
 
 @REAL_PODMAN
@@ -167,12 +167,12 @@ def test_full_disk_leaves_the_set_untouched(tmp_path: Path) -> None:
                 fh.write(b"\0" * 65536)
                 fh.flush()
         assert harness(tree) == []
-        proc = run(["--schedule", str(tree / "schedule.yaml"), "generate"])
+        proc = run(["--schedule", str(tree / paths.SCHEDULE), "generate"])
         assert proc.returncode == 1 and "no space left on the device" in proc.stderr, proc.stderr
         assert snapshot(tree) == before and scratch(tree) == []
         filler.unlink()
-        assert run(["--schedule", str(tree / "schedule.yaml"), "generate"]).returncode == 0
-        assert run(["--schedule", str(tree / "schedule.yaml"), "generate", "--check"]).returncode == 0
+        assert run(["--schedule", str(tree / paths.SCHEDULE), "generate"]).returncode == 0
+        assert run(["--schedule", str(tree / paths.SCHEDULE), "generate", "--check"]).returncode == 0
 
 
 # --- kill -9 and concurrent runs -----------------------------------------------------------------
@@ -201,7 +201,7 @@ main(sys.argv[1:], prog_name="generator")
 def slow_generate(tree: Path, step: str, pause: float, marker: Path, at: int = 0) -> subprocess.Popen[str]:
     """Pause `pause` seconds after the `at`-th call of os.`step` (after every call if `at` is 0)."""
     env = {**os.environ, "FAULT_STEP": step, "FAULT_MARKER": str(marker), "FAULT_PAUSE": str(pause), "FAULT_AT": str(at)}
-    cmd = [sys.executable, "-c", SLOW_CHILD, "--schedule", str(tree / "schedule.yaml"), "generate"]
+    cmd = [sys.executable, "-c", SLOW_CHILD, "--schedule", str(tree / paths.SCHEDULE), "generate"]
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -227,13 +227,13 @@ def test_kill_9_during_generate(tmp_path: Path, step: str) -> None:
     assert child.returncode == -signal.SIGKILL
     assert scratch(tree), "the kill left nothing to clean up: the test proves nothing"
     # The next run (even --check, which otherwise writes nothing) rolls back what the killed one left.
-    proc = run(["--schedule", str(tree / "schedule.yaml"), "generate", "--check"])
+    proc = run(["--schedule", str(tree / paths.SCHEDULE), "generate", "--check"])
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "generator-tmp" not in proc.stderr and "generator-bak" not in proc.stderr
     assert scratch(tree) == []
     assert snapshot(tree) == before  # every file as it was before the killed run: not a mix
-    assert run(["--schedule", str(tree / "schedule.yaml"), "generate"]).returncode == 0
-    assert run(["--schedule", str(tree / "schedule.yaml"), "generate", "--check"]).returncode == 0
+    assert run(["--schedule", str(tree / paths.SCHEDULE), "generate"]).returncode == 0
+    assert run(["--schedule", str(tree / paths.SCHEDULE), "generate", "--check"]).returncode == 0
 
 
 def test_two_concurrent_generates_are_serialized(tmp_path: Path) -> None:
@@ -248,5 +248,5 @@ def test_two_concurrent_generates_are_serialized(tmp_path: Path) -> None:
     assert all("Traceback" not in err for _, err in outs)
     assert "0 file(s) changed" in outs[1][0]  # it waited for the first, then found nothing to do
     assert not markers[1].exists()
-    assert run(["--schedule", str(tree / "schedule.yaml"), "generate", "--check"]).returncode == 0
+    assert run(["--schedule", str(tree / paths.SCHEDULE), "generate", "--check"]).returncode == 0
     assert scratch(tree) == []

@@ -28,12 +28,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from generator import app as app_mod
-from generator import app_image, escape, render
-from generator import pins as pins_mod
-from generator import schedule as schedule_mod
-from generator.errors import GeneratorError
-from generator.model import FileName
+from generator.app import dockerfile as app_mod
+from generator.app import runtime_image as app_image
+from generator.core import escape, paths
+from generator.core.errors import GeneratorError
+from generator.core.validate import FileName
+from generator.images import render
+from generator.schedule import decisions
+from generator.schedule import lock as pins_mod
+from generator.schedule import runtimes as schedule_mod
 
 from . import dockerfile_syntax as dsx
 from .conftest import ROOT, SCHEDULE
@@ -151,21 +154,21 @@ KEYS = {  # field → the dotted key an error must name
 PINS = pins_mod.load(pins_mod.path_for(SCHEDULE))
 README = f"# x\n\n{render.MATRIX_BEGIN}\n{render.MATRIX_END}\n"
 KEYWORDS = {
-    rid: [i.keyword for i in dsx.instructions((ROOT / "images" / rid / "Dockerfile").read_text())] for rid in ("python2", "python312-ubuntu22")
+    rid: [i.keyword for i in dsx.instructions((ROOT / paths.IMAGES / rid / "Dockerfile").read_text())] for rid in ("python2", "python312-ubuntu22")
 }
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("hostile-schedule")
-    (d / "README.md").write_text(README)
+    (d / paths.README).write_text(README)
     return d
 
 
 def load(root: Path, field: str, value: str) -> schedule_mod.Schedule:
-    path = root / "schedule.yaml"
+    path = root / paths.SCHEDULE
     path.write_text(MINIMAL.format(**{k: yaml_quote(value if k == field else v) for k, v in DEFAULTS.items()}))
-    model, _ = schedule_mod.load_policy(path, "schedule.yaml")
+    model, _ = decisions.load_policy(path, "schedule.yaml")
     base = PINS.base_images["ubuntu22"]
     pins = dataclasses.replace(
         PINS, base_images={**PINS.base_images, "ubuntu22": dataclasses.replace(base, image=model.operating_systems["ubuntu22"].image)}
@@ -175,10 +178,10 @@ def load(root: Path, field: str, value: str) -> schedule_mod.Schedule:
 
 def faithful(sched: schedule_mod.Schedule, files: dict[str, str]) -> None:
     """Every property of a rendering the issue asks for."""
-    data = json.loads(files[render.RUNTIMES_JSON])
-    files[render.RUNTIMES_JSON].encode("utf-8")
+    data = json.loads(files[paths.RUNTIMES_JSON])
+    files[paths.RUNTIMES_JSON].encode("utf-8")
     for r in sched.runtimes.values():
-        text = files[f"{render.IMAGES_DIR}/{r.id}/Dockerfile"]
+        text = files[f"{paths.IMAGES}/{r.id}/Dockerfile"]
         steps = dsx.instructions(text)
         assert [s.keyword for s in steps] == KEYWORDS["python2" if r.version.startswith("2.") else "python312-ubuntu22"]
         assert steps[0] == dsx.Instruction("ARG", f"BASE_IMAGE={r.base_reference}")
@@ -194,7 +197,7 @@ def faithful(sched: schedule_mod.Schedule, files: dict[str, str]) -> None:
         entry.pop("input_hash")
         assert entry == json.loads(json.dumps(render.runtime_data(r, sched, [])))
         assert all(FileName.__metadata__[0].ok(t["filename"]) for t in entry["tools"])
-    block = files[render.README].split(render.MATRIX_BEGIN, 1)[1].split(render.MATRIX_END, 1)[0]
+    block = files[paths.README].split(render.MATRIX_BEGIN, 1)[1].split(render.MATRIX_END, 1)[0]
     rows = [line for line in block.splitlines() if line.startswith("| `")]
     assert len(rows) == len(sched.runtimes)
     assert all(pipes(row) == 8 for row in rows), rows
@@ -216,7 +219,7 @@ def refused_well(exc: GeneratorError, field: str, value: str, root: Path) -> Non
     """Every line names the file; one names the field's key, or (a YAML-level error) the field's line."""
     lines = exc.lines()
     assert lines and all(re.match(r"schedule\.yaml(:\d+)?: ", line) for line in lines), lines
-    text = (root / "schedule.yaml").read_text().splitlines()
+    text = (root / paths.SCHEDULE).read_text().splitlines()
     at = {i for i, line in enumerate(text, 1) if yaml_quote(value) in line}
     assert any(KEYS[field] in line or any(f"schedule.yaml:{n}:" in line for n in at) for line in lines), lines
 

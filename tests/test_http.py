@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import http
+from generator.core import http
 
 from . import servers
 
@@ -84,7 +84,7 @@ def test_fetch_verified_caches_by_hash_and_refuses_other_bytes(server: Server, t
 
 
 def test_cache_root_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from generator.cache import cache_root
+    from generator.core.cache import cache_root
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_root() == tmp_path / "flex-python"

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from generator import locking, ospkgs, pins, sbom, schedule
-from generator.http import fetch_verified
+from generator import locking
+from generator.core import paths
+from generator.core.http import fetch_verified
+from generator.images import ospkgs, sbom
 from generator.locking import parse_lock
-from generator.pins import load as load_pins
+from generator.schedule import runtimes as schedule
+from generator.schedule.lock import load as load_pins
 
 from . import ubuntu
 from .conftest import ROOT, edit
@@ -53,7 +56,7 @@ def inside(image: dict, *cmd: str, env: tuple[str, ...] = ()) -> str:
 
 
 def tree_lock(tree: Path) -> dict:
-    return json.loads((tree / "lockfiles" / "schedule.lock.json").read_text())
+    return json.loads((tree / paths.SCHEDULE_LOCK).read_text())
 
 
 def layers(tag: str) -> str:
@@ -77,7 +80,7 @@ def test_package_locks_made_in_the_roots(test_tree: Path, roots: dict[str, str])
 
 
 def test_dockerfiles_fetch_nothing(test_tree: Path) -> None:
-    for path in sorted((test_tree / "images").glob("*/Dockerfile")):
+    for path in sorted((test_tree / paths.IMAGES).glob("*/Dockerfile")):
         text = path.read_text()
         assert "apt-get update" not in text and "wget" not in text and "curl" not in text, path
 
@@ -89,7 +92,7 @@ def test_dockerfiles_fetch_nothing(test_tree: Path) -> None:
 def moved_archive(test_tree: Path, tmp_path_factory):
     """mirror/: every locked .deb of ubuntu22 plus a newer tzdata; sim/: a signed jammy-security suite with that tzdata."""
     root = tmp_path_factory.mktemp("archive")
-    lock = load_pins(test_tree / "lockfiles" / "schedule.lock.json").os_packages["ubuntu22"]
+    lock = load_pins(test_tree / paths.SCHEDULE_LOCK).os_packages["ubuntu22"]
     entry = tree_lock(test_tree)["os_packages"]["ubuntu22"]
     for deb in lock.build + lock.runtime:  # the locked files, fetched and hash-checked as `build` does
         ospkgs.fetch([deb], (root / "mirror" / deb.filename).parent, [lock.archive])
@@ -143,7 +146,7 @@ def test_refresh_moves_the_archive_state(test_tree: Path, roots, moved_archive, 
     """`refresh --only packages` with the moved archive as an extra signed source: the changelog lists
     tzdata old → new from -security, and exactly ubuntu22's runtimes move their input hash."""
     tree = copy_tree(tmp_path / "tree", test_tree)
-    before = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    before = json.loads((tree / paths.RUNTIMES_JSON).read_text())["runtimes"]
     source = f"deb {moved_archive['url']}/sim jammy-security main"
     proc = gen(
         tree, "refresh", "--only", "packages", "ubuntu22", "--os-base", f"ubuntu22={roots['ubuntu22']}", "--apt-source", source,
@@ -153,7 +156,7 @@ def test_refresh_moves_the_archive_state(test_tree: Path, roots, moved_archive, 
     log = (tmp_path / "changes.md").read_text()
     old, new = moved_archive["tzdata"]
     assert f"- `ubuntu22`: tzdata {old} → {new} (jammy-security, security) **security**" in log, log
-    after = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    after = json.loads((tree / paths.RUNTIMES_JSON).read_text())["runtimes"]
     moved = sorted(rid for rid in after if before[rid]["input_hash"] != after[rid]["input_hash"])
     assert moved == sorted(rid for rid, r in after.items() if r["operating_system"] == "ubuntu22")
     section = log.split("### Runtimes to rebuild", 1)[1]
@@ -178,7 +181,7 @@ def test_current_runtime(images, current, os_id: str, test_tree: Path) -> None:
     assert inside(image, "python", "-c", f"import {mods}; print(ssl.OPENSSL_VERSION)").startswith("OpenSSL ")
     release = inside(image, "sh", "-c", ". /etc/os-release; echo $VERSION_ID").strip()
     assert release == {"ubuntu22": "22.04", "ubuntu24": "24.04"}[os_id]
-    locked = locked_versions(test_tree / "lockfiles" / f"{runtime}.txt")
+    locked = locked_versions(test_tree / paths.LOCKFILES / f"{runtime}.txt")
     assert dict(line.lower().split("==") for line in inside(image, "pip", "freeze", "--all").split()) == locked
     assert inside(image, "id", "-u").strip() == "1000"
     # every locked runtime package is installed at its locked version
@@ -197,7 +200,7 @@ def test_build_reports_id_and_digest(image: dict) -> None:
 
 
 def test_pip_is_the_locked_one_in_env(image: dict, test_tree: Path) -> None:
-    locked = locked_versions(test_tree / "lockfiles" / f"{RUNTIME}.txt")
+    locked = locked_versions(test_tree / paths.LOCKFILES / f"{RUNTIME}.txt")
     assert inside(image, "pip", "--version").startswith(f"pip {locked['pip']} from /env/")
 
 
@@ -226,12 +229,12 @@ def test_image_snapshot(image: dict, snapshot) -> None:
     )
     paths = inside(image, "sh", "-c", "ls -1A / | sort")
     # pins a refresh moves are checked against the lock here, and kept out of the snapshot
-    locked_base = schedule.load(image["tree"] / "schedule.yaml").runtimes[RUNTIME].base.digest
+    locked_base = schedule.load(image["tree"] / paths.SCHEDULE).runtimes[RUNTIME].base.digest
     assert labels.pop("org.opencontainers.image.base.digest") == locked_base
     for fmt, key in sbom.LABEL.items():  # the SBOMs' sha256, which move with the lock (test_sbom_image.py checks them)
         assert len(labels.pop(key)) == 64, fmt
     frozen = inside(image, "pip", "freeze", "--all").split()
-    locked = locked_versions(image["tree"] / "lockfiles" / f"{RUNTIME}.txt")
+    locked = locked_versions(image["tree"] / paths.LOCKFILES / f"{RUNTIME}.txt")
     assert {line.split("==")[0].lower(): line.split("==")[1] for line in frozen} == locked
     assert {
         "Cmd": cfg.get("Cmd"),
@@ -249,7 +252,7 @@ def test_image_snapshot(image: dict, snapshot) -> None:
 
 def test_config_matches_the_generated_data(image: dict, test_tree: Path) -> None:
     """Dockerfile path and Nix path share one config: the built image carries exactly it."""
-    want = json.loads((test_tree / "lockfiles" / "runtimes.json").read_text())["runtimes"][RUNTIME]["config"]
+    want = json.loads((test_tree / paths.RUNTIMES_JSON).read_text())["runtimes"][RUNTIME]["config"]
     cfg = json.loads(podman("image", "inspect", image["tag"]).stdout)[0]["Config"]
     assert sorted(cfg["Env"]) == want["Env"]
     assert cfg["Cmd"] == want["Cmd"] and cfg["User"] == want["User"] and cfg["WorkingDir"] == want["WorkingDir"]
@@ -262,7 +265,7 @@ def test_wrong_sha256_fails_with_both_hashes(test_tree: Path, roots: dict[str, s
     bad = tmp_path / "bad"
     shutil.copytree(test_tree, bad)
     wrong = "deadbeef" * 8
-    edit(bad / pins.LOCK, f'"sha256": "{TARBALL_SHA256}"', f'"sha256": "{wrong}"')
+    edit(bad / paths.SCHEDULE_LOCK, f'"sha256": "{TARBALL_SHA256}"', f'"sha256": "{wrong}"')
     gen(bad, "generate")
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     proc = build(bad, RUNTIME, roots["ubuntu22"], python_mirror, "localhost/flex-test/python311:bad", env=env)
@@ -276,9 +279,9 @@ def test_tampered_lock_fails_the_build(image: dict, test_tree: Path, roots: dict
     """A lock whose hash does not match the file pip is given stops the build (--require-hashes)."""
     bad = tmp_path / "tampered"
     shutil.copytree(test_tree, bad)
-    wheels = json.loads((bad / "lockfiles" / f"{RUNTIME}.wheels.json").read_text())
+    wheels = json.loads((bad / paths.LOCKFILES / f"{RUNTIME}.wheels.json").read_text())
     wheel = next(w for w in wheels if w["name"] == "wheel")
-    lock = bad / "lockfiles" / f"{RUNTIME}.txt"
+    lock = bad / paths.LOCKFILES / f"{RUNTIME}.txt"
     edit(lock, wheel["sha256"], "f" * 64)
     gen(bad, "generate")
     proc = build(bad, RUNTIME, roots["ubuntu22"], python_mirror, "localhost/flex-test/python311:tampered")  # the interpreter's layers cached
@@ -393,7 +396,7 @@ def test_legacy_python2_on_xenial(legacy_image: dict, test_tree: Path, legacy_py
     assert inside(image, "python", "-c", "import platform; print(platform.python_version())").strip() == legacy_python[0]
     facts = inside(image, "python", "-c", "import sys, virtualenv, setuptools, sqlite3, zlib, bz2, ctypes, ssl; print(sys.prefix)")
     assert facts.strip() == "/env"
-    locked = locked_versions(test_tree / "lockfiles" / "python2.txt")
+    locked = locked_versions(test_tree / paths.LOCKFILES / "python2.txt")
     # scandir (an sdist) built in the builder, every other file a wheel
     assert dict(line.lower().split("==") for line in inside(image, "pip", "freeze", "--all").split()) == locked
     assert inside(image, "id", "-u").strip() == "1000"

@@ -32,11 +32,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from generator import locking, schedule
-from generator.cache import cache_root
+from generator import locking
+from generator.app import locks as app_locks
 from generator.cli import main
-from generator.http import fetch_verified
+from generator.core import paths
+from generator.core.cache import cache_root
+from generator.core.http import fetch_verified
 from generator.locking import resolvers
+from generator.schedule import runtimes as schedule
 
 from .conftest import ROOT, SCHEDULE, edit
 from .servers import serve
@@ -198,7 +201,7 @@ def offline(index: Served, tools, lock_cache: Path, monkeypatch: pytest.MonkeyPa
 
 
 def invoke(tree: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--schedule", str(tree / "schedule.yaml"), *args], catch_exceptions=False)
+    return CliRunner().invoke(main, ["--schedule", str(tree / paths.SCHEDULE), *args], catch_exceptions=False)
 
 
 def invoke_app(*args: str) -> Result:
@@ -207,16 +210,16 @@ def invoke_app(*args: str) -> Result:
 
 def make_tree(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(SCHEDULE, dest / "schedule.yaml")
-    shutil.copy(ROOT / "README.md", dest / "README.md")
-    for sub in ("images", "lockfiles"):
+    shutil.copy(SCHEDULE, dest / paths.SCHEDULE)
+    shutil.copy(ROOT / paths.README, dest / paths.README)
+    for sub in (paths.IMAGES, paths.LOCKFILES):
         if (ROOT / sub).is_dir():
             shutil.copytree(ROOT / sub, dest / sub)
     return dest
 
 
 def set_input(tree: Path, runtime_id: str, text: str) -> None:
-    (tree / "lockfiles" / f"{runtime_id}.in").write_text(text)
+    (tree / paths.LOCKFILES / f"{runtime_id}.in").write_text(text)
 
 
 def pins(path: Path) -> dict[str, tuple[str, set[str]]]:
@@ -275,7 +278,7 @@ def test_parallel_lock_reports_each_runtime_with_its_tool(locked) -> None:
 @needs_host_runtime
 def test_pip_compile_lock_has_pins_hashes_of_the_served_files_and_an_honest_header(locked, index: Served, host_interpreter) -> None:
     tree, _ = locked
-    path = tree / "lockfiles" / f"{HOST_RUNTIME}.txt"
+    path = tree / paths.LOCKFILES / f"{HOST_RUNTIME}.txt"
     got = pins(path)
     assert {n: v for n, (v, _) in got.items()} == {"markerpkg": "1.0", "packaging": "26.3", "pip": "26.3", "setuptools": "84.2.1", "wheel": "0.48.0"}
     # six is only needed below Python 3.7: the host's marker evaluation is right for the host's runtime
@@ -300,15 +303,15 @@ def test_pip_compile_lock_has_pins_hashes_of_the_served_files_and_an_honest_head
 def test_wheels_json_names_one_served_file_per_pin_and_feeds_runtimes_json(locked, index: Served) -> None:
     tree, _ = locked
     for rid in (HOST_RUNTIME, "python34", "python38-ubuntu18"):
-        wheels = json.loads((tree / "lockfiles" / f"{rid}.wheels.json").read_text())
-        assert [w["name"] for w in wheels] == sorted(pins(tree / "lockfiles" / f"{rid}.txt"))
+        wheels = json.loads((tree / paths.LOCKFILES / f"{rid}.wheels.json").read_text())
+        assert [w["name"] for w in wheels] == sorted(pins(tree / paths.LOCKFILES / f"{rid}.txt"))
         for w in wheels:
             assert set(w) == {"name", "version", "filename", "url", "sha256"}
             assert w["url"].startswith(index.url.rsplit("/", 1)[0] + "/files/")
             with urllib.request.urlopen(w["url"]) as resp:  # the URL serves exactly the locked bytes
                 assert hashlib.sha256(resp.read()).hexdigest() == w["sha256"] == index.files[w["filename"]]
             assert w["filename"].endswith(".whl"), "a wheel is preferred to the sdist"
-        data = json.loads((tree / "lockfiles" / "runtimes.json").read_text())
+        data = json.loads((tree / paths.RUNTIMES_JSON).read_text())
         assert data["runtimes"][rid]["tools"] == wheels, "lock regenerates runtimes.json"
     res = invoke(tree, "generate", "--check")
     assert res.exit_code == 0, res.output
@@ -317,7 +320,7 @@ def test_wheels_json_names_one_served_file_per_pin_and_feeds_runtimes_json(locke
 @needs_host_runtime
 def test_each_resolver_evaluates_markers_and_requires_python_for_the_target(locked) -> None:
     tree, _ = locked
-    d = tree / "lockfiles"
+    d = tree / paths.LOCKFILES
     # Python 3.4 (pip's report mode): the last pip with Requires-Python that admits 3.4
     assert {n: v for n, (v, _) in pins(d / "python34.txt").items()} == {"pip": "19.1.1", "six": "1.17.0"}
     assert "not pip-compile" in header(d / "python34.txt")["made by"]
@@ -342,7 +345,7 @@ def test_lock_for_an_older_python_picks_the_release_its_requires_python_allows(
     set_input(tree, runtime_id, text)
     res = invoke(tree, "lock", runtime_id, "--index-url", offline.url, "--tool", tool)
     assert res.exit_code == 0, res.output
-    path = tree / "lockfiles" / f"{runtime_id}.txt"
+    path = tree / paths.LOCKFILES / f"{runtime_id}.txt"
     assert {n: v for n, (v, _) in pins(path).items()} == expected
     made_by = header(path)["made by"]
     if runtime_id == "python38-ubuntu18":
@@ -352,13 +355,13 @@ def test_lock_for_an_older_python_picks_the_release_its_requires_python_allows(
 
 def test_pip_report_refuses_when_a_marker_would_be_evaluated_for_the_host(offline: Served, tmp_path) -> None:
     tree = make_tree(tmp_path / "tree")
-    before = (tree / "lockfiles" / "python34.txt").read_bytes()
+    before = (tree / paths.LOCKFILES / "python34.txt").read_bytes()
     set_input(tree, "python34", "markerpkg\n")
     res = invoke(tree, "lock", "python34", "--index-url", offline.url)
     assert res.exit_code == 1
     assert "refusing: pip evaluates these markers for the host" in res.output
     assert f"markerpkg 1.0: {MARKER}" in res.output
-    assert (tree / "lockfiles" / "python34.txt").read_bytes() == before
+    assert (tree / paths.LOCKFILES / "python34.txt").read_bytes() == before
 
 
 # --- no-op, --check, failures -----------------------------------------------------------------
@@ -367,7 +370,7 @@ def test_pip_report_refuses_when_a_marker_would_be_evaluated_for_the_host(offlin
 @needs_host_runtime
 def test_noop_relock_skips_without_touching_anything(locked, tmp_path, offline: Served) -> None:
     tree = copy_tree(locked[0], tmp_path)
-    files = sorted((tree / "lockfiles").iterdir())
+    files = sorted((tree / paths.LOCKFILES).iterdir())
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
     start = time.perf_counter()
     res = invoke(tree, "lock", HOST_RUNTIME, "python34", "python38-ubuntu18", "--index-url", offline.url)
@@ -382,7 +385,7 @@ def test_noop_relock_skips_without_touching_anything(locked, tmp_path, offline: 
 def test_noop_relock_of_the_committed_matrix_is_fast_and_offline(tmp_path, index, lock_cache) -> None:
     """The committed locks are current: the whole matrix is skipped without any network, in well under a second."""
     tree = make_tree(tmp_path / "tree")
-    cmd = [sys.executable, "-m", "generator", "--schedule", str(tree / "schedule.yaml"), "lock"]
+    cmd = [sys.executable, "-m", "generator", "--schedule", str(tree / paths.SCHEDULE), "lock"]
     env = {**os.environ, **_offline_env(lock_cache)}
     samples = []
     for _ in range(3):
@@ -398,7 +401,7 @@ def test_noop_relock_of_the_committed_matrix_is_fast_and_offline(tmp_path, index
 @needs_host_runtime
 def test_check_lists_stale_and_missing_locks(locked, tmp_path, offline: Served) -> None:
     tree = copy_tree(locked[0], tmp_path)
-    d = tree / "lockfiles"
+    d = tree / paths.LOCKFILES
     args = ["lock", "--check", HOST_RUNTIME, "python34", "python38-ubuntu18", "--index-url", offline.url]
     assert invoke(tree, *args).exit_code == 0
     edit(d / f"{HOST_RUNTIME}.in", "wheel\n", "wheel\nsix\n")
@@ -422,7 +425,7 @@ def test_check_lists_stale_and_missing_locks(locked, tmp_path, offline: Served) 
 def test_failed_lock_keeps_the_previous_files_and_names_the_pin(locked, tmp_path, offline: Served, host_interpreter, runtime_id, tool) -> None:
     rid = HOST_RUNTIME if runtime_id == "HOST" else runtime_id
     tree = copy_tree(locked[0], tmp_path)
-    d = tree / "lockfiles"
+    d = tree / paths.LOCKFILES
     before = {p.name: p.read_bytes() for p in d.iterdir()}
     with (d / f"{rid}.in").open("a") as fh:
         fh.write("six==999\n")
@@ -437,12 +440,12 @@ def test_failed_lock_keeps_the_previous_files_and_names_the_pin(locked, tmp_path
 
 def test_refresh_relocks_through_the_locking_package(tmp_path, offline: Served) -> None:
     """Locking raises its own LockError; refresh, which depends on locking (never the reverse), wraps it."""
-    from generator import refresh
+    from generator.refresh import update as refresh
 
     tree = make_tree(tmp_path / "tree")
     set_input(tree, "python35", "pip\n")
     locking.relock_runtimes(tree, ["python35"], index=offline.url)
-    assert {n: v for n, (v, _) in pins(tree / "lockfiles" / "python35.txt").items()} == {"pip": "19.1.1"}
+    assert {n: v for n, (v, _) in pins(tree / paths.LOCKFILES / "python35.txt").items()} == {"pip": "19.1.1"}
     set_input(tree, "python35", "pip==999\n")
     with pytest.raises(locking.LockError, match=r"relock failed: python35: unresolvable: pip==999"):
         locking.relock_runtimes(tree, ["python35"], index=offline.url)
@@ -459,11 +462,11 @@ def test_unknown_runtime_is_bad_input(tmp_path) -> None:
 
 def test_a_new_runtime_gets_the_default_input(tmp_path, offline: Served) -> None:
     tree = make_tree(tmp_path / "tree")
-    (tree / "lockfiles" / "python35.in").unlink()
+    (tree / paths.LOCKFILES / "python35.in").unlink()
     res = invoke(tree, "lock", "--check", "python35")
     assert res.exit_code == 1 and "missing: lockfiles/python35.in" in res.stderr
     invoke(tree, "lock", "python35", "--index-url", offline.url)  # resolves against the small index: may fail, the .in is written first
-    text = (tree / "lockfiles" / "python35.in").read_text()
+    text = (tree / paths.LOCKFILES / "python35.in").read_text()
     assert locking.requirement_lines(text) == ["pip<21", "setuptools<51", "wheel<0.38"]
 
 
@@ -515,7 +518,7 @@ def test_every_runtime_has_a_current_lock_made_by_the_right_kind_of_tool(cli) ->
     res = cli("lock", "--check")
     assert res.exit_code == 0, res.stderr
     for r in SCHED.runtimes.values():
-        path = ROOT / "lockfiles" / f"{r.id}.txt"
+        path = ROOT / paths.LOCKFILES / f"{r.id}.txt"
         made_by = header(path)["made by"]
         head = path.read_text().split("\n\n", 1)[0]
         assert "/bin/python" not in head and "~/" not in head and str(Path.home()) not in head, f"{path.name}: a host path in the header"
@@ -527,10 +530,10 @@ def test_every_runtime_has_a_current_lock_made_by_the_right_kind_of_tool(cli) ->
             assert made_by.startswith(("pip-compile (pip-tools ", "uv 0.13.9 (`uv pip compile`: not pip-compile")), made_by
         if made_by.startswith("pip-compile"):
             assert f"running under CPython {r.minor}." in made_by
-        names = {w["name"] for w in json.loads((ROOT / "lockfiles" / f"{r.id}.wheels.json").read_text())}
+        names = {w["name"] for w in json.loads((ROOT / paths.LOCKFILES / f"{r.id}.wheels.json").read_text())}
         assert {"pip", "setuptools", "wheel"} <= names
         assert ("virtualenv" in names) == (r.minor == "2.7")
-    python2 = {w["name"]: w["filename"] for w in json.loads((ROOT / "lockfiles" / "python2.wheels.json").read_text())}
+    python2 = {w["name"]: w["filename"] for w in json.loads((ROOT / paths.LOCKFILES / "python2.wheels.json").read_text())}
     assert python2["scandir"].endswith(".tar.gz"), "scandir has no Linux wheel: its sdist"
     assert python2["typing"] == "typing-3.10.0.0-py2-none-any.whl"
 
@@ -564,7 +567,7 @@ def test_lock_app_turns_an_unpinned_requirements_txt_into_a_lock(tmp_path, offli
     assert header(app / "requirements.txt")["made by"] == f"pip-compile (pip-tools 7.6.2, pip 26.3) running under {host_interpreter.describe()}"
     build = json.loads((app / locking.buildlock.BUILD_LOCK).read_text())
     assert build["sdists"] == {}, "six's wheel installs on the runtime: its locked sdist is never picked, so nothing is built"
-    assert build["inputs"] == locking.buildlock.target_hash(locking.app_target(app, SCHED, datetime.date.today()).target, text, offline.url)
+    assert build["inputs"] == locking.buildlock.target_hash(app_locks.app_target(app, SCHED, datetime.date.today()).target, text, offline.url)
     again = invoke_app(*args)
     assert again.exit_code == 0 and "is up to date" in again.output
     assert (app / "requirements.txt").read_text() == text
@@ -643,7 +646,7 @@ def test_lock_app_locks_for_the_runtime_app_builds_for(tmp_path, offline: Served
     prod = (app / "app.yaml").read_text().split("runtime_config:")[0]
     (app / "prod.yaml").write_text(f'{prod}runtime_config:\n  operating_system: {rt.os_id}\n  runtime_version: "{rt.minor}"\n')
     monkeypatch.setenv("GAE_APPLICATION_YAML_PATH", "prod.yaml")
-    assert locking.app_target(app, SCHED, datetime.date(2026, 11, 23)).target.runtime_id == rt.id
+    assert app_locks.app_target(app, SCHED, datetime.date(2026, 11, 23)).target.runtime_id == rt.id
     res = invoke_app("lock-app", str(app), "--index-url", offline.url, "--interpreter", f"{HOST}={host_interpreter.path}")
     assert res.exit_code == 0, res.output
     assert f"for runtime {rt.id} (CPython {rt.version})" in res.output

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from generator import schedule
+from generator.core import paths
+from generator.schedule import runtimes as schedule
 
 from .conftest import edit
 
@@ -33,26 +34,26 @@ def repo(tree: Path) -> Path:
 
 
 def edit_lock(repo: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    path = repo / "lockfiles" / "schedule.lock.json"
+    path = repo / paths.SCHEDULE_LOCK
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def changed(cli, repo: Path) -> list[str]:
-    result = cli("generate", schedule=repo / "schedule.yaml")
+    result = cli("generate", schedule=repo / paths.SCHEDULE)
     assert result.exit_code == 0, result.stderr
-    result = cli("matrix", "--changed-since", "HEAD", "--json", schedule=repo / "schedule.yaml")
+    result = cli("matrix", "--changed-since", "HEAD", "--json", schedule=repo / paths.SCHEDULE)
     assert result.exit_code == 0, result.stderr
     return [job["runtime"] for job in json.loads(result.stdout)["include"]]
 
 
 def users(repo: Path, pred: Callable[[schedule.Runtime], bool]) -> list[str]:
-    return sorted(r.id for r in schedule.load(repo / "schedule.yaml").runtimes.values() if pred(r))
+    return sorted(r.id for r in schedule.load(repo / paths.SCHEDULE).runtimes.values() if pred(r))
 
 
 def with_nix_hash(repo: Path) -> list[str]:
-    return sorted(rid for rid, e in json.loads((repo / "lockfiles/runtimes.json").read_text())["runtimes"].items() if e["base"]["nix_sha256"])
+    return sorted(rid for rid, e in json.loads((repo / paths.RUNTIMES_JSON).read_text())["runtimes"].items() if e["base"]["nix_sha256"])
 
 
 def test_nothing_moved_nothing_to_build(cli, repo: Path) -> None:
@@ -75,13 +76,13 @@ def test_nix_hash_moves_only_that_os(cli, repo: Path) -> None:
 
 
 def test_interpreter_pin_moves_every_runtime_using_it(cli, repo: Path) -> None:
-    minor_312 = schedule.load(repo / "schedule.yaml").pins.python_minors["3.12"]
+    minor_312 = schedule.load(repo / paths.SCHEDULE).pins.python_minors["3.12"]
     edit_lock(repo, lambda d: d["cpython"][minor_312].update(sha256="f" * 64))
     assert changed(cli, repo) == ["python312-ubuntu22", "python312-ubuntu24"]
 
 
 def test_a_new_patch_release_moves_that_minor(cli, repo: Path) -> None:
-    sched = schedule.load(repo / "schedule.yaml")
+    sched = schedule.load(repo / paths.SCHEDULE)
     old = sched.pins.python_minors["3.13"]
     new = f"3.13.{int(old.split('.')[2]) + 1}"
 
@@ -97,7 +98,7 @@ def test_a_new_patch_release_moves_that_minor(cli, repo: Path) -> None:
 def test_nix_inputs_move_every_nix_built_runtime(cli, repo: Path, name: str) -> None:
     """A nixpkgs bump (flake.lock), the flake or the Nix function: every runtime the flake builds, and no other."""
     edit_lock(repo, lambda d: d["base_images"]["ubuntu18"]["platforms"]["amd64"].update(nix_sha256="sha256-" + "B" * 43 + "="))
-    assert cli("generate", schedule=repo / "schedule.yaml").exit_code == 0
+    assert cli("generate", schedule=repo / paths.SCHEDULE).exit_code == 0
     git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qam", "ubuntu18 has a pullImage hash")
     path = repo / name
     path.write_text(path.read_text() + ("\n" if name.endswith("lock") else "# touched\n"))
@@ -106,13 +107,13 @@ def test_nix_inputs_move_every_nix_built_runtime(cli, repo: Path, name: str) -> 
 
 
 def test_tool_lock_moves_only_its_runtime(cli, repo: Path) -> None:
-    path = repo / "lockfiles" / "python311-ubuntu22.txt"
+    path = repo / paths.LOCKFILES / "python311-ubuntu22.txt"
     path.write_text(path.read_text() + "# a comment changes the lock's bytes\n")
     assert changed(cli, repo) == ["python311-ubuntu22"]
 
 
 def test_template_change_moves_everything(cli, repo: Path, monkeypatch) -> None:
-    from generator import render
+    from generator.images import render
 
     env = render._env()
     source = env.loader.get_source(env, "Dockerfile.j2")[0]
@@ -122,7 +123,7 @@ def test_template_change_moves_everything(cli, repo: Path, monkeypatch) -> None:
 
 
 def test_generator_version_moves_everything(cli, repo: Path, monkeypatch) -> None:
-    from generator import render
+    from generator.images import render
 
     monkeypatch.setattr(render, "__version__", "999.0")
     assert len(changed(cli, repo)) == ALL
@@ -133,9 +134,9 @@ def test_generator_version_moves_everything(cli, repo: Path, monkeypatch) -> Non
     [
         lambda repo: edit_lock(repo, lambda d: d["base_images"]["ubuntu22"].update(evidence="re-verified by hand")),
         lambda repo: edit_lock(repo, lambda d: d["base_images"]["ubuntu22"]["platforms"].update(arm64={"manifest_digest": None, "nix_sha256": None})),
-        lambda repo: edit(repo / "README.md", "## I deploy an app", "## I deploy an app, still"),
-        lambda repo: edit(repo / "schedule.yaml", "# Statuses (supported", "# The statuses (supported"),
-        lambda repo: edit(repo / "lockfiles" / "python311-ubuntu22.in", "\n", "\n# a comment in the input only\n"),
+        lambda repo: edit(repo / paths.README, "## I deploy an app", "## I deploy an app, still"),
+        lambda repo: edit(repo / paths.SCHEDULE, "# Statuses (supported", "# The statuses (supported"),
+        lambda repo: edit(repo / paths.LOCKFILES / "python311-ubuntu22.in", "\n", "\n# a comment in the input only\n"),
     ],
     ids=["evidence text", "an architecture with nothing known yet", "README prose", "schedule comment", "tool input comment"],
 )
@@ -145,7 +146,7 @@ def test_nothing_else_moves_an_input_hash(cli, repo: Path, change) -> None:
 
 
 def test_matrix_json_shape(cli, repo: Path) -> None:
-    result = cli("matrix", "--json", schedule=repo / "schedule.yaml")
+    result = cli("matrix", "--json", schedule=repo / paths.SCHEDULE)
     jobs = json.loads(result.stdout)["include"]
     assert len(jobs) == ALL
     first = {j["runtime"]: j for j in jobs}["python2"]
@@ -156,6 +157,6 @@ def test_matrix_json_shape(cli, repo: Path) -> None:
 
 @pytest.mark.parametrize("ref", ["no-such-ref", "--output=written-by-git", "HEAD..main", "３"])
 def test_bad_ref_is_an_error(cli, repo: Path, ref: str) -> None:
-    result = cli("matrix", "--changed-since", ref, schedule=repo / "schedule.yaml")
+    result = cli("matrix", "--changed-since", ref, schedule=repo / paths.SCHEDULE)
     assert result.exit_code in (1, 2) and ref in result.stderr and result.stderr.startswith("error: ")
     assert not (repo / "written-by-git").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from generator.core import paths
 from generator.locking import Index
 
 from . import ubuntu
@@ -184,10 +185,10 @@ def test_native_libraries_build_and_import(image: dict, build_images, tmp_path: 
     # the app's SBOM: the runtime's, plus each added .deb with the sha256 a lock pins for it, plus what pip installed
     tree = image["tree"]
     out = gen(
-        "--schedule", str(tree / "schedule.yaml"), "sbom", "python311-ubuntu22", "--app-image", tag, "--app", str(app), "--format", "cyclonedx-json"
+        "--schedule", str(tree / paths.SCHEDULE), "sbom", "python311-ubuntu22", "--app-image", tag, "--app", str(app), "--format", "cyclonedx-json"
     )
     components = {c["name"]: c for c in json.loads(out.stdout)["components"]}
-    pinned = {d["name"]: d["sha256"] for d in json.loads((tree / "lockfiles" / "schedule.lock.json").read_text())["os_packages"]["ubuntu22"]["devel"]}
+    pinned = {d["name"]: d["sha256"] for d in json.loads((tree / paths.SCHEDULE_LOCK).read_text())["os_packages"]["ubuntu22"]["devel"]}
     pinned.update({d["name"]: d["sha256"] for d in lock["debs"]})
     for name in added:
         assert [h["content"] for h in components[name]["hashes"]] == [pinned[name]], name

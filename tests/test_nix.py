@@ -6,7 +6,7 @@ nixpkgs and the Nix cache are out of reach here, so every evaluation overrides b
 the small stand-ins under tests/nix/, which implement only the functions the flake calls, with
 nixpkgs' argument sets (an unknown argument or a pullImage without a hash is an error, as in
 nixpkgs), and build for real with what the root has: the checks (checks.<system>.<id>) stream a
-stand-in image into a tarball and look inside it with generator/imagecheck.py, here as they do
+stand-in image into a tarball and look inside it with generator/images/imagecheck.py, here as they do
 with nixpkgs. The flake's files are copied to a temporary directory and used as a `path:` flake:
 in a git checkout `.` would see only tracked files, and `path:` of the checkout would copy .venv
 and .git into the store. The committed flake.lock is checked without overrides, never rewritten.
@@ -34,7 +34,8 @@ from typing import Any
 
 import pytest
 
-from generator import imagecheck, sbom
+from generator.core import paths
+from generator.images import imagecheck, sbom
 
 from .conftest import ROOT
 
@@ -46,8 +47,8 @@ NIX_CONFIG = "experimental-features = nix-command flakes\nsubstituters =\nconnec
 CACHE = "https://nixpkgs-python.cachix.org"
 CACHE_KEY = "nixpkgs-python.cachix.org-1:hxjI7pFxTyuTHn2NkvWCrAUcNZLNS3ZAvfYNuYifcEU="
 CACHE_CHECK = "nixpkgs-is-nixpkgs-pythons"
-FLAKE_FILES = ("flake.nix", "flake.lock", "nix", "generator/imagecheck.py", "lockfiles/runtimes.json", "tests/nix")
-DATA = json.loads((ROOT / "lockfiles" / "runtimes.json").read_text(encoding="utf-8"))
+FLAKE_FILES = ("flake.nix", "flake.lock", "nix", "generator/images/imagecheck.py", "lockfiles/runtimes.json", "tests/nix")
+DATA = json.loads((ROOT / paths.RUNTIMES_JSON).read_text(encoding="utf-8"))
 RUNTIMES: dict[str, dict[str, Any]] = DATA["runtimes"]
 IDS = sorted(RUNTIMES)
 MISSING_HASH = sorted(i for i, e in RUNTIMES.items() if e["base"].get("platforms", {}).get("amd64", e["base"])["nix_sha256"] is None)
@@ -184,7 +185,7 @@ def copy_flake(dest: Path, runtimes: dict[str, Any] | None = None) -> Path:
         else:
             shutil.copy2(src, dest / rel)
     if runtimes is not None:
-        (dest / "lockfiles" / "runtimes.json").write_text(json.dumps(runtimes, indent=2, sort_keys=True) + "\n")
+        (dest / paths.RUNTIMES_JSON).write_text(json.dumps(runtimes, indent=2, sort_keys=True) + "\n")
     return dest
 
 
@@ -426,7 +427,7 @@ def test_config_is_the_dockerfiles(evaluated: dict[str, Any], rid: str) -> None:
     """Same Env, Labels, User, WorkingDir, ports and Cmd as the Dockerfile path."""
     config = evaluated[rid]["config"]
     want = {**config, "Env": dict(e.split("=", 1) for e in config["Env"])}
-    assert dockerfile_config((ROOT / "images" / rid / "Dockerfile").read_text()) == want
+    assert dockerfile_config((ROOT / paths.IMAGES / rid / "Dockerfile").read_text()) == want
 
 
 def test_default_package_is_the_newest_runtime(evaluated: dict[str, Any]) -> None:
@@ -835,7 +836,7 @@ def test_the_cache_check_compares_nixpkgs_with_nixpkgs_pythons_pin(tmp_path: Pat
     nix("nix", "build", "--no-link", f"path:{flake}#checks.{SYSTEM}.{CACHE_CHECK}", *over)
 
 
-# ---- the image checker (generator/imagecheck.py) -----------------------------------------------
+# ---- the image checker (generator/images/imagecheck.py) -----------------------------------------------
 
 
 def tar_bytes(entries: list[tuple[str, Any]]) -> bytes:
@@ -1108,7 +1109,7 @@ def test_imagecheck_over_the_dockerfile_path_image(tmp_path: Path, image: dict) 
     tag = image["tag"]
     inspect = json.loads(podman("image", "inspect", tag).stdout)[0]
     rid = inspect["Config"]["Labels"]["flex-python.runtime-id"]
-    entry = json.loads((image["tree"] / "lockfiles" / "runtimes.json").read_text())["runtimes"][rid]
+    entry = json.loads((image["tree"] / paths.RUNTIMES_JSON).read_text())["runtimes"][rid]
     py = entry["python"]
     saved = tmp_path / "saved.tar"
     podman("save", "--format", "docker-archive", "-o", str(saved), tag)

@@ -12,19 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from generator import apt, ospkgs, pins
-from generator.pins import BasePackage, Deb, OsPackages, PinsError
-from generator.pins import load as load_pins
+from generator.core import paths
+from generator.images import apt, ospkgs
+from generator.schedule import lock as pins
+from generator.schedule.lock import BasePackage, Deb, OsPackages, PinsError
+from generator.schedule.lock import load as load_pins
 
 from .conftest import ROOT
 from .servers import free_port, serve
 
-LOCK = load_pins(ROOT / "lockfiles" / "schedule.lock.json")
+LOCK = load_pins(ROOT / paths.SCHEDULE_LOCK)
 needs_tools = pytest.mark.skipif(not (shutil.which("apt-ftparchive") and shutil.which("gpg")), reason="apt-utils and gnupg (ci/dev.sh)")
 
 
 def test_every_os_has_a_package_lock_with_a_sha256_for_every_deb() -> None:
-    schedule = (ROOT / "schedule.yaml").read_text()
+    schedule = (ROOT / paths.SCHEDULE).read_text()
     for os_id in ("ubuntu16", "ubuntu18", "ubuntu22", "ubuntu24"):
         assert f"  {os_id}:" in schedule
         entry = LOCK.os_packages[os_id]
@@ -34,22 +36,22 @@ def test_every_os_has_a_package_lock_with_a_sha256_for_every_deb() -> None:
 
 
 def test_generated_dockerfiles_fetch_nothing_and_install_the_lock() -> None:
-    for path in sorted((ROOT / "images").glob("*/Dockerfile")):
+    for path in sorted((ROOT / paths.IMAGES).glob("*/Dockerfile")):
         text = path.read_text()
         assert "apt-get update" not in text and "wget" not in text and "curl" not in text, path
         assert "-o Dir::Etc::SourceList=/dev/null" in text
-    runtime = json.loads((ROOT / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    runtime = json.loads((ROOT / paths.RUNTIMES_JSON).read_text())["runtimes"]
     for rid, entry in runtime.items():
-        text = (ROOT / "images" / rid / "Dockerfile").read_text()
+        text = (ROOT / paths.IMAGES / rid / "Dockerfile").read_text()
         for deb in LOCK.os_packages[entry["operating_system"]].runtime:
             assert f"        ./{Path(deb.filename).name} " in text, (rid, deb.name)
 
 
 def test_build_image_dockerfiles_install_the_devel_closure_offline() -> None:
     """Each runtime's build image: FROM its runtime image, the OS's whole devel closure from the context, no package lists."""
-    runtime = json.loads((ROOT / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    runtime = json.loads((ROOT / paths.RUNTIMES_JSON).read_text())["runtimes"]
     for rid, entry in runtime.items():
-        text = (ROOT / "images" / rid / "build" / "Dockerfile").read_text()
+        text = (ROOT / paths.IMAGES / rid / "build" / "Dockerfile").read_text()
         assert "apt-get update" not in text and " wget " not in text and " curl " not in text, rid  # (libcurl4's .debs are listed)
         assert "-o Dir::Etc::SourceList=/dev/null" in text and "\nFROM ${RUNTIME_IMAGE}\n" in text
         assert f"ARG RUNTIME_IMAGE={entry['image']}\n" in text
@@ -59,27 +61,27 @@ def test_build_image_dockerfiles_install_the_devel_closure_offline() -> None:
 
 
 def test_input_hash_moves_for_exactly_the_runtimes_of_the_os_whose_packages_moved(tree: Path) -> None:
-    lock_path = tree / "lockfiles" / "schedule.lock.json"
+    lock_path = tree / paths.SCHEDULE_LOCK
     data = json.loads(lock_path.read_text())
-    before = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    before = json.loads((tree / paths.RUNTIMES_JSON).read_text())["runtimes"]
     data["os_packages"]["ubuntu24"]["snapshot"] = "20990101T000000Z"  # the state moved, no package did
     lock_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     run_generate(tree)
-    same = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    same = json.loads((tree / paths.RUNTIMES_JSON).read_text())["runtimes"]
     assert all(same[r]["input_hash"] == before[r]["input_hash"] for r in before)
     deb = data["os_packages"]["ubuntu24"]["runtime"][-1]
     deb["version"] += "+1"
     deb["sha256"] = hashlib.sha256(b"another file").hexdigest()
     lock_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     run_generate(tree)
-    after = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    after = json.loads((tree / paths.RUNTIMES_JSON).read_text())["runtimes"]
     moved = sorted(r for r in before if before[r]["input_hash"] != after[r]["input_hash"])
     assert moved == sorted(r for r, e in before.items() if e["operating_system"] == "ubuntu24")
 
 
 def run_generate(tree: Path) -> None:
     py = str(ROOT / ".venv" / "bin" / "python")
-    subprocess.run([py, "-m", "generator", "--schedule", str(tree / "schedule.yaml"), "generate"], check=True, capture_output=True, cwd=ROOT)
+    subprocess.run([py, "-m", "generator", "--schedule", str(tree / paths.SCHEDULE), "generate"], check=True, capture_output=True, cwd=ROOT)
 
 
 def test_mirrors_snapshot_first_then_the_configured_ones(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,7 +197,7 @@ def test_dpkg_listing_keeps_installed_packages_with_their_source() -> None:
 
 
 def test_lock_refuses_an_unsorted_or_doubled_base_list(tree: Path) -> None:
-    path = tree / "lockfiles" / "schedule.lock.json"
+    path = tree / paths.SCHEDULE_LOCK
     data = json.loads(path.read_text())
     base = data["os_packages"]["ubuntu22"]["base"]
     base.append(dict(base[0]))
@@ -217,12 +219,12 @@ def test_refresh_notices_a_base_whose_packages_moved() -> None:
 
 
 def test_input_hash_moves_for_exactly_the_runtimes_whose_base_packages_moved(tree: Path) -> None:
-    lock_path = tree / "lockfiles" / "schedule.lock.json"
+    lock_path = tree / paths.SCHEDULE_LOCK
     data = json.loads(lock_path.read_text())
-    before = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    before = json.loads((tree / paths.RUNTIMES_JSON).read_text())["runtimes"]
     data["os_packages"]["ubuntu18"]["base"][0]["version"] += "+1"  # what the SBOM (and so the image's label) lists
     lock_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     run_generate(tree)
-    after = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+    after = json.loads((tree / paths.RUNTIMES_JSON).read_text())["runtimes"]
     moved = sorted(r for r in before if before[r]["input_hash"] != after[r]["input_hash"])
     assert moved == sorted(r for r, e in before.items() if e["operating_system"] == "ubuntu18")

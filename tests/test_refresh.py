@@ -25,8 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from generator import locking, pins, registry, schedule
-from generator import refresh as refresh_mod
+from generator import locking
+from generator.core import paths, registry
+from generator.refresh import update as refresh_mod
+from generator.schedule import lock as pins
+from generator.schedule import runtimes as schedule
 
 from .conftest import SCHEDULE
 from .servers import free_port, serve
@@ -132,7 +135,7 @@ def status(tree: Path) -> list[str]:
 
 
 def read_lock(tree: Path) -> dict:
-    return json.loads((tree / pins.LOCK).read_text())
+    return json.loads((tree / paths.SCHEDULE_LOCK).read_text())
 
 
 @pytest.fixture
@@ -147,7 +150,7 @@ def local_tree(tree: Path, registry_server, images, cli) -> Path:
     """Every base image tag served by the local registry at image "a", locked as refresh would, committed."""
     host = registry_server["host"]
     _, digest_a = images["a"]
-    schedule_path = tree / "schedule.yaml"
+    schedule_path = tree / paths.SCHEDULE
     data = read_lock(tree)
     for os_id, tag in (("ubuntu16", "16.04"), ("ubuntu18", "18.04"), ("ubuntu22", "22.04"), ("ubuntu24", "24.04")):
         push(images["a"][0], host, f"library/ubuntu:{tag}")
@@ -155,7 +158,7 @@ def local_tree(tree: Path, registry_server, images, cli) -> Path:
         base = data["base_images"][os_id]
         base.update(image=f"{host}/library/ubuntu:{tag}", digest=digest_a)
         base["platforms"]["amd64"]["manifest_digest"] = digest_a
-    (tree / pins.LOCK).write_text(pins.loads(json.dumps(data)).dumps())  # as refresh writes it
+    (tree / paths.SCHEDULE_LOCK).write_text(pins.loads(json.dumps(data)).dumps())  # as refresh writes it
     assert cli("generate", schedule=schedule_path).exit_code == 0
     git(tree, "init", "-q", "-b", "main")
     commit(tree, "base")
@@ -174,24 +177,24 @@ def test_moved_tag_is_picked_up_and_nothing_else_changes(cli, local_tree: Path, 
     host = registry_server["host"]
     before = read_lock(local_tree)
     push(images["b"][0], host, "library/ubuntu:22.04")  # upstream moved the tag
-    result = cli("refresh", "--only", "os", schedule=local_tree / "schedule.yaml")
+    result = cli("refresh", "--only", "os", schedule=local_tree / paths.SCHEDULE)
     assert result.exit_code == 0, result.stderr
-    ubuntu22 = sorted(r.id for r in schedule.load(local_tree / "schedule.yaml").runtimes.values() if r.os_id == "ubuntu22")
-    assert status(local_tree) == [*(f"images/{rid}/Dockerfile" for rid in ubuntu22), "lockfiles/runtimes.json", pins.LOCK]
+    ubuntu22 = sorted(r.id for r in schedule.load(local_tree / paths.SCHEDULE).runtimes.values() if r.os_id == "ubuntu22")
+    assert status(local_tree) == [*(f"images/{rid}/Dockerfile" for rid in ubuntu22), "lockfiles/runtimes.json", paths.SCHEDULE_LOCK]
     after = read_lock(local_tree)
     assert after["base_images"]["ubuntu22"]["digest"] == images["b"][1]
     assert after["base_images"]["ubuntu22"]["platforms"] == {"amd64": {"manifest_digest": images["b"][1], "nix_sha256": None}}
     after["base_images"]["ubuntu22"] = before["base_images"]["ubuntu22"]
     assert after == before  # nothing else in the lock moved
-    assert cli("generate", "--check", schedule=local_tree / "schedule.yaml").exit_code == 0
-    matrix = json.loads(cli("matrix", "--changed-since", "HEAD", "--json", schedule=local_tree / "schedule.yaml").stdout)
+    assert cli("generate", "--check", schedule=local_tree / paths.SCHEDULE).exit_code == 0
+    matrix = json.loads(cli("matrix", "--changed-since", "HEAD", "--json", schedule=local_tree / paths.SCHEDULE).stdout)
     assert [j["runtime"] for j in matrix["include"]] == ubuntu22
     assert result.stdout.replace(host, "REGISTRY") == snapshot
 
 
 def test_dry_run_changes_nothing(cli, local_tree: Path, registry_server, images) -> None:
     push(images["b"][0], registry_server["host"], "library/ubuntu:24.04")
-    result = cli("refresh", "--only", "os", "--dry-run", schedule=local_tree / "schedule.yaml")
+    result = cli("refresh", "--only", "os", "--dry-run", schedule=local_tree / paths.SCHEDULE)
     assert result.exit_code == 0
     assert "`ubuntu24`" in result.stdout and images["b"][1] in result.stdout
     assert status(local_tree) == []
@@ -199,7 +202,7 @@ def test_dry_run_changes_nothing(cli, local_tree: Path, registry_server, images)
 
 
 def test_nothing_moved(cli, local_tree: Path) -> None:
-    result = cli("refresh", "--only", "os", schedule=local_tree / "schedule.yaml")
+    result = cli("refresh", "--only", "os", schedule=local_tree / paths.SCHEDULE)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "No pin moved upstream: nothing to change.\n"
     assert status(local_tree) == []
@@ -208,12 +211,12 @@ def test_nothing_moved(cli, local_tree: Path) -> None:
 def test_one_subject_asks_only_that_registry(cli, local_tree: Path, registry_server, images) -> None:
     push(images["b"][0], registry_server["host"], "library/ubuntu:24.04")
     push(images["b"][0], registry_server["host"], "library/ubuntu:18.04")
-    result = cli("refresh", "--only", "os", "ubuntu24", schedule=local_tree / "schedule.yaml")
+    result = cli("refresh", "--only", "os", "ubuntu24", schedule=local_tree / paths.SCHEDULE)
     assert result.exit_code == 0, result.stderr
     lock_now = read_lock(local_tree)
     assert lock_now["base_images"]["ubuntu24"]["digest"] == images["b"][1]
     assert lock_now["base_images"]["ubuntu18"]["digest"] == images["a"][1]
-    bad = cli("refresh", "ubuntu99", schedule=local_tree / "schedule.yaml")
+    bad = cli("refresh", "ubuntu99", schedule=local_tree / paths.SCHEDULE)
     assert bad.exit_code == 2 and "unknown refresh subject 'ubuntu99'" in bad.stderr and "ubuntu22" in bad.stderr
     for tag in ("24.04", "18.04"):
         push(images["a"][0], registry_server["host"], f"library/ubuntu:{tag}")
@@ -237,7 +240,7 @@ def test_registry_stopped_halfway_leaves_the_tree_unchanged(cli, local_tree: Pat
 
     monkeypatch.setattr(registry, "fetch_manifest", then_stop)
     try:
-        result = cli("refresh", "--only", "os", schedule=local_tree / "schedule.yaml")
+        result = cli("refresh", "--only", "os", schedule=local_tree / paths.SCHEDULE)
     finally:
         registry_server["proc"] = subprocess.Popen(
             [registry_server["exe"], "serve", str(registry_server["config"])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -252,7 +255,7 @@ def test_registry_stopped_halfway_leaves_the_tree_unchanged(cli, local_tree: Pat
 
 def test_metadata_server_down_is_an_error(cli, committed: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/"
-    result = cli("refresh", "--only", "python", "--python-source", url, schedule=committed / "schedule.yaml")
+    result = cli("refresh", "--only", "python", "--python-source", url, schedule=committed / paths.SCHEDULE)
     assert result.exit_code == 1
     assert url in result.stderr and "refused" in result.stderr.lower() and "the work tree is unchanged" in result.stderr
     assert status(committed) == []
@@ -267,7 +270,7 @@ def test_relock_failure_leaves_the_tree_unchanged(committed: Path, tmp_path_fact
     root = release_dir(tmp_path, {new: b"a tarball"})
     with serve(root) as source, serve(empty) as index, pytest.raises(refresh_mod.RefreshError) as err:
         refresh_mod.refresh(
-            committed / "schedule.yaml",
+            committed / paths.SCHEDULE,
             only={"python"},
             python_source=source + "/",
             relock=lambda tree, ids: locking.relock_runtimes(tree, ids, index=index + "/"),
@@ -283,7 +286,7 @@ def test_nix_failure_shows_nix_and_leaves_the_tree_unchanged(cli, committed: Pat
         if os.environ.get("CI"):
             pytest.fail("nix is not installed; ci/dev.sh installs it")
         pytest.skip("nix is not installed")
-    result = cli("refresh", "--only", "nix", schedule=committed / "schedule.yaml")
+    result = cli("refresh", "--only", "nix", schedule=committed / paths.SCHEDULE)
     assert result.exit_code == 1
     assert "`nix flake update` failed; Nix said:" in result.stderr and "the work tree is unchanged" in result.stderr
     assert "nothing was changed" not in result.stderr and "Traceback" not in result.stderr
@@ -298,7 +301,7 @@ def test_unwritable_changelog_path_leaves_the_tree_unchanged(cli, committed: Pat
     root = release_dir(tmp_path, {new: b"a tarball"})
     with serve(root) as url:
         args = ["refresh", "--only", "python", "--python-source", url + "/", "--no-snapshots", "--changelog", str(blocker / "changes.md")]
-        result = cli(*args, schedule=committed / "schedule.yaml")
+        result = cli(*args, schedule=committed / paths.SCHEDULE)
     assert result.exit_code == 1
     assert "changelog: cannot write" in result.stderr and "the work tree is unchanged" in result.stderr
     assert status(committed) == []
@@ -309,7 +312,7 @@ def test_unwritable_changelog_path_leaves_the_tree_unchanged(cli, committed: Pat
 
 def bump(minor: str, tree: Path) -> str:
     """The next patch release of `minor` after the one the tree's lock pins (never a hard-coded version)."""
-    current = schedule.load(tree / "schedule.yaml").pins.python_minors[minor]
+    current = schedule.load(tree / paths.SCHEDULE).pins.python_minors[minor]
     return f"{minor}.{int(current.split('.')[2]) + 2}"
 
 
@@ -357,7 +360,7 @@ def test_new_patch_release_is_pinned(cli, committed: Path, tmp_path_factory) -> 
     tarball = f"pretend Python-{new}.tgz\n".encode()
     root = release_dir(tmp_path, {new: tarball, f"{new}rc1": None, "3.11.9": None})
     with serve(root) as url:
-        result = cli("refresh", "--only", "python", "--python-source", url + "/", schedule=committed / "schedule.yaml")
+        result = cli("refresh", "--only", "python", "--python-source", url + "/", schedule=committed / paths.SCHEDULE)
     assert result.exit_code == 0, result.stderr
     lock_now = read_lock(committed)
     assert lock_now["python_minors"]["3.12"] == new
@@ -366,12 +369,12 @@ def test_new_patch_release_is_pinned(cli, committed: Path, tmp_path_factory) -> 
     assert old not in lock_now["cpython"]  # no runtime uses it any more
     assert {k: v for k, v in lock_now["python_minors"].items() if k != "3.12"} == {k: v for k, v in old_lock["python_minors"].items() if k != "3.12"}
     changed = status(committed)
-    assert "schedule.yaml" not in changed and pins.LOCK in changed
+    assert "schedule.yaml" not in changed and paths.SCHEDULE_LOCK in changed
     assert "images/python312-ubuntu22/Dockerfile" in changed and "images/python312-ubuntu24/Dockerfile" in changed
     assert not any(p.startswith("images/python313") for p in changed)
     assert f"Python 3.12: {old} → {new}" in result.stdout and "sigstore" in result.stdout
-    assert cli("generate", "--check", schedule=committed / "schedule.yaml").exit_code == 0
-    assert cli("lock", "--check", schedule=committed / "schedule.yaml").exit_code == 0
+    assert cli("generate", "--check", schedule=committed / paths.SCHEDULE).exit_code == 0
+    assert cli("lock", "--check", schedule=committed / paths.SCHEDULE).exit_code == 0
 
 
 @pytest.mark.parametrize(
@@ -387,7 +390,7 @@ def test_unverifiable_release_is_refused(cli, committed: Path, tmp_path_factory,
     new = bump("3.12", committed)
     root = release_dir(tmp_path_factory.mktemp("srv"), {new: b"new tarball"}, **kwargs)
     with serve(root) as url:
-        result = cli("refresh", "--only", "python", "--python-source", url + "/", schedule=committed / "schedule.yaml")
+        result = cli("refresh", "--only", "python", "--python-source", url + "/", schedule=committed / paths.SCHEDULE)
     assert result.exit_code == 1
     assert fragment in result.stderr and new in result.stderr and "the work tree is unchanged" in result.stderr
     assert status(committed) == []
@@ -397,7 +400,7 @@ def test_build_workflow_skips_inputs_already_published(registry_server, images, 
     """The build workflow's own step, run against a real registry: an input-hash tag present means skip."""
     import yaml
 
-    from generator import matrix
+    from generator.refresh import rebuild_matrix as matrix
 
     workflow = yaml.safe_load((SCHEDULE.parent / ".github" / "workflows" / "build.yml").read_text())
     step = next(s for s in workflow["jobs"]["dockerfile"]["steps"] if s.get("id") == "published")

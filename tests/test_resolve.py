@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import schedule
+from generator.schedule import runtimes as schedule
 
 from .conftest import ROOT, SCHEDULE
 

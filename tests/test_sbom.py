@@ -17,25 +17,27 @@ from pathlib import Path
 
 import pytest
 
-from generator import sbom, schedule
+from generator.core import paths
+from generator.images import sbom
+from generator.schedule import runtimes as schedule
 
 from .conftest import ROOT, SCHEDULE
 from .test_refresh import oci_layout, push, registry_server  # noqa: F401 (a fixture)
 
 SCHED = schedule.load(SCHEDULE)
-LOCK = json.loads((ROOT / "lockfiles" / "schedule.lock.json").read_text())
-RUNTIMES = json.loads((ROOT / "lockfiles" / "runtimes.json").read_text())["runtimes"]
+LOCK = json.loads((ROOT / paths.SCHEDULE_LOCK).read_text())
+RUNTIMES = json.loads((ROOT / paths.RUNTIMES_JSON).read_text())["runtimes"]
 
 
 def expected(runtime_id: str, root: Path = ROOT) -> dict[str, set]:
     """What the image holds, by kind, straight from the lock's JSON: (name, version, sha256 or None)."""
     entry = RUNTIMES[runtime_id]
-    lock = json.loads((root / "lockfiles" / "schedule.lock.json").read_text())
+    lock = json.loads((root / paths.SCHEDULE_LOCK).read_text())
     packages = lock["os_packages"][entry["operating_system"]]
     debs = {p["name"]: (p["name"], p["version"], None) for p in packages["base"]}
     debs.update({d["name"]: (d["name"], d["version"], d["sha256"]) for d in packages["runtime"]})  # apt upgrades them
     release = lock["cpython"][entry["python"]["version"]]
-    wheels = json.loads((root / "lockfiles" / f"{runtime_id}.wheels.json").read_text())
+    wheels = json.loads((root / paths.LOCKFILES / f"{runtime_id}.wheels.json").read_text())
     return {
         "deb": set(debs.values()),
         "pypi": {(w["name"], w["version"], w["sha256"]) for w in wheels},
@@ -141,19 +143,19 @@ def test_stdout_and_file_are_the_same_bytes_every_time(cli, tmp_path: Path) -> N
 
 
 def test_a_moved_pin_changes_the_documents(cli, tree: Path) -> None:
-    before = json.loads(cli("sbom", "python311-ubuntu22", schedule=tree / "schedule.yaml").stdout)
-    path = tree / "lockfiles" / "schedule.lock.json"
+    before = json.loads(cli("sbom", "python311-ubuntu22", schedule=tree / paths.SCHEDULE).stdout)
+    path = tree / paths.SCHEDULE_LOCK
     data = json.loads(path.read_text())
     base = data["os_packages"]["ubuntu22"]["base"]
     moved = next(p for p in base if p["name"] not in {d["name"] for d in data["os_packages"]["ubuntu22"]["runtime"]})
     moved["version"] += "+1"
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    assert cli("generate", schedule=tree / "schedule.yaml").exit_code == 0
-    after = json.loads(cli("sbom", "python311-ubuntu22", schedule=tree / "schedule.yaml").stdout)
-    new_hash = json.loads((tree / "lockfiles" / "runtimes.json").read_text())["runtimes"]["python311-ubuntu22"]["input_hash"]
+    assert cli("generate", schedule=tree / paths.SCHEDULE).exit_code == 0
+    after = json.loads(cli("sbom", "python311-ubuntu22", schedule=tree / paths.SCHEDULE).stdout)
+    new_hash = json.loads((tree / paths.RUNTIMES_JSON).read_text())["runtimes"]["python311-ubuntu22"]["input_hash"]
     assert after["documentNamespace"] != before["documentNamespace"] and after["documentNamespace"].endswith(new_hash.removeprefix("sha256:"))
     assert (moved["name"], moved["version"], None) in spdx_listed(after)["deb"]
-    other = cli("sbom", "python312-ubuntu24", schedule=tree / "schedule.yaml").stdout  # another OS: unchanged
+    other = cli("sbom", "python312-ubuntu24", schedule=tree / paths.SCHEDULE).stdout  # another OS: unchanged
     assert other == cli("sbom", "python312-ubuntu24").stdout
 
 
@@ -163,26 +165,26 @@ def test_unknown_runtime_names_the_choices(cli) -> None:
 
 
 def test_a_lock_without_the_base_packages_is_refused(cli, tree: Path) -> None:
-    data = json.loads((tree / "lockfiles" / "schedule.lock.json").read_text())
+    data = json.loads((tree / paths.SCHEDULE_LOCK).read_text())
     data["os_packages"]["ubuntu16"]["base"] = []  # as in a lock made before the base's packages were recorded
-    (tree / "lockfiles" / "schedule.lock.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    res = cli("sbom", "python2", schedule=tree / "schedule.yaml")
+    (tree / paths.SCHEDULE_LOCK).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    res = cli("sbom", "python2", schedule=tree / paths.SCHEDULE)
     assert res.exit_code == 2 and res.stdout == ""
     assert "ubuntu16's package lock in lockfiles/schedule.lock.json lists no packages of its base" in res.stderr
     assert "refresh --only packages ubuntu16" in res.stderr
     if shutil.which("podman"):  # build makes the SBOM first: refused before anything is fetched or built
-        res = cli("build", "python2", schedule=tree / "schedule.yaml")
+        res = cli("build", "python2", schedule=tree / paths.SCHEDULE)
         assert res.exit_code == 2 and "lists no packages of its base" in res.stderr and "step" not in res.stderr
     del data["os_packages"]["ubuntu16"]  # no package lock at all: the schedule says so first
-    (tree / "lockfiles" / "schedule.lock.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    res = cli("sbom", "python2", schedule=tree / "schedule.yaml")
+    (tree / paths.SCHEDULE_LOCK).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    res = cli("sbom", "python2", schedule=tree / paths.SCHEDULE)
     assert res.exit_code == 2 and "has no package lock for it" in res.stderr
 
 
 def test_a_runtime_without_its_tool_lock_is_refused(cli, tree: Path, tmp_path: Path) -> None:
-    (tree / "lockfiles" / "python36.wheels.json").unlink()
+    (tree / paths.LOCKFILES / "python36.wheels.json").unlink()
     out = tmp_path / "never.json"
-    res = cli("sbom", "python36", "-o", str(out), schedule=tree / "schedule.yaml")
+    res = cli("sbom", "python36", "-o", str(out), schedule=tree / paths.SCHEDULE)
     assert res.exit_code == 2 and "python36 has no tool lock" in res.stderr and "generator lock python36" in res.stderr
     assert not out.exists()
 

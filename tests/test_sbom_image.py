@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from generator import sbom
+from generator.images import sbom
 
 from .image_fixtures import RUNTIME, gen, podman
 

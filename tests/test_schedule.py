@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from generator import render, schedule
+from generator.core import paths
+from generator.images import render
+from generator.schedule import runtimes as schedule
 
 from .conftest import SCHEDULE, edit
 
@@ -193,27 +195,27 @@ BROKEN = [
 
 @pytest.mark.parametrize(("name", "change", "fragments"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_schema_errors(cli, tree: Path, name: str, change: tuple[str, str], fragments: list[str]) -> None:
-    edit(tree / "schedule.yaml", *change)
+    edit(tree / paths.SCHEDULE, *change)
     with pytest.raises(schedule.ScheduleError) as err:
-        schedule.load(tree / "schedule.yaml")
+        schedule.load(tree / paths.SCHEDULE)
     message = str(err.value)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
     for problem in err.value.problems:
         assert problem.startswith("schedule.yaml:"), problem  # every problem names file and line
-    result = cli("list", schedule=tree / "schedule.yaml")
+    result = cli("list", schedule=tree / paths.SCHEDULE)
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "schedule.yaml:" in result.stderr
 
 
 def test_empty_schedule(tree: Path) -> None:
-    (tree / "schedule.yaml").write_text("")
+    (tree / paths.SCHEDULE).write_text("")
     with pytest.raises(schedule.ScheduleError, match="must be a YAML mapping"):
-        schedule.load(tree / "schedule.yaml")
+        schedule.load(tree / paths.SCHEDULE)
 
 
 def _lock(tree: Path) -> Path:
-    return tree / "lockfiles" / "schedule.lock.json"
+    return tree / paths.SCHEDULE_LOCK
 
 
 # (name, change to the lock's JSON data or text, fragments of the error)
@@ -257,7 +259,7 @@ def test_lock_errors(cli, tree: Path, name: str, change, fragments: list[str]) -
         data = json.loads(path.read_text())
         change(data)
         path.write_text(json.dumps(data))
-    result = cli("list", schedule=tree / "schedule.yaml")
+    result = cli("list", schedule=tree / paths.SCHEDULE)
     assert result.exit_code == 2 and result.stdout == ""
     for fragment in fragments:
         assert fragment in result.stderr, f"{fragment!r} not in {result.stderr!r}"
@@ -266,16 +268,16 @@ def test_lock_errors(cli, tree: Path, name: str, change, fragments: list[str]) -
 
 def test_missing_lock_says_how_to_make_it(cli, tree: Path) -> None:
     _lock(tree).unlink()
-    result = cli("generate", "--check", schedule=tree / "schedule.yaml")
+    result = cli("generate", "--check", schedule=tree / paths.SCHEDULE)
     assert result.exit_code == 2
     assert "lockfiles/schedule.lock.json is missing: run `python -m generator refresh`" in result.stderr
 
 
 def test_lock_file_is_canonical() -> None:
     """Sorted keys, ASCII, one trailing newline: what `refresh` writes, byte for byte."""
-    from generator import pins
+    from generator.schedule import lock as pins
 
-    text = (SCHEDULE.parent / pins.LOCK).read_text()
+    text = (SCHEDULE.parent / paths.SCHEDULE_LOCK).read_text()
     assert pins.loads(text).dumps() == text
 
 
@@ -288,7 +290,7 @@ def test_a_release_known_only_by_its_tar_xz_builds_from_that(tree: Path) -> None
     xz = "c2215904f02b175596dc49351585104f4bc20341e1c47378b26a2c274360ce73"
     rel.update(sha256=None, tar_xz_sha256=xz)
     path.write_text(json.dumps(data))
-    sched = schedule.load(tree / "schedule.yaml")
+    sched = schedule.load(tree / paths.SCHEDULE)
     (r,) = [r for r in sched.runtimes.values() if r.id == "python314-ubuntu24"]
-    text = render.render_all(sched, tree)[f"{render.IMAGES_DIR}/{r.id}/Dockerfile"]
+    text = render.render_all(sched, tree)[f"{paths.IMAGES}/{r.id}/Dockerfile"]
     assert "ARG PYTHON_SHA256=\n" in text and f"ARG PYTHON_XZ_SHA256={xz}\n" in text

@@ -84,8 +84,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_cycle() -> None:
     graph = import_graph(PACKAGE)
-    assert {"generator.cli", "generator.locking", "generator.locking.resolvers", "generator.http"} <= set(graph)
-    assert "generator.locking" in graph["generator.cli_lock"], "the graph must see imports inside functions (cli_lock's)"
+    assert {"generator.cli", "generator.locking", "generator.locking.resolvers", "generator.core.http"} <= set(graph)
+    assert "generator.locking" in graph["generator.cli.lock"], "the graph must see imports inside functions (cli_lock's)"
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " → ".join(cycle or [])
 
@@ -103,6 +103,55 @@ def test_the_cycle_finder_finds_a_lazy_import_cycle(tmp_path: Path) -> None:
     graph = import_graph(pkg)
     assert graph["generator.sub.a"] == {"generator.errors"}
     assert find_cycle(graph) == ["generator.lock", "generator.refresh", "generator.lock"]
+
+
+# The pipelines, bottom up: a module imports only from its own package or a lower layer, never a
+# peer's (images and locking are peers, and so are app and refresh) or a higher one's.
+LAYERS = {
+    "generator": 0,  # the package's __init__: the version and the one Ctrl-C line
+    "generator.core": 0,
+    "generator.schedule": 1,
+    "generator.images": 2,
+    "generator.locking": 2,
+    "generator.app": 3,
+    "generator.refresh": 3,
+    "generator.cli": 4,
+    "generator.docs": 5,
+    "generator.__main__": 5,
+}
+
+
+def layer_of(name: str) -> str:
+    """The layer a module belongs to: its package below generator (generator itself for the __init__)."""
+    parts = name.split(".")
+    return ".".join(parts[:2])
+
+
+def layering_violations(graph: dict[str, set[str]]) -> list[str]:
+    out = []
+    for name, targets in sorted(graph.items()):
+        mine = layer_of(name)
+        for target in sorted(targets):
+            theirs = layer_of(target)
+            if theirs != mine and LAYERS[theirs] >= LAYERS[mine] and theirs != "generator":
+                out.append(f"{name} → {target} ({mine} may import only from layers below it)")
+    return out
+
+
+def test_every_module_is_in_a_layer() -> None:
+    unplaced = sorted({layer_of(n) for n in modules(PACKAGE)} - set(LAYERS) - {"generator.incontainer", "generator.templates"})
+    assert not unplaced, f"modules outside the layers (add them to a package, or to LAYERS): {unplaced}"
+
+
+def test_imports_go_down_the_pipelines_only() -> None:
+    """cli → app/refresh → images/locking → schedule → core: the direction a newcomer reads the tree in."""
+    assert layering_violations(import_graph(PACKAGE)) == []
+
+
+def test_the_layer_check_sees_a_peer_import() -> None:
+    graph = {"generator.images.build": {"generator.locking.target"}, "generator.app.x": {"generator.images.render", "generator.core.errors"}}
+    assert layering_violations(graph) == ["generator.images.build → generator.locking.target (generator.images may import only from layers below it)"]
+    assert layering_violations({"generator.core.http": {"generator.cli.options"}})  # upward
 
 
 @pytest.mark.parametrize("name", sorted(set(modules(PACKAGE)) - {"generator.__main__"}))  # __main__ runs the CLI

@@ -16,8 +16,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from generator import apt, http
-from generator.cache import cache_root
+from generator.core import http
+from generator.core.cache import cache_root
+from generator.images import apt
 
 CACHE = cache_root() / "test"
 UBUNTU = "http://archive.ubuntu.com/ubuntu"

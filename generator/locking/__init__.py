@@ -14,15 +14,15 @@ Modules, bottom up (as pip-tools splits resolver, writer and CLI):
 - ``lockfile``: the header, the pin format, wheels.json
 - ``resolvers``: one Resolver interface, three back-ends (pip-compile, uv, pip-report), and ``choose``
 - ``buildlock``: the build requirements of an app lock's sdists (``requirements-build.lock.json``)
-- ``orchestrate``: stale or not, locking in parallel, app locks, typed outcomes
+- ``orchestrate``: stale or not, locking in parallel, typed outcomes (an app's locks: generator/app/locks.py)
 """
 
 from __future__ import annotations
 
-from . import buildlock
-from .index import Index, IndexFile, canonical
-from .interpreters import Interpreter, find_interpreter, probe
-from .lockfile import (
+from generator.locking import buildlock
+from generator.locking.index import Index, IndexFile, canonical
+from generator.locking.interpreters import Interpreter, find_interpreter, probe
+from generator.locking.lockfile import (
     LOCK_MARK,
     SDIST_SUFFIXES,
     FormatControl,
@@ -36,36 +36,26 @@ from .lockfile import (
     wheel_list,
     wheels_match,
 )
-from .orchestrate import (
-    AppLock,
-    AppLockError,
+from generator.locking.orchestrate import (
     Freshness,
     Outcome,
     RunResult,
     Status,
-    app_os_target,
-    app_target,
-    check_app,
     check_runtimes,
-    has_requirements,
-    lock_app,
     lock_runtimes,
     make_lock,
     relock_runtimes,
     state,
 )
-from .resolvers import PipCompile, PipReport, Resolver, Uv, choose
-from .target import DEFAULT_INDEX, LOCKFILES, TOOLS, LockError, LockInputError, Target, inputs_hash, runtime_target
-from .toolenv import host_tools, pip_tools_env
+from generator.locking.resolvers import PipCompile, PipReport, Resolver, Uv, choose
+from generator.locking.target import DEFAULT_INDEX, TOOLS, LockError, LockInputError, Target, inputs_hash, runtime_target
+from generator.locking.toolenv import host_tools, pip_tools_env
 
 __all__ = [
     "DEFAULT_INDEX",
-    "LOCKFILES",
     "LOCK_MARK",
     "SDIST_SUFFIXES",
     "TOOLS",
-    "AppLock",
-    "AppLockError",
     "FormatControl",
     "Freshness",
     "Index",
@@ -82,21 +72,16 @@ __all__ = [
     "Status",
     "Target",
     "Uv",
-    "app_os_target",
-    "app_target",
     "buildlock",
     "canonical",
-    "check_app",
     "check_runtimes",
     "choose",
     "cpython_abi",
     "file_rank",
     "find_interpreter",
     "format_control",
-    "has_requirements",
     "host_tools",
     "inputs_hash",
-    "lock_app",
     "lock_runtimes",
     "make_lock",
     "parse_lock",

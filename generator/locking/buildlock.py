@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import readfile
-from ..http import HttpError, fetch_verified, public_url
-from ..model import wheel_problems
-from .index import Index, canonical
-from .lockfile import SDIST_SUFFIXES, FormatControl, format_control, parse_lock, wheel_list
-from .resolvers import Resolver
-from .target import LockError, Target, policy
+from generator.core import readfile
+from generator.core.http import HttpError, fetch_verified, public_url
+from generator.core.validate import wheel_problems
+from generator.locking.index import Index, canonical
+from generator.locking.lockfile import SDIST_SUFFIXES, FormatControl, format_control, parse_lock, wheel_list
+from generator.locking.resolvers import Resolver
+from generator.locking.target import LockError, Target, policy
 
 BUILD_LOCK = "requirements-build.lock.json"
 BUILD_FORMAT = 1

@@ -11,8 +11,8 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 
-from .. import http
-from .target import LockError
+from generator.core import http
+from generator.locking.target import LockError
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 

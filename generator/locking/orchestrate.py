@@ -15,17 +15,16 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from .. import app_requirements, fileset, readfile
-from ..errors import InputError
-from ..http import public_url
-from ..schedule import Runtime, Schedule
-from . import buildlock
-from .index import Index
-from .lockfile import LOCK_MARK, dump_wheels, header, parse_lock, read_header, requirement_lines, wheel_list, wheels_match
-from .resolvers import Resolver, choose
-from .target import DEFAULT_INDEX, LOCKFILES, LockError, LockInputError, Target, default_inputs, inputs_hash, runtime_target
+from generator.core import fileset, paths, readfile
+from generator.core.http import public_url
+from generator.locking import buildlock
+from generator.locking import requirements as app_requirements
+from generator.locking.index import Index
+from generator.locking.lockfile import dump_wheels, header, parse_lock, read_header, requirement_lines, wheel_list, wheels_match
+from generator.locking.resolvers import Resolver, choose
+from generator.locking.target import DEFAULT_INDEX, LockError, LockInputError, Target, default_inputs, inputs_hash, runtime_target
+from generator.schedule.runtimes import Runtime, Schedule
 
 
 class Status(enum.Enum):
@@ -61,7 +60,7 @@ class Outcome:
     written: list[Path] = field(default_factory=list)
 
 
-def _write(within: Path | Target, path: Path, text: str) -> None:
+def write_in_tree(within: Path | Target, path: Path, text: str) -> None:
     """Atomically, inside the lock's tree (a `lockfiles` symlinked out of it, or to `.git/`, is refused)."""
     if isinstance(within, Target):
         within = within.tree or within.src.parent
@@ -74,10 +73,10 @@ def home(t: Target) -> tuple[Path, str]:
 
 
 def shown(t: Target, path: Path) -> str:
-    return path.name if t.kind == "app" else f"{LOCKFILES}/{path.name}"
+    return path.name if t.kind == "app" else f"{paths.LOCKFILES}/{path.name}"
 
 
-def _read_text(t: Target, path: Path) -> str:
+def read_input(t: Target, path: Path) -> str:
     """A lock input's text (what the inputs hash covers), newlines as Python's text mode reads them.
 
     A UTF-8 file reads exactly as before (a BOM kept), so no existing lock turns stale; anything else
@@ -120,7 +119,7 @@ def state(t: Target, index: str) -> tuple[Freshness, str]:
     """(freshness, why) of a lock; for OK, why is the header's `made by`."""
     if not os.path.lexists(t.src):
         return Freshness.MISSING, f"no input {t.src.name}"
-    in_text = _read_text(t, t.src)  # a link out of its directory, a FIFO: refused here, before any resolver
+    in_text = read_input(t, t.src)  # a link out of its directory, a FIFO: refused here, before any resolver
     if not os.path.lexists(t.out):
         return Freshness.MISSING, "not locked yet"
     fields = read_header(t.out, *home(t))
@@ -150,7 +149,7 @@ def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto
     start = time.monotonic()
     # no resolver is given an input that has not passed the reader (nothing outside its directory is read or shown)
     _check_input(t.src, app_requirements.LOCK_DIR if t.kind == "runtime" else app_requirements.LOCK)
-    in_text = _read_text(t, t.src)
+    in_text = read_input(t, t.src)
     digest = inputs_hash(t, in_text, index)
     resolver = choose(t, tool, interpreters)
     fileset.confine_path(t.tree or t.src.parent, t.out)  # before a slow resolve: the lock could not be written
@@ -162,13 +161,13 @@ def make_lock(t: Target, index: str, *, upgrade: bool = False, tool: str = "auto
     text = header(t, made, index, digest) + body
     wheels = dump_wheels(wheel_list(text, Index(index), t.python, t.glibc)) if t.wheels is not None else None
     build = _build_lock(t, text, index, resolver) if t.kind == "app" else None  # made before anything is written
-    _write(t, t.out, text)
+    write_in_tree(t, t.out, text)
     written = [t.out]
     if wheels is not None and t.wheels is not None:
-        _write(t, t.wheels, wheels)
+        write_in_tree(t, t.wheels, wheels)
         written.append(t.wheels)
     if build is not None:
-        _write(t, buildlock.path_for(t.out), build)
+        write_in_tree(t, buildlock.path_for(t.out), build)
         written.append(buildlock.path_for(t.out))
     return Outcome(t.key, Status.LOCKED, made.tool, time.monotonic() - start, written)
 
@@ -184,7 +183,7 @@ def refresh_build(t: Target, index: str, *, tool: str = "auto", interpreters: di
     start = time.monotonic()
     build = _build_lock(t, _read_lock(t, t.out), index, choose(t, tool, interpreters))
     path = buildlock.path_for(t.out)
-    _write(t, path, build)
+    write_in_tree(t, path, build)
     return Outcome(t.key, Status.BUILD, f"wrote {path.name} from {t.out.name}", time.monotonic() - start, [path])
 
 
@@ -193,11 +192,11 @@ def refresh_wheels(t: Target, index: str) -> Outcome:
     start = time.monotonic()
     assert t.wheels is not None
     text = _read_lock(t, t.out)
-    _write(t, t.wheels, dump_wheels(wheel_list(text, Index(index), t.python, t.glibc)))
+    write_in_tree(t, t.wheels, dump_wheels(wheel_list(text, Index(index), t.python, t.glibc)))
     return Outcome(t.key, Status.WHEELS, f"rewrote {t.wheels.name} from the lock", time.monotonic() - start, [t.wheels])
 
 
-def _short(made_by: str) -> str:
+def short_why(made_by: str) -> str:
     return made_by.split(" running ")[0].split(" (`")[0] if made_by else "?"
 
 
@@ -207,7 +206,7 @@ def _short(made_by: str) -> str:
 @dataclass
 class RunResult:
     outcomes: list[Outcome]
-    regenerated: list[str] = field(default_factory=list)  # files that read the locks, rewritten after them
+    created: list[Path] = field(default_factory=list)  # the runtimes' .in files written first (new runtimes)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -254,12 +253,11 @@ def lock_runtimes(
     tool: str = "auto",
     interpreters: dict[str, str] | None = None,
     echo: Callable[[str], None] = print,
-    regenerate: bool = True,
 ) -> RunResult:
     """Lock every selected runtime whose inputs changed (all with --upgrade/--force), in parallel.
 
-    One progress line per runtime as it finishes; a failure is reported and the others go on. With
-    `regenerate`, the files that read the locks (runtimes.json, Dockerfiles) follow whatever was written.
+    One progress line per runtime as it finishes; a failure is reported and the others go on. The
+    files that read the locks (runtimes.json, Dockerfiles) are the caller's to regenerate.
     """
     runtimes = _select(schedule, ids)
     created = _create_inputs(root, runtimes, echo)
@@ -275,7 +273,7 @@ def lock_runtimes(
     for t in targets:
         fresh, why = state(t, index)
         if fresh is Freshness.OK and not (upgrade or force):
-            report(Outcome(t.key, Status.UP_TO_DATE, _short(why)))
+            report(Outcome(t.key, Status.UP_TO_DATE, short_why(why)))
         else:
             todo.append((t, fresh))
 
@@ -291,23 +289,18 @@ def lock_runtimes(
                 report(fut.result())
     order = {t.key: i for i, t in enumerate(targets)}
     outcomes.sort(key=lambda o: order[o.key])
-    result = RunResult(outcomes)
-    if regenerate and (result.written or created):
-        from .. import render
-
-        result.regenerated = render.apply(render.plan(schedule, root))
-    return result
+    return RunResult(outcomes, created)
 
 
 def _create_inputs(root: Path, runtimes: list[Runtime], echo: Callable[[str], None]) -> list[Path]:
     """Write the default lockfiles/<id>.in of each runtime that has none; the files written."""
     created = []
     for r in runtimes:
-        src = root / LOCKFILES / f"{r.id}.in"
+        src = root / paths.LOCKFILES / f"{r.id}.in"
         if not src.exists():
-            _write(root, src, default_inputs(r))
+            write_in_tree(root, src, default_inputs(r))
             created.append(src)
-            echo(f"{r.id:<20} wrote {LOCKFILES}/{src.name} (the default tool set for Python {r.minor}; commit it)")
+            echo(f"{r.id:<20} wrote {paths.LOCKFILES}/{src.name} (the default tool set for Python {r.minor}; commit it)")
     return created
 
 
@@ -338,7 +331,7 @@ def check_runtimes(schedule: Schedule, root: Path, ids: Iterable[str] = (), *, i
             problems.append(f"{fresh.label}: {path.relative_to(root).as_posix()} ({why})")
     if not ids:
         known = set(schedule.runtimes)
-        d = root / LOCKFILES
+        d = root / paths.LOCKFILES
         for p in sorted(d.glob("*")) if d.is_dir() else []:
             rid = p.name.split(".", 1)[0]
             if p.name.endswith((".in", ".txt", ".wheels.json")) and rid not in known:
@@ -348,124 +341,12 @@ def check_runtimes(schedule: Schedule, root: Path, ids: Iterable[str] = (), *, i
 
 def relock_runtimes(root: Path, runtime_ids: list[str], *, index: str = DEFAULT_INDEX) -> None:
     """Lock these runtimes of the tree at `root` (progress on stderr), all or nothing: LockError names each failure."""
-    from .. import schedule as schedule_mod
+    from generator.schedule import runtimes as schedule_mod
 
     if not runtime_ids:
         return
-    sched = schedule_mod.load(root / "schedule.yaml")
+    sched = schedule_mod.load(root / paths.SCHEDULE)
     ids = [i for i in runtime_ids if i in sched.runtimes]
-    result = lock_runtimes(sched, root, ids, index=index, echo=lambda line: print(line, file=sys.stderr), regenerate=False)
+    result = lock_runtimes(sched, root, ids, index=index, echo=lambda line: print(line, file=sys.stderr))
     if result.failed:
         raise LockError("relock failed: " + "; ".join(f"{o.key}: {o.detail}" for o in result.failed))
-
-
-# --- app locks -------------------------------------------------------------------------------------
-
-
-class AppLockError(InputError):
-    """The app directory cannot be locked as it is (bad input: exit 2)."""
-
-
-@dataclass
-class AppLock:
-    target: Target
-    converted: bool  # requirements.in is to be made from an unpinned requirements.txt
-    warnings: list[str]
-
-    @property
-    def where(self) -> str:
-        return f"runtime {self.target.runtime_id} (CPython {self.target.python})"
-
-
-def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None = None) -> AppLock:
-    """The lock of an app: its runtime from app.yaml, its requirements.in (or an unpinned requirements.txt)."""
-    from .. import appyaml
-
-    if not app_dir.is_dir():
-        raise AppLockError(f"{app_dir}: not a directory")
-    _, doc = appyaml.load_config(app_dir, config)  # --config, else $GAE_APPLICATION_YAML_PATH, else app.yaml: as `app` reads it
-    res = appyaml.resolve(doc, schedule, on)
-    r = res.runtime
-    req_in, req_txt = app_dir / "requirements.in", app_dir / "requirements.txt"
-    converted = not os.path.lexists(req_in)  # a dangling link or a FIFO is there: refused by the reader below
-    if converted and not os.path.lexists(req_txt):
-        raise AppLockError(f"{app_dir}: no requirements.in or requirements.txt to lock")
-    src = req_txt if converted else req_in
-    # the reader `app` uses: nothing outside the app is read, or echoed in an error
-    app_requirements.read(app_dir, src.name, app_requirements.LOCK)
-    if converted:
-        text = app_requirements.decode(req_txt, req_txt.name)
-        if LOCK_MARK in text[:4096]:
-            raise AppLockError(
-                f"{req_txt} was written by `python -m generator lock-app` but {req_in.name} is gone; "
-                "restore it (it holds the app's top-level requirements)"
-            )
-        if "--hash=" in text:
-            raise AppLockError(f"{req_txt} is already hash-locked; put the app's top-level requirements in {req_in.name} and lock that")
-    t = Target(
-        kind="app",
-        key=str(app_dir),
-        runtime_id=r.id,
-        python=r.version,
-        os_id=r.os_id,
-        glibc=r.glibc,
-        src=req_in,
-        out=req_txt,
-        wheels=None,
-        relock="python -m generator lock-app <this directory>",
-        tree=app_dir,
-    )
-    return AppLock(t, converted, list(res.warnings))
-
-
-def check_app(plan: AppLock, index: str = DEFAULT_INDEX) -> tuple[Freshness, str]:
-    """An app lock's freshness; an app still to be converted is stale."""
-    if plan.converted:
-        return Freshness.STALE, f"{plan.target.src.name} is not yet written from requirements.txt"
-    return state(plan.target, index)
-
-
-def lock_app(
-    plan: AppLock,
-    *,
-    index: str = DEFAULT_INDEX,
-    upgrade: bool = False,
-    force: bool = False,
-    tool: str = "auto",
-    interpreters: dict[str, str] | None = None,
-) -> Outcome:
-    """Lock an app's requirements.in (made from an unpinned requirements.txt first, if need be)."""
-    t = plan.target
-    fresh = Freshness.MISSING
-    if plan.converted:
-        _write(t, t.src, _read_text(t, t.out))  # as UTF-8, whatever pip-readable encoding requirements.txt had
-    else:
-        fresh, why = state(t, index)
-        if fresh is Freshness.OK and not (upgrade or force):
-            return Outcome(t.key, Status.UP_TO_DATE, _short(why))
-    start = time.monotonic()
-    try:
-        if fresh is Freshness.STALE_BUILD and not (upgrade or force):
-            return refresh_build(t, index, tool=tool, interpreters=interpreters)
-        return make_lock(t, index, upgrade=upgrade, tool=tool, interpreters=interpreters)
-    except LockError as exc:
-        if plan.converted:
-            t.src.unlink(missing_ok=True)  # leave the app as it was
-        return Outcome(t.key, Status.FAILED, str(exc), time.monotonic() - start)
-
-
-# --- an app's OS packages: apt-packages.txt → apt-packages.lock.json (generator/app_ospkgs.py) -------
-
-
-def app_os_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None = None) -> Any:
-    """The app's apt-packages.txt (read and checked now: bad input exits 2 before anything is written), for the runtime its app.yaml selects."""
-    from .. import app_ospkgs, appyaml
-
-    if not app_dir.is_dir():
-        raise AppLockError(f"{app_dir}: not a directory")
-    _, doc = appyaml.load_config(app_dir, config)  # the one rule: the runtime `app` builds for
-    return app_ospkgs.plan(app_dir, appyaml.resolve(doc, schedule, on).runtime)
-
-
-def has_requirements(app_dir: Path) -> bool:
-    return os.path.lexists(app_dir / "requirements.in") or os.path.lexists(app_dir / "requirements.txt")

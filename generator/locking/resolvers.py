@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from .. import app_requirements
-from ..http import public_url
-from .index import canonical
-from .interpreters import Interpreter, clean_env, find_interpreter
-from .lockfile import Made, parse_lock, platform_tags, requirement_lines
-from .target import HOST_PIP, UV_VERSION, LockError, Target, pip_tools_spec
-from .toolenv import host_tools, lock_cache_dir, pip_tools_env, run, tail
+from generator.core.http import public_url
+from generator.locking import requirements as app_requirements
+from generator.locking.index import canonical
+from generator.locking.interpreters import Interpreter, clean_env, find_interpreter
+from generator.locking.lockfile import Made, parse_lock, platform_tags, requirement_lines
+from generator.locking.target import HOST_PIP, UV_VERSION, LockError, Target, pip_tools_spec
+from generator.locking.toolenv import host_tools, lock_cache_dir, pip_tools_env, run, tail
 
 _UV_MANYLINUX = (17, 28, *range(31, 41))
 _NETWORK = re.compile(

@@ -11,12 +11,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import GeneratorError, InputError
-from ..schedule import Runtime
+from generator.core import paths
+from generator.core.errors import GeneratorError, InputError
+from generator.schedule.runtimes import Runtime
 
 LOCK_FORMAT = 1
 DEFAULT_INDEX = "https://pypi.org/simple"
-LOCKFILES = "lockfiles"
 TOOLS = ("pip-compile", "uv", "pip-report")
 
 # pip-tools, and the pip it drives, per Python minor: the newest releases that still run on it.
@@ -83,7 +83,7 @@ class Target:
 
 
 def runtime_target(root: Path, r: Runtime) -> Target:
-    d = root / LOCKFILES
+    d = root / paths.LOCKFILES
     return Target(
         kind="runtime",
         key=r.id,
@@ -104,7 +104,7 @@ def default_inputs(r: Runtime) -> str:
     major, minor = (int(p) for p in r.version.split(".")[:2])
     reqs = DEFAULT_INPUTS.get((major, minor), DEFAULT_INPUTS_NEWEST if (major, minor) >= (3, 10) else None)
     if reqs is None:
-        raise LockInputError(f"no default tool set for Python {major}.{minor}; write {LOCKFILES}/{r.id}.in by hand")
+        raise LockInputError(f"no default tool set for Python {major}.{minor}; write {paths.LOCKFILES}/{r.id}.in by hand")
     why = "upper bounds: the last releases that support" if reqs != DEFAULT_INPUTS_NEWEST else "no upper bounds needed for"
     venv = " (virtualenv: Python 2 has no venv module)" if major == 2 else ""
     return (

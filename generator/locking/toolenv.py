@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..cache import cache_root
-from ..http import public_url
-from .interpreters import Interpreter, clean_env, display_path
-from .target import DEFAULT_INDEX, HOST_PIP, HOST_VIRTUALENV, UV_VERSION, LockError, pip_tools_spec
+from generator.core.cache import cache_root
+from generator.core.http import public_url
+from generator.locking.interpreters import Interpreter, clean_env, display_path
+from generator.locking.target import DEFAULT_INDEX, HOST_PIP, HOST_VIRTUALENV, UV_VERSION, LockError, pip_tools_spec
 
 
 def tools_dir() -> Path:

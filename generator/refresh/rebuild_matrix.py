@@ -1,0 +1,125 @@
+"""Which runtimes to (re)build: a comparison of two generated files, no guessing.
+
+Each runtime's `input_hash` in lockfiles/runtimes.json covers everything its image depends on
+(render.input_hash), so "what must be rebuilt since REF" is "whose input hash differs from REF's".
+The build workflow publishes each image with a tag named after its input hash as well, so a
+runtime whose input hash is already in the registry is skipped without comparing digests.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from generator.core import paths, readfile
+from generator.core.errors import GeneratorError, InputError
+
+# A git revision as people write one (sha, branch, tag, HEAD~2, main@{1}); never an option.
+_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./~^@{}-]{0,199}", re.ASCII)
+
+
+class MatrixError(GeneratorError):
+    """git could not read the generated runtime data at a revision."""
+
+
+def input_tag(input_hash: str) -> str:
+    """The registry tag that marks an image built from exactly these inputs."""
+    return "inputs-" + input_hash.removeprefix("sha256:")
+
+
+def runtimes_at(root: Path, ref: str | None) -> dict[str, Any]:
+    """The `runtimes` of lockfiles/runtimes.json in the work tree (ref None) or at a git revision."""
+    if ref is None:
+        try:
+            text = readfile.read_text(
+                root / paths.RUNTIMES_JSON, within=root, what="runtime data", limit=readfile.MAX_DATA, name=paths.RUNTIMES_JSON, where="the tree"
+            )
+        except readfile.ReadError as exc:
+            raise InputError(f"{exc}; run `python -m generator generate`") from exc
+    else:
+        if not _REF.fullmatch(ref) or ".." in ref:
+            raise InputError(f"--changed-since: {ref!r} is not a git revision (a commit, branch or tag name such as HEAD~1 or main)")
+        try:
+            proc = subprocess.run(
+                ["git", "-C", str(root), "show", "--end-of-options", f"{ref}:{paths.RUNTIMES_JSON}"], capture_output=True, text=True
+            )
+        except OSError as exc:
+            raise MatrixError(f"--changed-since needs git, which cannot run here: {exc.strerror or exc}") from exc
+        if proc.returncode != 0:
+            if "exists on disk, but not in" in proc.stderr or "does not exist in" in proc.stderr:
+                return {}  # the file is new since that revision: every runtime counts as changed
+            raise MatrixError(f"git cannot read {paths.RUNTIMES_JSON} at {ref!r}: {proc.stderr.strip()}")
+        text = proc.stdout
+    try:
+        data = readfile.parse_json(text, source=f"{paths.RUNTIMES_JSON} at {ref or 'the work tree'}", limit=readfile.MAX_DATA)
+    except readfile.ReadError as exc:
+        raise InputError(str(exc)) from exc
+    except ValueError as exc:
+        raise MatrixError(f"{paths.RUNTIMES_JSON} at {ref or 'the work tree'} is not the generator's runtime data") from exc
+    return checked(data, paths.RUNTIMES_JSON + (f" at {ref}" if ref else ""))
+
+
+# What the matrix reads of each runtime's entry; a file of another shape is refused naming the key,
+# never a KeyError ending as an internal error.
+_ENTRY: dict[str, Any] = {
+    "id": str,
+    "input_hash": str,
+    "operating_system": str,
+    "image": str,
+    "python": {"version": str},
+    "base": {"nix_sha256": (str, type(None))},
+}
+
+
+def checked(data: Any, where: str) -> dict[str, Any]:
+    """The `runtimes` of a parsed runtimes.json, each entry of the shape the matrix reads (InputError: exit 2)."""
+    fix = "; run `python -m generator generate` to remake it"
+    if not isinstance(data, dict) or not isinstance(data.get("runtimes"), dict):
+        raise InputError(f"{where}: runtimes: must be a mapping of runtime id to its data{fix}")
+    problems: list[str] = []
+    for rid, entry in data["runtimes"].items():
+        _shape(entry, _ENTRY, f"runtimes.{rid}", problems)
+    if problems:
+        raise InputError([f"{where}: {p}{fix}" for p in problems[:20]])
+    return data["runtimes"]
+
+
+def _shape(value: Any, spec: Any, key: str, problems: list[str]) -> None:
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            problems.append(f"{key}: must be a mapping")
+            return
+        for name, sub in spec.items():
+            if name not in value:
+                problems.append(f"{key}.{name}: missing")
+            else:
+                _shape(value[name], sub, f"{key}.{name}", problems)
+    elif not isinstance(value, spec):
+        problems.append(f"{key}: must be a {'string' if spec is str else 'string or null'}, not {type(value).__name__}")
+
+
+def changed_runtimes(root: Path, since: str | None) -> list[dict[str, Any]]:
+    """Runtime entries whose input hash differs from `since` (all of them when since is None)."""
+    now = runtimes_at(root, None)
+    before = runtimes_at(root, since) if since else {}
+    return [entry for rid, entry in now.items() if since is None or before.get(rid, {}).get("input_hash") != entry["input_hash"]]
+
+
+def github_matrix(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A GitHub Actions `strategy.matrix` value: one job per runtime to (re)build."""
+    return {
+        "include": [
+            {
+                "runtime": e["id"],
+                "python": e["python"]["version"],
+                "os": e["operating_system"],
+                "image": e["image"],
+                "nix": e["base"]["nix_sha256"] is not None,
+                "input_hash": e["input_hash"],
+                "input_tag": input_tag(e["input_hash"]),
+            }
+            for e in sorted(entries, key=lambda e: e["id"])
+        ]
+    }
