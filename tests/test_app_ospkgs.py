@@ -281,7 +281,7 @@ def test_a_dependency_cycle_ends() -> None:
 # --- the lock -------------------------------------------------------------------------------------
 
 
-def _lock(**kw) -> app_ospkgs.AppOsLock:
+def _lock(**kw) -> app_ospkgs.AptPackagesLock:
     ix = indices([stanza("tool", Depends="libtool1"), stanza("libtool1", "1:2.0-1")], security=[stanza("libtool1", "1:2.0-1ubuntu1")])
     ix.dates.update({"jammy": "Release Date: Thu, 21 Apr 2022 17:16:08 UTC", "jammy-security": "Release Date: x", "jammy-updates": "Release Date: y"})
     args = {"archive": "http://archive.ubuntu.com/ubuntu/", "keyring": None, "runtime_id": UBUNTU22.id, "os_id": "ubuntu22", "indices": ix}

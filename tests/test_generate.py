@@ -27,7 +27,7 @@ def test_generated_file_snapshot(rel: str, snapshot) -> None:
 
 def test_support_matrix_snapshot(snapshot) -> None:
     """The README's generated part (the prose around it is free to change)."""
-    matrix = render.support_matrix(SCHED)
+    matrix = render.support_table(SCHED)
     assert matrix == snapshot
     assert matrix in FILES["README.md"]
 

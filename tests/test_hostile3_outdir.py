@@ -426,7 +426,7 @@ def test_fetched_dir_that_is_a_link_is_not_written_through(monkeypatch, tmp_path
     sentinel = snap(outside)
     wheels = [{"url": "https://files.example/w-1-py3-none-any.whl", "sha256": "0" * 64, "filename": "w-1-py3-none-any.whl"}]
     hermetic = name == app_mod.WHEELS_DIR
-    plan = app_mod.AppPlan(
+    plan = app_mod.AppContext(
         files={"Dockerfile": "# x\n", ".dockerignore": "x\n"},
         runtime_id="python311-ubuntu22",
         image="img",

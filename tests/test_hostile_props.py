@@ -35,7 +35,7 @@ from generator.core.errors import GeneratorError
 from generator.core.validate import FileName
 from generator.images import render
 from generator.schedule import decisions
-from generator.schedule import lock as pins_mod
+from generator.schedule import lock as schedule_lock
 from generator.schedule import runtimes as schedule_mod
 
 from . import dockerfile_syntax as dsx
@@ -151,7 +151,7 @@ KEYS = {  # field → the dotted key an error must name
     "python": "runtimes[0]",
     "setting": "legacy_runtimes[0].python_version[0]",
 }
-PINS = pins_mod.load(pins_mod.path_for(SCHEDULE))
+PINS = schedule_lock.load(schedule_lock.path_for(SCHEDULE))
 README = f"# x\n\n{render.MATRIX_BEGIN}\n{render.MATRIX_END}\n"
 KEYWORDS = {
     rid: [i.keyword for i in dsx.instructions((ROOT / paths.IMAGES / rid / "Dockerfile").read_text())] for rid in ("python2", "python312-ubuntu22")
@@ -300,7 +300,7 @@ IMAGE = "ghcr.io/appengine-flex-python/runtimes/python312-ubuntu22:3.12.13@sha25
 APP_HEAD = "runtime: python\nenv: flex\nruntime_config:\n  operating_system: ubuntu22\n  runtime_version: '3.12'\n"
 
 
-def plan(app_dir: Path, body: str, family: str) -> app_mod.AppPlan | None:
+def plan(app_dir: Path, body: str, family: str) -> app_mod.AppContext | None:
     (app_dir / "app.yaml").write_text(APP_HEAD + body)
     try:
         return app_mod.plan_app(app_dir, SCHED, runtime_image=IMAGE, on=dt.date(2026, 11, 23))
@@ -311,7 +311,7 @@ def plan(app_dir: Path, body: str, family: str) -> app_mod.AppPlan | None:
         return None
 
 
-def app_instructions(p: app_mod.AppPlan) -> tuple[list[str], dict[str, str], list[str]]:
+def app_instructions(p: app_mod.AppContext) -> tuple[list[str], dict[str, str], list[str]]:
     steps = dsx.instructions(p.files["Dockerfile"])
     assert steps[0] == dsx.Instruction("FROM", app_image.pin(IMAGE)[0])  # NAME@sha256:…, the digest given
     env: dict[str, str] = {}

@@ -14,8 +14,8 @@ import pytest
 
 from generator.core import paths
 from generator.images import apt, ospkgs
-from generator.schedule import lock as pins
-from generator.schedule.lock import BasePackage, Deb, OsPackages, PinsError
+from generator.schedule import lock as schedule_lock
+from generator.schedule.lock import BasePackage, Deb, OsPackages, ScheduleLockError
 from generator.schedule.lock import load as load_pins
 
 from .conftest import ROOT
@@ -201,11 +201,11 @@ def test_lock_refuses_an_unsorted_or_doubled_base_list(tree: Path) -> None:
     data = json.loads(path.read_text())
     base = data["os_packages"]["ubuntu22"]["base"]
     base.append(dict(base[0]))
-    with pytest.raises(PinsError, match=r"os_packages\.ubuntu22\.base: not sorted .* or a package is listed twice"):
-        pins.loads(json.dumps(data))
+    with pytest.raises(ScheduleLockError, match=r"os_packages\.ubuntu22\.base: not sorted .* or a package is listed twice"):
+        schedule_lock.loads(json.dumps(data))
     del data["os_packages"]["ubuntu22"]["base"]
-    with pytest.raises(PinsError, match=r"os_packages\.ubuntu22\.base: required key is missing"):
-        pins.loads(json.dumps(data))
+    with pytest.raises(ScheduleLockError, match=r"os_packages\.ubuntu22\.base: required key is missing"):
+        schedule_lock.loads(json.dumps(data))
 
 
 def test_refresh_notices_a_base_whose_packages_moved() -> None:

@@ -28,7 +28,7 @@ import pytest
 from generator import locking
 from generator.core import paths, registry
 from generator.refresh import update as refresh_mod
-from generator.schedule import lock as pins
+from generator.schedule import lock as schedule_lock
 from generator.schedule import runtimes as schedule
 
 from .conftest import SCHEDULE
@@ -158,7 +158,7 @@ def local_tree(tree: Path, registry_server, images, cli) -> Path:
         base = data["base_images"][os_id]
         base.update(image=f"{host}/library/ubuntu:{tag}", digest=digest_a)
         base["platforms"]["amd64"]["manifest_digest"] = digest_a
-    (tree / paths.SCHEDULE_LOCK).write_text(pins.loads(json.dumps(data)).dumps())  # as refresh writes it
+    (tree / paths.SCHEDULE_LOCK).write_text(schedule_lock.loads(json.dumps(data)).dumps())  # as refresh writes it
     assert cli("generate", schedule=schedule_path).exit_code == 0
     git(tree, "init", "-q", "-b", "main")
     commit(tree, "base")
@@ -400,7 +400,7 @@ def test_build_workflow_skips_inputs_already_published(registry_server, images, 
     """The build workflow's own step, run against a real registry: an input-hash tag present means skip."""
     import yaml
 
-    from generator.refresh import rebuild_matrix as matrix
+    from generator.refresh import rebuild_matrix
 
     workflow = yaml.safe_load((SCHEDULE.parent / ".github" / "workflows" / "build.yml").read_text())
     step = next(s for s in workflow["jobs"]["dockerfile"]["steps"] if s.get("id") == "published")
@@ -408,7 +408,7 @@ def test_build_workflow_skips_inputs_already_published(registry_server, images, 
     home = tmp_path / "home"  # skopeo reads $HOME/.config/containers/registries.conf first: plain HTTP for 127.0.0.1
     (home / ".config" / "containers").mkdir(parents=True)
     (home / ".config" / "containers" / "registries.conf").write_text(f'[[registry]]\nprefix = "{host}"\nlocation = "{host}"\ninsecure = true\n')
-    tag = matrix.input_tag("sha256:" + hashlib.sha256(b"these inputs").hexdigest())
+    tag = rebuild_matrix.input_tag("sha256:" + hashlib.sha256(b"these inputs").hexdigest())
 
     def decide() -> str:
         out = tmp_path / "github_output"

@@ -275,10 +275,10 @@ def test_missing_lock_says_how_to_make_it(cli, tree: Path) -> None:
 
 def test_lock_file_is_canonical() -> None:
     """Sorted keys, ASCII, one trailing newline: what `refresh` writes, byte for byte."""
-    from generator.schedule import lock as pins
+    from generator.schedule import lock as schedule_lock
 
     text = (SCHEDULE.parent / paths.SCHEDULE_LOCK).read_text()
-    assert pins.loads(text).dumps() == text
+    assert schedule_lock.loads(text).dumps() == text
 
 
 def test_a_release_known_only_by_its_tar_xz_builds_from_that(tree: Path) -> None:

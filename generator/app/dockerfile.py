@@ -47,7 +47,7 @@ class AppError(InputError):
 
 
 @dataclass
-class AppPlan:
+class AppContext:
     files: dict[str, str]
     runtime_id: str
     image: str
@@ -70,7 +70,7 @@ def plan_app(
     hermetic: bool = False,
     index_url: str | None = None,
     on: dt.date | None = None,
-) -> AppPlan:
+) -> AppContext:
     """Render the app's Dockerfile, .dockerignore (and gunicorn.conf.py) in memory; raise on any problem."""
     if not app_dir.is_dir():
         raise AppError(f"{app_dir}: not a directory")
@@ -117,7 +117,7 @@ def plan_app(
     escape.check_dockerfile(files["Dockerfile"], f"{cfg}: the rendered Dockerfile")
     keep = [*reqs.copy, *([GUNICORN_CONF] if uses_conf else []), *([WHEELS_DIR] if hermetic else []), *([DEBS_DIR] if app_debs else [])]
     files[".dockerignore"] = _dockerignore(app_dir / ".dockerignore", keep)
-    return AppPlan(files, res.runtime.id, image, warnings, wheels, hermetic and reqs.present, build_ref, app_debs, deb_sources)
+    return AppContext(files, res.runtime.id, image, warnings, wheels, hermetic and reqs.present, build_ref, app_debs, deb_sources)
 
 
 def _entrypoint(doc: yamlsrc.Document, cfg: Path) -> tuple[str, list[str]]:
@@ -177,7 +177,7 @@ def check_out(app_dir: Path, out: Path) -> None:
         raise context.DestinationError(f"{out}: the app directory {app_dir} is inside it, and the build context replaces it whole: choose another")
 
 
-def write(plan: AppPlan, out: Path, app_dir: Path) -> list[str]:
+def write(plan: AppContext, out: Path, app_dir: Path) -> list[str]:
     """With out ≠ app_dir, out becomes a whole build context (the app, then the generated files), built
     apart and swapped in whole (context.py). Into the app directory, each file is replaced atomically
     (a link in its place is replaced, never written through) and each fetched directory swapped in whole."""
@@ -207,7 +207,7 @@ def _ours_by_name(path: Path) -> bool:
     return True
 
 
-def _fetched(plan: AppPlan) -> dict[str, tuple[Callable[[Path], object], str]]:
+def _fetched(plan: AppContext) -> dict[str, tuple[Callable[[Path], object], str]]:
     """The directories of hash-checked files the build context needs: name → (fill an empty directory, what to report)."""
     from generator.core.http import fetch_verified  # the hash-checked download + cache, shared with runtime builds
 

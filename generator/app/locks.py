@@ -25,12 +25,12 @@ from generator.schedule.runtimes import Schedule
 # --- app locks -------------------------------------------------------------------------------------
 
 
-class AppLockError(InputError):
+class AppRequirementsError(InputError):
     """The app directory cannot be locked as it is (bad input: exit 2)."""
 
 
 @dataclass
-class AppLock:
+class AppRequirementsTarget:
     target: Target
     converted: bool  # requirements.in is to be made from an unpinned requirements.txt
     warnings: list[str]
@@ -40,29 +40,29 @@ class AppLock:
         return f"runtime {self.target.runtime_id} (CPython {self.target.python})"
 
 
-def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None = None) -> AppLock:
+def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None = None) -> AppRequirementsTarget:
     """The lock of an app: its runtime from app.yaml, its requirements.in (or an unpinned requirements.txt)."""
     if not app_dir.is_dir():
-        raise AppLockError(f"{app_dir}: not a directory")
+        raise AppRequirementsError(f"{app_dir}: not a directory")
     _, doc = appyaml.load_config(app_dir, config)  # --config, else $GAE_APPLICATION_YAML_PATH, else app.yaml: as `app` reads it
     res = appyaml.resolve(doc, schedule, on)
     r = res.runtime
     req_in, req_txt = app_dir / "requirements.in", app_dir / "requirements.txt"
     converted = not os.path.lexists(req_in)  # a dangling link or a FIFO is there: refused by the reader below
     if converted and not os.path.lexists(req_txt):
-        raise AppLockError(f"{app_dir}: no requirements.in or requirements.txt to lock")
+        raise AppRequirementsError(f"{app_dir}: no requirements.in or requirements.txt to lock")
     src = req_txt if converted else req_in
     # the reader `app` uses: nothing outside the app is read, or echoed in an error
     app_requirements.read(app_dir, src.name, app_requirements.LOCK)
     if converted:
         text = app_requirements.decode(req_txt, req_txt.name)
         if LOCK_MARK in text[:4096]:
-            raise AppLockError(
+            raise AppRequirementsError(
                 f"{req_txt} was written by `python -m generator lock-app` but {req_in.name} is gone; "
                 "restore it (it holds the app's top-level requirements)"
             )
         if "--hash=" in text:
-            raise AppLockError(f"{req_txt} is already hash-locked; put the app's top-level requirements in {req_in.name} and lock that")
+            raise AppRequirementsError(f"{req_txt} is already hash-locked; put the app's top-level requirements in {req_in.name} and lock that")
     t = Target(
         kind="app",
         key=str(app_dir),
@@ -76,10 +76,10 @@ def app_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None =
         relock="python -m generator lock-app <this directory>",
         tree=app_dir,
     )
-    return AppLock(t, converted, list(res.warnings))
+    return AppRequirementsTarget(t, converted, list(res.warnings))
 
 
-def check_app(plan: AppLock, index: str = DEFAULT_INDEX) -> tuple[Freshness, str]:
+def check_app(plan: AppRequirementsTarget, index: str = DEFAULT_INDEX) -> tuple[Freshness, str]:
     """An app lock's freshness; an app still to be converted is stale."""
     if plan.converted:
         return Freshness.STALE, f"{plan.target.src.name} is not yet written from requirements.txt"
@@ -87,7 +87,7 @@ def check_app(plan: AppLock, index: str = DEFAULT_INDEX) -> tuple[Freshness, str
 
 
 def lock_app(
-    plan: AppLock,
+    plan: AppRequirementsTarget,
     *,
     index: str = DEFAULT_INDEX,
     upgrade: bool = False,
@@ -121,7 +121,7 @@ def lock_app(
 def app_os_target(app_dir: Path, schedule: Schedule, on: Any, config: Path | None = None) -> Any:
     """The app's apt-packages.txt (read and checked now: bad input exits 2 before anything is written), for the runtime its app.yaml selects."""
     if not app_dir.is_dir():
-        raise AppLockError(f"{app_dir}: not a directory")
+        raise AppRequirementsError(f"{app_dir}: not a directory")
     _, doc = appyaml.load_config(app_dir, config)  # the one rule: the runtime `app` builds for
     return app_ospkgs.plan(app_dir, appyaml.resolve(doc, schedule, on).runtime)
 

@@ -36,7 +36,7 @@ from generator.schedule.decisions import OperatingSystem
 from generator.schedule.lock import Deb, DebName, Evidence, OsId, Suite
 from generator.schedule.runtimes import Runtime
 
-__all__ = ["AppOsError", "AppOsLock", "AppOsPlan", "Indices", "Requested", "closure", "read", "resolve"]
+__all__ = ["AppOsError", "AppOsRequest", "AptPackagesLock", "Indices", "Requested", "closure", "read", "resolve"]
 
 APT_FILE = "apt-packages.txt"
 LOCK_FILE = "apt-packages.lock.json"
@@ -143,7 +143,7 @@ ArchiveUrl = Annotated[str, Pattern(r"https?://[A-Za-z0-9._~:/%-]{1,300}", "the 
 
 
 @dataclass(frozen=True)
-class AppOsLock:
+class AptPackagesLock:
     """apt-packages.lock.json: the closure of an app's OS packages for one runtime image, with its evidence."""
 
     about: Evidence
@@ -181,7 +181,7 @@ def resolve(
     os_id: str,
     source: str = APT_FILE,
     indices: Indices | None = None,
-) -> AppOsLock:
+) -> AptPackagesLock:
     """The lock of `requested` for an image holding `installed`: the indices are read (and verified with
     `keyring`) unless given; nothing is read when nothing is requested."""
     installed = list(installed)
@@ -191,7 +191,7 @@ def resolve(
         indices = read_indices(os_, archive, keyring)
     debs = closure(requested, indices, installed, source=source) if indices is not None else []
     names = sorted(r.name for r in requested)
-    lock = AppOsLock(
+    lock = AptPackagesLock(
         about=ABOUT,
         format=FORMAT,
         runtime_id=runtime_id,
@@ -206,7 +206,7 @@ def resolve(
     return loads(lock.dumps(), LOCK_FILE)  # the lock is checked as any reader will check it, before it is written
 
 
-def loads(text: str, name: str = LOCK_FILE) -> AppOsLock:
+def loads(text: str, name: str = LOCK_FILE) -> AptPackagesLock:
     """A lock's text, validated: a hand-edited or hostile lock is refused, naming the file and the field."""
     fix = "remake it with `python -m generator lock-app APP_DIR --force`"
     try:
@@ -216,7 +216,7 @@ def loads(text: str, name: str = LOCK_FILE) -> AppOsLock:
     if not isinstance(data, dict):
         raise AppOsError(f"{name}: must be a JSON object; {fix}")
     found: list[Problem] = []
-    lock = convert(data, AppOsLock, (), found)
+    lock = convert(data, AptPackagesLock, (), found)
     if found:
         raise AppOsError([f"{name}: {dotted(path) or '(top level)'}: {message}; {fix}" for path, message in found])
     problems = []
@@ -240,7 +240,7 @@ def loads(text: str, name: str = LOCK_FILE) -> AppOsLock:
     return lock
 
 
-def load(path: Path) -> AppOsLock:
+def load(path: Path) -> AptPackagesLock:
     """The app's lock, read only if it resolves inside the app directory (readfile.py)."""
     try:
         text = readfile.read_text(path, within=path.parent, what="a lock this tool wrote", limit=readfile.MAX_DATA, where="the app directory")
@@ -249,7 +249,7 @@ def load(path: Path) -> AppOsLock:
     return loads(text, str(path))
 
 
-def why_stale(lock: AppOsLock, names: Iterable[str], runtime_id: str, installed: str | None = None) -> str | None:
+def why_stale(lock: AptPackagesLock, names: Iterable[str], runtime_id: str, installed: str | None = None) -> str | None:
     """Why `lock` is not the lock of `names` for `runtime_id` (and, given, the installed_hash of its image); None: it is."""
     names = set(names)
     if lock.runtime_id != runtime_id:
@@ -267,7 +267,7 @@ def why_stale(lock: AppOsLock, names: Iterable[str], runtime_id: str, installed:
 
 
 @dataclass(frozen=True)
-class AppOsPlan:
+class AppOsRequest:
     """An app's OS packages as `lock-app` sees them: its file (None: it has none), the lock beside it, the runtime."""
 
     src: Path
@@ -284,14 +284,14 @@ class AppOsPlan:
         return list(self.runtime.packages.image_packages())
 
 
-def plan(app_dir: Path, runtime: Runtime) -> AppOsPlan:
+def plan(app_dir: Path, runtime: Runtime) -> AppOsRequest:
     """Read (and check) app_dir/apt-packages.txt for `runtime`: bad input is refused here, before anything is written."""
     src = app_dir / APT_FILE
     requested = read(src) if src.exists() or src.is_symlink() else None
-    return AppOsPlan(src, app_dir / LOCK_FILE, requested, runtime)
+    return AppOsRequest(src, app_dir / LOCK_FILE, requested, runtime)
 
 
-def state(p: AppOsPlan) -> tuple[str, str]:
+def state(p: AppOsRequest) -> tuple[str, str]:
     """("ok" | "missing" | "stale" | "extra" | "none", why), offline."""
     if p.requested is None:
         return ("extra", f"there is no {APT_FILE} beside it: delete it, or restore {APT_FILE}") if p.out.exists() else ("none", "")
@@ -305,7 +305,7 @@ def state(p: AppOsPlan) -> tuple[str, str]:
     return ("stale", why) if why else ("ok", f"runtime {p.runtime.id}")
 
 
-def lock(p: AppOsPlan, *, keyring_path: Path | None = None, force: bool = False) -> AppOsLock | None:
+def lock(p: AppOsRequest, *, keyring_path: Path | None = None, force: bool = False) -> AptPackagesLock | None:
     """Resolve and write the lock (atomically) unless it is current; None: it was current."""
     from generator.images.render import write_atomic  # jinja2 is only loaded when something is written
 

@@ -13,7 +13,7 @@ from generator.cli.options import date_option, echo
 from generator.schedule import runtimes as schedule_mod
 
 if TYPE_CHECKING:  # imported where used, so `lock --check` stays fast
-    from generator.app.ospkgs import AppOsPlan
+    from generator.app.ospkgs import AppOsRequest
 
 
 def _lock_options(f):
@@ -172,7 +172,7 @@ def lock_app(
         sys.exit(1)
 
 
-def _lock_app_os(plan: AppOsPlan, check: bool, force: bool, keyring: Path | None) -> bool:
+def _lock_app_os(plan: AppOsRequest, check: bool, force: bool, keyring: Path | None) -> bool:
     """lock-app's step for apt-packages.txt (generator/app/ospkgs.py): one line; True when --check finds the lock stale."""
     from generator.app import ospkgs as app_ospkgs
 

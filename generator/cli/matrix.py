@@ -16,11 +16,11 @@ from generator.cli.options import echo, load_schedule
 @click.pass_obj
 def matrix(schedule_path: Path | None, changed_since: str | None, as_json: bool) -> None:
     """The runtimes to (re)build, as a GitHub Actions matrix ({"include": [...]})."""
-    from generator.refresh import rebuild_matrix as matrix_mod
+    from generator.refresh import rebuild_matrix
 
     sched = load_schedule(schedule_path)
-    entries = matrix_mod.changed_runtimes(sched.path.resolve().parent, changed_since)
-    value = matrix_mod.github_matrix(entries)
+    entries = rebuild_matrix.changed_runtimes(sched.path.resolve().parent, changed_since)
+    value = rebuild_matrix.github_matrix(entries)
     if as_json:
         echo(json.dumps(value, sort_keys=True, separators=(",", ":")))
         return

@@ -241,7 +241,7 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
     )
     readme = root / paths.README
     if os.path.lexists(readme):
-        out[paths.README] = splice_matrix(_read(readme, root, paths.README), support_matrix(schedule))
+        out[paths.README] = splice_support_table(_read(readme, root, paths.README), support_table(schedule))
     return {rel: escape.check_text(text, rel) for rel, text in out.items()}
 
 
@@ -264,7 +264,7 @@ def runtime_input_hash(schedule: Schedule, root: Path, r: Runtime) -> str:
     return input_hash(r, schedule, _dockerfile(r, schedule, lock_text), lock_text, tools, nix_sources(root))
 
 
-def support_matrix(schedule: Schedule) -> str:
+def support_table(schedule: Schedule) -> str:
     """Markdown table of every runtime; dates only, so it never goes stale by itself."""
     window = schedule.model.policy.deprecation_window_days
     return template("support-matrix.md.j2").render(
@@ -274,7 +274,7 @@ def support_matrix(schedule: Schedule) -> str:
     )
 
 
-def splice_matrix(readme: str, matrix: str) -> str:
+def splice_support_table(readme: str, matrix: str) -> str:
     try:
         head, rest = readme.split(MATRIX_BEGIN, 1)
         _, tail = rest.split(MATRIX_END, 1)
@@ -284,7 +284,7 @@ def splice_matrix(readme: str, matrix: str) -> str:
 
 
 @dataclass
-class Plan:
+class RenderedFiles:
     """What `generate` would change under a root directory."""
 
     root: Path
@@ -298,7 +298,7 @@ class Plan:
         return not (self.changed or self.missing or self.extra)
 
 
-def plan(schedule: Schedule, root: Path) -> Plan:
+def plan(schedule: Schedule, root: Path) -> RenderedFiles:
     files = render_all(schedule, root)
     changed, missing = [], []
     for rel, content in files.items():
@@ -318,10 +318,10 @@ def plan(schedule: Schedule, root: Path) -> Plan:
             rel = path.relative_to(root).as_posix()
             if path.is_file() and rel not in files and not fileset.is_scratch(path):
                 extra.append(rel)
-    return Plan(root, files, sorted(changed), sorted(missing), sorted(extra))
+    return RenderedFiles(root, files, sorted(changed), sorted(missing), sorted(extra))
 
 
-def apply(p: Plan) -> list[str]:
+def apply(p: RenderedFiles) -> list[str]:
     """Swap in what changed and delete extra generated Dockerfiles, as one set; return what was touched."""
     changes: dict[str, str | bytes | None] = {rel: p.files[rel] for rel in p.changed + p.missing}
     removed = []

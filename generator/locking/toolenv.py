@@ -68,7 +68,7 @@ def tail(text: str, lines: int = 14) -> str:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def _exclusive(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -86,7 +86,7 @@ def tool_env(name: str, base: str, packages: list[str], python2: bool = False) -
     want = json.dumps({"base": base, "packages": packages})
     if stamp.is_file() and stamp.read_text() == want:
         return d
-    with _file_lock(root / f".{name}.lock"):
+    with _exclusive(root / f".{name}.lock"):
         if stamp.is_file() and stamp.read_text() == want:
             return d
         shutil.rmtree(d, ignore_errors=True)

@@ -25,12 +25,10 @@ from typing import Literal
 from generator.core import fileset, paths, readfile
 from generator.core.errors import GeneratorError, InputError
 from generator.images import ospkgs, render
-from generator.refresh import flake_inputs as nixlock
-from generator.refresh import rebuild_matrix as matrix
-from generator.refresh import upstream
-from generator.schedule import lock as pins
+from generator.refresh import flake_inputs, rebuild_matrix, upstream
+from generator.schedule import lock as schedule_lock
 from generator.schedule.decisions import OperatingSystem, ScheduleModel, load_policy, version_key, wanted_minors
-from generator.schedule.lock import BaseImage, CPythonRelease, OsPackages, Pins, Platform
+from generator.schedule.lock import BaseImage, CPythonRelease, OsPackages, Platform, ScheduleLock
 from generator.schedule.runtimes import load as load_schedule
 from generator.schedule.runtimes import wanted_releases
 
@@ -58,11 +56,11 @@ class Change:
 
 
 @dataclass
-class Plan:
+class UpstreamMoves:
     """What upstream says: the changes, and the lock that records them."""
 
     changes: list[Change]
-    pins: Pins
+    pins: ScheduleLock
     notes: list[str] = field(default_factory=list)
 
 
@@ -93,7 +91,7 @@ class AptSettings:
 
 
 def ask_packages(
-    model: ScheduleModel, lock: Pins, subjects: set[str], apt: AptSettings, progress: Callable[[str], None]
+    model: ScheduleModel, lock: ScheduleLock, subjects: set[str], apt: AptSettings, progress: Callable[[str], None]
 ) -> tuple[dict[str, OsPackages], list[Change]]:
     """Re-resolve each OS's package closures in its base at today's archive state; what moved."""
     out, changes = dict(lock.os_packages), []
@@ -130,14 +128,14 @@ def ask_packages(
 
 def ask_upstream(
     model: ScheduleModel,
-    lock: Pins,
+    lock: ScheduleLock,
     *,
     only: set[str],
     subjects: set[str],
     python_source: str,
     apt: AptSettings | None = None,
     progress: Callable[[str], None] = lambda line: None,
-) -> Plan:
+) -> UpstreamMoves:
     """Ask every upstream what the schedule's tags and minors point at; build the new lock."""
     changes: list[Change] = []
     notes: list[str] = []
@@ -155,10 +153,10 @@ def ask_upstream(
         packages, moved = ask_packages(model, new, subjects, apt or AptSettings(), progress)
         new = dataclasses.replace(new, os_packages=packages)
         changes += moved
-    return Plan(changes, prune(model, new), notes)
+    return UpstreamMoves(changes, prune(model, new), notes)
 
 
-def _ask_base(model: ScheduleModel, lock: Pins, os_id: str, os_: OperatingSystem, changes: list[Change], notes: list[str]) -> BaseImage:
+def _ask_base(model: ScheduleModel, lock: ScheduleLock, os_id: str, os_: OperatingSystem, changes: list[Change], notes: list[str]) -> BaseImage:
     """The digest (and each platform's) an OS's image tag points at now; a change if it moved."""
     try:
         answer = upstream.base_image(os_.image)
@@ -224,7 +222,7 @@ def _pin_release(python_source: str, version: str) -> tuple[CPythonRelease, str]
     return CPythonRelease(url=url, sha256=sha, tar_xz_sha256=xz, evidence=evidence[:500]), sha
 
 
-def prune(model: ScheduleModel, lock: Pins) -> Pins:
+def prune(model: ScheduleModel, lock: ScheduleLock) -> ScheduleLock:
     """Drop pins nothing in the schedule uses any more (a retired OS, minor or patch release)."""
     minors = {m: v for m, v in lock.python_minors.items() if m in wanted_minors(model)}
     kept = dataclasses.replace(lock, python_minors=minors)
@@ -237,7 +235,7 @@ def prune(model: ScheduleModel, lock: Pins) -> Pins:
     )
 
 
-def changelog(plan: Plan, rebuild: dict[str, list[str]] | None = None) -> str:
+def changelog(plan: UpstreamMoves, rebuild: dict[str, list[str]] | None = None) -> str:
     """Markdown for the pull request body: each pin old → new, and each runtime to rebuild."""
     if not plan.changes:
         return "No pin moved upstream: nothing to change.\n"
@@ -294,7 +292,7 @@ def _why(c: Change) -> str:
 
 @dataclass
 class Result:
-    plan: Plan
+    plan: UpstreamMoves
     log: str
     written: list[str]
     rebuild: list[str] = field(default_factory=list)  # runtimes whose input hash moved
@@ -320,8 +318,8 @@ def refresh(
     """Find moved pins; unless dry_run, apply them with everything that follows from them — all or nothing."""
     root = schedule_path.resolve().parent
     model, _ = load_policy(schedule_path, paths.SCHEDULE)
-    lock_path = pins.path_for(schedule_path)
-    lock = pins.load(lock_path) if os.path.lexists(lock_path) else pins.empty()
+    lock_path = schedule_lock.path_for(schedule_path)
+    lock = schedule_lock.load(lock_path) if os.path.lexists(lock_path) else schedule_lock.empty()
     chosen = select(model, subjects)
     progress("asking upstream: " + ", ".join(sorted(only)))
     try:
@@ -364,13 +362,13 @@ def write_changelog(path: Path, log: str) -> None:
         raise RefreshError(f"changelog: {exc}\nthe work tree is unchanged") from exc
 
 
-def _apply_in(scratch: Path, plan: Plan, *, relock: Relock | None, snapshots: bool, nix: bool, progress: Callable[[str], None]) -> None:
+def _apply_in(scratch: Path, plan: UpstreamMoves, *, relock: Relock | None, snapshots: bool, nix: bool, progress: Callable[[str], None]) -> None:
     """Every step after asking upstream, in the scratch tree; raises on the first failure."""
     (scratch / paths.SCHEDULE_LOCK).parent.mkdir(parents=True, exist_ok=True)
     (scratch / paths.SCHEDULE_LOCK).write_text(plan.pins.dumps(), encoding="utf-8")
     if nix:
         progress("updating the flake inputs (nix flake update), nixpkgs held at nixpkgs-python's pin")
-        plan.changes.extend(Change("nix", name, old, new, note) for name, old, new, note in nixlock.update(scratch))
+        plan.changes.extend(Change("nix", name, old, new, note) for name, old, new, note in flake_inputs.update(scratch))
     sched = load_schedule(scratch / paths.SCHEDULE)
     moved = sorted({rid for c in plan.changes if c.kind in ("python", "cpython") for rid in c.runtimes})
     if moved and relock is not None:
@@ -409,10 +407,10 @@ def update_snapshots(tree: Path, progress: Callable[[str], None]) -> None:
         raise RefreshError(f"the snapshot tests fail on the refreshed tree (pytest exit {proc.returncode}):\n  {tail}")
 
 
-def _rebuilds(root: Path, scratch: Path, plan: Plan) -> dict[str, list[str]]:
+def _rebuilds(root: Path, scratch: Path, plan: UpstreamMoves) -> dict[str, list[str]]:
     """Runtime → why, for every runtime whose input hash moved (the build matrix of the pull request)."""
-    before = matrix.runtimes_at(root, None) if (root / paths.RUNTIMES_JSON).exists() else {}
-    after = matrix.runtimes_at(scratch, None)
+    before = rebuild_matrix.runtimes_at(root, None) if (root / paths.RUNTIMES_JSON).exists() else {}
+    after = rebuild_matrix.runtimes_at(scratch, None)
     out = {}
     for rid, entry in after.items():
         if before.get(rid, {}).get("input_hash") != entry["input_hash"]:

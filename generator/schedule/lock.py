@@ -59,7 +59,7 @@ def _moment(text: str) -> bool:
         return False
 
 
-class PinsError(InputError):
+class ScheduleLockError(InputError):
     """The lock file is missing, unreadable or malformed; the message says how to remake it."""
 
 
@@ -157,7 +157,7 @@ class OsPackages:
 
 
 @dataclass(frozen=True)
-class Pins:
+class ScheduleLock:
     about: str
     format: Literal[1]
     base_images: dict[OsId, BaseImage]
@@ -170,25 +170,25 @@ class Pins:
         return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=True) + "\n"
 
 
-def empty() -> Pins:
-    return Pins(about=ABOUT, format=FORMAT, base_images={}, python_minors={}, cpython={})
+def empty() -> ScheduleLock:
+    return ScheduleLock(about=ABOUT, format=FORMAT, base_images={}, python_minors={}, cpython={})
 
 
 def path_for(schedule_path: Path) -> Path:
     return schedule_path.resolve().parent / paths.SCHEDULE_LOCK
 
 
-def loads(text: str, name: str = paths.SCHEDULE_LOCK) -> Pins:
+def loads(text: str, name: str = paths.SCHEDULE_LOCK) -> ScheduleLock:
     try:
         data = readfile.parse_json(text, source=name, limit=readfile.MAX_DATA)  # strict: a key written twice is refused, not "the last wins"
     except readfile.ReadError as exc:
-        raise PinsError([f"{exc}; restore it with `git checkout -- {paths.SCHEDULE_LOCK}`"]) from exc
+        raise ScheduleLockError([f"{exc}; restore it with `git checkout -- {paths.SCHEDULE_LOCK}`"]) from exc
     if not isinstance(data, dict):
-        raise PinsError([f"{name}: must be a JSON object; restore it with `git checkout -- {paths.SCHEDULE_LOCK}`"])
+        raise ScheduleLockError([f"{name}: must be a JSON object; restore it with `git checkout -- {paths.SCHEDULE_LOCK}`"])
     found: list[Problem] = []
-    pins = convert(data, Pins, (), found)
+    pins = convert(data, ScheduleLock, (), found)
     if found:
-        raise PinsError([f"{name}: {dotted(path) or '(top level)'}: {message}" for path, message in found])
+        raise ScheduleLockError([f"{name}: {dotted(path) or '(top level)'}: {message}" for path, message in found])
     problems = [
         f"{name}: cpython.{v}.url: {rel.url!r} is not the tarball of {v}; it must end in /Python-{v}.tgz"
         for v, rel in pins.cpython.items()
@@ -212,7 +212,7 @@ def loads(text: str, name: str = paths.SCHEDULE_LOCK) -> Pins:
         if not v.startswith(minor + ".")
     ]
     if problems:
-        raise PinsError(problems)
+        raise ScheduleLockError(problems)
     return pins
 
 
@@ -220,12 +220,12 @@ def _sorted_unique(keys: list[tuple[str, str]]) -> bool:
     return all(a < b for a, b in itertools.pairwise(keys))
 
 
-def load(path: Path, name: str = paths.SCHEDULE_LOCK) -> Pins:
+def load(path: Path, name: str = paths.SCHEDULE_LOCK) -> ScheduleLock:
     """The lock at `path` (TREE/lockfiles/schedule.lock.json), read only if it resolves inside TREE."""
     try:
         text = readfile.read_text(path, within=path.parent.parent, what="a lock file", limit=readfile.MAX_DATA, name=name, where="the tree")
     except readfile.ReadError as exc:
         if exc.missing:
-            raise PinsError([f"{name} is missing: run `python -m generator refresh` (it asks the registries and python.org)"]) from exc
-        raise PinsError([f"{exc}; restore it with `git checkout -- {paths.SCHEDULE_LOCK}`"]) from exc
+            raise ScheduleLockError([f"{name} is missing: run `python -m generator refresh` (it asks the registries and python.org)"]) from exc
+        raise ScheduleLockError([f"{exc}; restore it with `git checkout -- {paths.SCHEDULE_LOCK}`"]) from exc
     return loads(text, name)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 from generator.core import paths, yamlsrc
-from generator.schedule import lock as pins_mod
+from generator.schedule import lock as schedule_lock
 from generator.schedule.decisions import LegacyRuntime, NewRuntime, OperatingSystem, ScheduleError, ScheduleModel, _vkey, load_policy, wanted_minors
-from generator.schedule.lock import BaseImage, CPythonRelease, OsPackages, Pins
+from generator.schedule.lock import BaseImage, CPythonRelease, OsPackages, ScheduleLock
 
 SUPPORTED = "supported"
 DEPRECATED = "deprecated"
@@ -106,7 +106,7 @@ class Runtime:
 class Schedule:
     path: Path
     model: ScheduleModel
-    pins: Pins
+    pins: ScheduleLock
 
     @cached_property
     def runtimes(self) -> dict[str, Runtime]:
@@ -169,24 +169,24 @@ class Schedule:
         return max(self.runtimes.values(), key=lambda r: (_vkey(r.version), r.os.end_of_support))
 
 
-def load(path: Path | str, display: str | None = None, pins: Pins | None = None) -> Schedule:
-    """Load and validate a schedule and its lock (or the `pins` given); raise ScheduleError/PinsError."""
+def load(path: Path | str, display: str | None = None, pins: ScheduleLock | None = None) -> Schedule:
+    """Load and validate a schedule and its lock (or the `pins` given); raise ScheduleError/ScheduleLockError."""
     path = Path(path)
     model, doc = load_policy(path, display)
-    lock = pins if pins is not None else pins_mod.load(pins_mod.path_for(path))
+    lock = pins if pins is not None else schedule_lock.load(schedule_lock.path_for(path))
     problems = missing_pins(doc, model, lock)
     if problems:
         raise ScheduleError(problems)
     return Schedule(path=path, model=model, pins=lock)
 
 
-def wanted_releases(model: ScheduleModel, lock: Pins) -> list[str]:
+def wanted_releases(model: ScheduleModel, lock: ScheduleLock) -> list[str]:
     """Every CPython release a runtime builds: the legacy fixed ones and each minor's current patch."""
     found = {r.python for r in model.legacy_runtimes} | {lock.python_minors[m] for m in wanted_minors(model) if m in lock.python_minors}
     return sorted(found, key=_vkey)
 
 
-def missing_pins(doc: yamlsrc.Document, model: ScheduleModel, lock: Pins) -> list[str]:
+def missing_pins(doc: yamlsrc.Document, model: ScheduleModel, lock: ScheduleLock) -> list[str]:
     """What the schedule needs that its lock does not pin: refresh fetches it; nothing is guessed."""
     out = []
     fix = "run `python -m generator refresh` where the registry and python.org are reachable"
