@@ -113,7 +113,7 @@ case "$cmd" in
     .venv/bin/ruff check generator tests benchmarks
     .venv/bin/ruff format --check generator tests benchmarks
     log "tests without the image, nix, registry and archive markers (property tests: ${HOSTILE_EXAMPLES:-100} examples; CI runs 500)"
-    HOSTILE_EXAMPLES="${HOSTILE_EXAMPLES:-100}" .venv/bin/python -m pytest -m "not image and not nix and not registry and not archive" "$@"
+    HOSTILE_EXAMPLES="${HOSTILE_EXAMPLES:-100}" .venv/bin/python -m pytest -n auto -m "not image and not nix and not registry and not archive" "$@"
     log "unit: $((SECONDS - start))s" ;;
   *)
     echo "usage: bash ci/dev.sh [setup|generate|test|unit] [args…]" >&2; exit 2 ;;

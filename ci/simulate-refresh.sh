@@ -75,7 +75,7 @@ http_port="$(free_port)"
 server_pid=$!
 wait_http "http://127.0.0.1:$http_port/"
 
-log "refresh ubuntu24 3.12 (lock, relock, regenerate, snapshots); the OS package step is simulated in tests/test_image.py"
+log "refresh ubuntu24 3.12 (lock, relock, regenerate, snapshots); the OS package step is simulated in tests/images/test_image.py"
 FLEX_PYTHON_REGISTRY_MIRRORS="docker.io=127.0.0.1:$port" "$py" -m generator refresh ubuntu24 3.12 --only os --only python \
   --python-source "http://127.0.0.1:$http_port/" --changelog "$work/changelog.md" 2>"$work/refresh.err" >/dev/null \
   || { cat "$work/refresh.err" >&2; exit 1; }

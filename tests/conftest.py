@@ -70,8 +70,8 @@ SLOW_FIXTURES = {
     **{("tests.image_fixtures", name): "image" for name in IMAGE_FIXTURES},
     # CPython tarballs from Ubuntu's and Debian's archives, for the image builds
     **{("tests.image_fixtures", name): "image" for name in ("legacy_python", "current")},
-    ("tests.test_refresh", "registry_server"): "registry",
-    ("tests.test_app_ospkgs", "jammy"): "archive",
+    ("tests.refresh.test_refresh", "registry_server"): "registry",
+    ("tests.app.test_app_ospkgs", "jammy"): "archive",
 }
 
 

@@ -174,3 +174,11 @@ def test_in_container_scripts_run_under_python_2(path: Path) -> None:
     data = path.read_bytes()
     assert data.isascii(), [i + 1 for i, line in enumerate(data.splitlines()) if not line.isascii()]
     assert b"from __future__ import print_function" in data or b"print(" not in data
+
+
+def test_every_slow_fixture_the_markers_name_exists() -> None:
+    """A fixture moved or renamed would silently lose its marker, and the fast loop would start an image build."""
+    from tests.conftest import SLOW_FIXTURES
+
+    for module, name in SLOW_FIXTURES:
+        assert hasattr(importlib.import_module(module), name), f"{module} defines no fixture {name!r} (tests/conftest.py SLOW_FIXTURES)"

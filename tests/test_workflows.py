@@ -82,7 +82,7 @@ def test_refresh_opens_one_pull_request_only_when_something_moved() -> None:
     # skip by input hash: the matrix gives each job its input tag, checked with skopeo before building
     assert 'skopeo inspect --raw "docker://${IMAGE%:*}:$INPUT_TAG"' in build and "INPUT_TAG: ${{ matrix.input_tag }}" in build
     assert "if: steps.published.outputs.skip != 'true'" in build and 'podman push "$IMAGE" "docker://${IMAGE%:*}:$INPUT_TAG"' in build
-    # the SBOM goes with the image, to the digest that was pushed (tests/test_sbom.py pushes one to a real registry)
+    # the SBOM goes with the image, to the digest that was pushed (tests/images/test_sbom.py pushes one to a real registry)
     push, publish = (
         build.index("podman push --digestfile"),
         build.index('generator publish-sbom "$RUNTIME" "${IMAGE%:*}@$(cat "$RUNNER_TEMP/digest")"'),

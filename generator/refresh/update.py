@@ -36,7 +36,13 @@ PYTHON_ORG = "https://www.python.org/ftp/python"
 # What a scratch copy leaves out: version control, environments, caches, build results.
 _SKIP = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", "result", "result-*", "*.egg-info")
 # Where a refresh may change files: the lock, everything generated from it, the snapshots, Nix's lock.
-_OWNED = (f"{paths.LOCKFILES}/", f"{paths.IMAGES}/", f"{paths.SNAPSHOTS}/", paths.README, "flake.lock")
+_OWNED = (f"{paths.LOCKFILES}/", f"{paths.IMAGES}/", paths.README, "flake.lock")
+
+
+def _owned(rel: str) -> bool:
+    """May a refresh change this file? The generated ones, the lock's, and the snapshot tests' records."""
+    return rel.startswith(_OWNED) or (rel.startswith(f"{paths.TESTS}/") and f"/{paths.SNAPSHOTS}/" in rel)
+
 
 Relock = Callable[[Path, list[str]], None]
 
@@ -393,7 +399,8 @@ def _tree_file(root: Path, path: Path) -> bytes | None:
 
 def update_snapshots(tree: Path, progress: Callable[[str], None]) -> None:
     """Re-record the snapshot tests of generated files, so the refresh's pull request passes as it stands."""
-    tests = sorted(p.relative_to(tree).as_posix() for p in (tree / "tests").glob("test_*.py") if b"snapshot" in (_tree_file(tree, p) or b""))
+    found = (tree / paths.TESTS).rglob("test_*.py")
+    tests = sorted(p.relative_to(tree).as_posix() for p in found if b"snapshot" in (_tree_file(tree, p) or b""))
     if not tests:
         return
     progress(f"updating snapshots ({', '.join(tests)})")
@@ -423,16 +430,16 @@ def _differences(root: Path, scratch: Path) -> dict[str, bytes | None]:
     out: dict[str, bytes | None] = {}
     for path in sorted(p for p in scratch.rglob("*") if p.is_file() and not fileset.is_scratch(p)):
         rel = path.relative_to(scratch).as_posix()
-        if not rel.startswith(_OWNED):
+        if not _owned(rel):
             continue
         data = path.read_bytes()
         target = root / rel
         if _tree_file(root, target) != data:
             out[rel] = data
-    for area in (paths.IMAGES, paths.SNAPSHOTS):
+    for area in (paths.IMAGES, paths.TESTS):
         for path in sorted((root / area).rglob("*")) if (root / area).is_dir() else []:
             rel = path.relative_to(root).as_posix()
-            if path.is_file() and not (scratch / rel).exists() and not fileset.is_scratch(path):
+            if _owned(rel) and path.is_file() and not (scratch / rel).exists() and not fileset.is_scratch(path):
                 out[rel] = None
     return out
 

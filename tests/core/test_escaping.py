@@ -16,11 +16,10 @@ from jinja2 import nodes
 
 from generator.core import escape, paths
 from generator.images import render
-
-from .conftest import ROOT, copy_tree
+from tests.conftest import ROOT, copy_tree
 
 TEMPLATES = ROOT / "generator" / "templates"
-APPS = Path(__file__).parent / "apps"
+APPS = Path(__file__).resolve().parents[1] / "apps"
 DIGEST = "@sha256:" + "0123456789abcdef" * 4
 IMAGES = (
     "--runtime-image",

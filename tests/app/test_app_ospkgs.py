@@ -20,9 +20,8 @@ from generator.core import http, paths
 from generator.images import debian
 from generator.schedule.lock import BasePackage
 from generator.schedule.runtimes import load as load_schedule
-
-from .conftest import SCHEDULE, edit
-from .servers import serve
+from tests.conftest import SCHEDULE, edit
+from tests.servers import serve
 
 SCHED = load_schedule(SCHEDULE)
 UBUNTU22 = next(r for r in SCHED.runtimes.values() if r.os_id == "ubuntu22" and r.default_for_os)
@@ -395,7 +394,7 @@ def _build_deb(root: Path, name: str, version: str, depends: str = "") -> None:
 @needs_tools
 def test_lock_app_locks_from_a_signed_archive_and_check_follows_the_list(tmp_path: Path, tree: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real signed archive on 127.0.0.1 (apt-ftparchive, a throwaway gpg key), read through the same path as Ubuntu's."""
-    from . import ubuntu
+    from tests import ubuntu
 
     suites = "apt_suites: [jammy, jammy-updates, jammy-security]"
     edit(tree / paths.SCHEDULE, suites, f"{suites}\n    apt_components: [main]")  # the test archive has one component
@@ -450,7 +449,7 @@ def test_lock_app_locks_from_a_signed_archive_and_check_follows_the_list(tmp_pat
 @pytest.fixture(scope="session")
 def jammy() -> Indices:
     """jammy, jammy-updates and jammy-security (main, universe), verified with Ubuntu's keyring (about 20 s)."""
-    from . import ubuntu
+    from tests import ubuntu
 
     return app_ospkgs.read_indices(UBUNTU22.os, UBUNTU22.os.apt_archive, ubuntu.keyring())
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from generator.schedule import runtimes as schedule
-
-from .conftest import ROOT, SCHEDULE
+from tests.conftest import ROOT, SCHEDULE
 
 SCHED = schedule.load(SCHEDULE)
 PINNED_313 = SCHED.pins.python_minors["3.13"]  # the lock's current 3.13 release (a refresh moves it)

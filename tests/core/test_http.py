@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from generator.core import http
-
-from . import servers
+from tests import servers
 
 BODY = b"the locked bytes\n"
 

@@ -12,8 +12,7 @@ import pytest
 from generator.core import paths
 from generator.images import render
 from generator.schedule import runtimes as schedule
-
-from .conftest import SCHEDULE, edit
+from tests.conftest import SCHEDULE, edit
 
 # The runtimes people decided on (schedule.yaml): ID → (Python minor, OS, default for its OS).
 EXPECTED = {

@@ -27,9 +27,8 @@ from hypothesis import strategies as st
 from generator.app import dockerfile as app_mod
 from generator.core.errors import GeneratorError, InputError
 from generator.images import ospkgs
-
-from .conftest import ROOT, SCHEDULE
-from .test_app import APPS, DAY, IMAGES
+from tests.app.test_app import APPS, DAY, IMAGES
+from tests.conftest import ROOT, SCHEDULE
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "500"))
 OUTCOMES: Counter[str] = Counter()

@@ -13,8 +13,7 @@ import pytest
 from generator.core import paths
 from generator.images import render
 from generator.schedule import runtimes as schedule
-
-from .conftest import ROOT, SCHEDULE, edit
+from tests.conftest import ROOT, SCHEDULE, edit
 
 SCHED = schedule.load(SCHEDULE)
 FILES = render.render_all(SCHED, ROOT)

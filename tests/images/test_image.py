@@ -20,10 +20,9 @@ from generator.images import ospkgs, sbom
 from generator.locking import parse_lock
 from generator.schedule import runtimes as schedule
 from generator.schedule.lock import load as load_pins
-
-from . import ubuntu
-from .conftest import ROOT, edit
-from .image_fixtures import (
+from tests import ubuntu
+from tests.conftest import ROOT, edit
+from tests.image_fixtures import (
     CACHE,
     FACTS,
     OSES,
@@ -38,7 +37,7 @@ from .image_fixtures import (
     podman,
     run,
 )
-from .servers import free_port, serve
+from tests.servers import free_port, serve
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("need_podman")]
 

@@ -27,8 +27,7 @@ from generator.core.errors import GeneratorError, InputError
 from generator.locking import orchestrate
 from generator.locking import requirements as app_requirements
 from generator.schedule import runtimes as schedule_mod
-
-from .conftest import ROOT, SCHEDULE
+from tests.conftest import ROOT, SCHEDULE
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "500"))
 TOKEN = "hunter2-sentinel-token"

@@ -20,9 +20,8 @@ import pytest
 from generator.core import paths
 from generator.images import sbom
 from generator.schedule import runtimes as schedule
-
-from .conftest import ROOT, SCHEDULE
-from .test_refresh import oci_layout, push, registry_server  # noqa: F401 (a fixture)
+from tests.conftest import ROOT, SCHEDULE
+from tests.refresh.test_refresh import oci_layout, push, registry_server  # noqa: F401 (a fixture)
 
 SCHED = schedule.load(SCHEDULE)
 LOCK = json.loads((ROOT / paths.SCHEDULE_LOCK).read_text())

@@ -30,9 +30,8 @@ from generator.core import paths, registry
 from generator.refresh import update as refresh_mod
 from generator.schedule import lock as schedule_lock
 from generator.schedule import runtimes as schedule
-
-from .conftest import SCHEDULE
-from .servers import free_port, serve
+from tests.conftest import SCHEDULE
+from tests.servers import free_port, serve
 
 pytestmark = pytest.mark.registry
 

@@ -19,8 +19,7 @@ from click.testing import CliRunner, Result
 from generator import locking
 from generator.cli import main
 from generator.incontainer import native_diagnose
-
-from .conftest import SCHEDULE, edit
+from tests.conftest import SCHEDULE, edit
 
 DAY = "2026-11-23"
 RUNTIME = "python311-ubuntu22"
@@ -221,8 +220,8 @@ def test_no_binary_and_only_binary_pick_files_from_pypis_list() -> None:
 # --- native_diagnose: pip's wall of text → the missing piece and its Ubuntu package ------------------------
 # The fixtures are real pip output, captured on this machine (tests/fixtures/pip-build-errors/README.md says how).
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pip-build-errors"
-DIAGNOSE = Path(__file__).resolve().parent.parent / "generator" / "incontainer" / "native_diagnose.py"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pip-build-errors"
+DIAGNOSE = Path(__file__).resolve().parents[2] / "generator" / "incontainer" / "native_diagnose.py"
 PG = "building psycopg2: pg_config (PostgreSQL's client build settings) is missing: install libpq-dev"
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
-APPS = Path(__file__).parent / "apps"
+APPS = Path(__file__).resolve().parents[1] / "apps"
 # An app with OS packages needs its apt-packages.lock.json, made for the runtime image's packages of the day
 # (lock-app): none is committed, so a refresh that moves them cannot make one stale. The image tests lock it.
 SAMPLES = sorted(p.name for p in APPS.iterdir() if p.is_dir() and not (p / "apt-packages.txt").exists())
@@ -601,8 +601,7 @@ def test_hermetic_fetches_exactly_the_locked_files(cli, tmp_path: Path) -> None:
 
     from generator import locking as lock
     from generator.core.http import fetch_verified
-
-    from .servers import serve
+    from tests.servers import serve
 
     index = tmp_path / "index"
     pins = []

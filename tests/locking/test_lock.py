@@ -40,9 +40,8 @@ from generator.core.cache import cache_root
 from generator.core.http import fetch_verified
 from generator.locking import resolvers
 from generator.schedule import runtimes as schedule
-
-from .conftest import ROOT, SCHEDULE, edit
-from .servers import serve
+from tests.conftest import ROOT, SCHEDULE, edit
+from tests.servers import serve
 
 SCHED = schedule.load(SCHEDULE)
 

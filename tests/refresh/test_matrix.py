@@ -15,8 +15,7 @@ import pytest
 
 from generator.core import paths
 from generator.schedule import runtimes as schedule
-
-from .conftest import edit
+from tests.conftest import edit
 
 ALL = 14
 

@@ -15,8 +15,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from generator.images import sbom
-
-from .image_fixtures import RUNTIME, gen, podman
+from tests.image_fixtures import RUNTIME, gen, podman
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("need_podman")]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "generator" / "incontainer" / "flex_native.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "generator" / "incontainer" / "flex_native.py"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -58,7 +58,7 @@ def test_usage_is_refused_with_the_commands() -> None:
 
 def test_a_failed_build_names_the_missing_piece_and_its_package() -> None:
     """What the build stage runs when pip fails: flex_native's diagnose over pip's real output (a fixture)."""
-    log = Path(__file__).resolve().parent / "fixtures" / "pip-build-errors" / "psycopg2-2.9.10-no-pg_config.txt"
+    log = Path(__file__).resolve().parents[1] / "fixtures" / "pip-build-errors" / "psycopg2-2.9.10-no-pg_config.txt"
     proc = run("diagnose", str(log))
     assert proc.returncode == 0, proc.stderr
     assert "pg_config" in proc.stdout and "libpq-dev" in proc.stdout

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
-from .image_fixtures import CACHE, RUNTIME, container, get, podman, run
-from .servers import free_port
+from tests.conftest import ROOT
+from tests.image_fixtures import CACHE, RUNTIME, container, get, podman, run
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("need_podman")]
 

@@ -25,9 +25,8 @@ from generator.core import http, paths, registry
 from generator.core.errors import InputError
 from generator.locking.index import Index
 from generator.refresh import upstream
-
-from . import servers
-from .conftest import ROOT
+from tests import servers
+from tests.conftest import ROOT
 
 # --- loopback ------------------------------------------------------------------------------------
 

@@ -16,11 +16,10 @@ import pytest
 
 from generator.core import paths
 from generator.locking import Index
-
-from . import ubuntu
-from .conftest import ROOT
-from .image_fixtures import FACTS, container, get, podman, run
-from .servers import free_port
+from tests import ubuntu
+from tests.conftest import ROOT
+from tests.image_fixtures import FACTS, container, get, podman, run
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("need_podman")]
 

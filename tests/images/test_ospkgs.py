@@ -17,9 +17,8 @@ from generator.images import apt, ospkgs
 from generator.schedule import lock as schedule_lock
 from generator.schedule.lock import BasePackage, Deb, OsPackages, ScheduleLockError
 from generator.schedule.lock import load as load_pins
-
-from .conftest import ROOT
-from .servers import free_port, serve
+from tests.conftest import ROOT
+from tests.servers import free_port, serve
 
 LOCK = load_pins(ROOT / paths.SCHEDULE_LOCK)
 needs_tools = pytest.mark.skipif(not (shutil.which("apt-ftparchive") and shutil.which("gpg")), reason="apt-utils and gnupg (ci/dev.sh)")
@@ -132,7 +131,7 @@ def test_an_altered_cache_entry_is_refused(tmp_path: Path, monkeypatch: pytest.M
 
 @needs_tools
 def test_index_hash_chain_and_signature(tmp_path: Path) -> None:
-    from . import ubuntu
+    from tests import ubuntu
 
     _deb(tmp_path / "repo", "delta", b"x")
     key = ubuntu.signed_suite(tmp_path / "repo", "jammy-security", tmp_path / "gnupg")

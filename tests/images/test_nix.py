@@ -36,8 +36,7 @@ import pytest
 
 from generator.core import paths
 from generator.images import imagecheck, sbom
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.nix
 

@@ -35,8 +35,7 @@ from generator.core import fileset, paths
 from generator.core.errors import GeneratorError
 from generator.images import sbom as sbom_mod
 from generator.refresh import update as refresh_mod
-
-from .conftest import copy_tree, edit
+from tests.conftest import copy_tree, edit
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "500"))
 RUNTIME = "python312-ubuntu22"

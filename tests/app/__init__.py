@@ -1,0 +1,1 @@
+"""Tests of generator/app/ (apps on a runtime)."""

@@ -1,0 +1,1 @@
+"""Tests of generator/core/ (the core: files, validation, escaping, HTTP)."""

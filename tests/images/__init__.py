@@ -1,0 +1,1 @@
+"""Tests of generator/images/ (runtime images)."""

@@ -1,0 +1,1 @@
+"""Tests of generator/refresh/ (the scheduled refresh)."""

@@ -1,0 +1,1 @@
+"""Tests of generator/schedule/ (the schedule)."""
