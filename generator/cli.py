@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import click
 
-from . import __version__, cli_app, cli_lock, cli_sbom, interrupted
+from . import __version__, cli_app, cli_lock, cli_run, cli_sbom, interrupted
 from . import schedule as schedule_mod
 from .cli_options import date_option, echo
 from .errors import GeneratorError
@@ -285,6 +285,9 @@ main.add_command(cli_lock.lock_app)
 
 # --- app (generator/cli_app.py) ---
 main.add_command(cli_app.app)
+
+# --- run (generator/cli_run.py) ---
+main.add_command(cli_run.run)
 
 
 # --- refresh ---
