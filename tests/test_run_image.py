@@ -185,3 +185,17 @@ def test_sigkill_of_run_leaves_no_container_or_process(runtime: dict) -> None:  
         print(f"\nSIGKILL: the container {container} and every process naming it gone {time.monotonic() - start:.1f}s later")
     finally:
         run.kill()
+
+
+def test_sigterm_of_run_stops_and_removes_like_ctrl_c(runtime: dict) -> None:  # noqa: F811
+    run = Run(str(APPS / "echo"), "--runtime-image", runtime["ref"], "--port", str(free_port()))
+    try:
+        container = run.wait_for(r"container (flex-run-\S+):", 600).group(1)
+        run.wait_for(r"run \| ready: ", 120)
+        run.proc.send_signal(signal.SIGTERM)  # what a process manager or `kill` sends
+        assert run.finish() == 128 + signal.SIGTERM
+        assert any("stopping (SIGTERM): removing the container" in line for line in run.lines)
+        gone(run.proc.pid, container, within=0.1)
+        print(f"\nSIGTERM: exit {run.proc.returncode}, {container} removed before run exited")
+    finally:
+        run.kill()
