@@ -82,6 +82,7 @@ class Options:
     runtime_image: str | None = None
     build_image: str | None = None
     index_url: str | None = None
+    gunicorn_config: bool = False
     on: dt.date = field(default_factory=dt.date.today)
 
 
@@ -133,6 +134,7 @@ def build(opts: Options, schedule: Schedule, tag: str, log: Callable[[str], None
         config=opts.config,
         runtime_image=opts.runtime_image,
         build_image=opts.build_image,
+        gunicorn_config=opts.gunicorn_config,
         hermetic=True,
         index_url=opts.index_url,
         on=opts.on,

@@ -199,3 +199,21 @@ def test_sigterm_of_run_stops_and_removes_like_ctrl_c(runtime: dict) -> None:  #
         print(f"\nSIGTERM: exit {run.proc.returncode}, {container} removed before run exited")
     finally:
         run.kill()
+
+
+@pytest.mark.parametrize("https", [True, False], ids=["https", "http"])
+def test_gunicorn_behind_the_proxy_takes_the_scheme_from_x_forwarded_proto(runtime: dict, https: bool) -> None:  # noqa: F811
+    """The runtime documentation's advice (forwarded_allow_ips, secure_scheme_headers), checked through the proxy."""
+    port = free_port()
+    args = ["--gunicorn-config", *(["--https"] if https else [])]
+    run = Run(str(APPS / "gunicorn-wsgi"), "--runtime-image", runtime["ref"], "--port", str(port), *args)
+    try:
+        run.wait_for(r"run \| ready: ", 600)
+        body = fetch(f"http://127.0.0.1:{port}/", {})
+        os.killpg(run.proc.pid, signal.SIGINT)
+        assert run.finish() == 130
+    finally:
+        run.kill()
+    assert body == {"url_scheme": "https" if https else "http", "forwarded_for": "127.0.0.1"}
+    assert any("build | " in line and "gunicorn" in line for line in run.lines)  # built (or its layers reused) by run itself
+    print(f"\ngunicorn behind the proxy ({'--https' if https else 'no --https'}): {body}")
