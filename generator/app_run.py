@@ -210,8 +210,13 @@ class Container:
 
     def alive(self) -> bool:
         """Still running: the attached `podman run` has not returned (detached: podman says it runs)."""
-        if not self.detached:
-            return self.proc is not None and self.proc.poll() is None
+        if self.proc is None:
+            return False
+        code = self.proc.poll()
+        if not self.detached or code is None:  # attached: the app runs as long as `podman run`; detached: still creating it
+            return code is None
+        if code != 0:
+            return False
         state = subprocess.run(["podman", "inspect", "--format", "{{.State.Running}}", self.name], capture_output=True, text=True)
         return state.stdout.strip() == "true"
 

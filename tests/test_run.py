@@ -197,3 +197,21 @@ def test_thresholds_count_in_a_row() -> None:
     assert [state.record(p) for p in (True, False, True, True, False, False, True, False, False, False)] == [
         None, None, None, True, None, None, None, None, None, False,
     ]  # fmt: skip
+
+
+def test_after_readiness_a_failing_liveness_check_is_reported_once_with_its_consequence(monkeypatch: pytest.MonkeyPatch) -> None:
+    local_only(monkeypatch)
+    with running(Echo) as upstream:
+        port = int(upstream.rsplit(":", 1)[1])
+        lines: list[str] = []
+        ready = _check("/ok")
+        live = app_checks.Check("liveness", "/status/500", 1, 1, 2, 2, initial_delay_sec=1)
+        monitor = app_probes.Monitor(ready, live, port, lines.append, time.monotonic()).start()
+        time.sleep(4.5)
+        monitor.stop()
+    assert not any("readiness" in line for line in lines), lines  # passing checks are silent
+    assert lines[:2] == [
+        "liveness check GET /status/500 failed: HTTP 500 (1 in a row; failure_threshold 2)",
+        "liveness check GET /status/500 failed: HTTP 500 (2 in a row; failure_threshold 2)",
+    ]
+    assert lines.count("liveness: failing; App Engine would restart this instance") == 1, lines

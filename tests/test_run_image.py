@@ -217,3 +217,24 @@ def test_gunicorn_behind_the_proxy_takes_the_scheme_from_x_forwarded_proto(runti
     assert body == {"url_scheme": "https" if https else "http", "forwarded_for": "127.0.0.1"}
     assert any("build | " in line and "gunicorn" in line for line in run.lines)  # built (or its layers reused) by run itself
     print(f"\ngunicorn behind the proxy ({'--https' if https else 'no --https'}): {body}")
+
+
+def test_detach_leaves_the_ready_container_running_and_nothing_else(runtime: dict) -> None:  # noqa: F811
+    port = free_port()
+    run = Run(str(APPS / "echo"), "--runtime-image", runtime["ref"], "--port", str(port), "--detach")
+    try:
+        assert run.finish(timeout=600) == 0, run.lines[-20:]
+    finally:
+        run.kill()
+    container = next(re.search(r"container (flex-run-\S+):", line).group(1) for line in run.lines if "container flex-run-" in line)  # type: ignore[union-attr]
+    try:
+        assert any(f"podman rm -f {container}" in line for line in run.lines)
+        body = fetch(f"http://127.0.0.1:{port}/direct", {})
+        assert body["env"]["GAE_INSTANCE"] == container and "X-Forwarded-For" not in body["headers"]  # no proxy in front
+        time.sleep(2)
+        names, procs = leftovers(run.proc.pid, container)
+        assert names == [container]
+        assert not [p for p in procs if "import os, subprocess" in p or "podman run" in p], procs  # the reaper let go, and exited
+    finally:
+        podman("rm", "-f", container, check=False)
+    print(f"\n--detach: exit 0, {container} still serving on 127.0.0.1:{port}, no process of run left")
