@@ -17,6 +17,7 @@ import hashlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -289,13 +290,15 @@ def _serve(opts: Options, app: App, tag: str, log: Callable[[str, str], None]) -
         log("run", f"stopping ({signal.Signals(exc.signum).name}): removing the container")
         return 128 + exc.signum
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        quiet = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a second Ctrl-C or kill must not cut the clean-up short
+        handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in quiet}
         try:
             container.close()
             if proxy is not None:
                 proxy.close()
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
 
 
 def _proxy(opts: Options, log: Callable[[str, str], None]) -> app_proxy.Proxy:
@@ -306,8 +309,6 @@ def _proxy(opts: Options, log: Callable[[str, str], None]) -> app_proxy.Proxy:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
