@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from generator import __version__, interrupted
-from generator.cli import app, build, generate, lock, matrix, refresh, resolve, sbom
+from generator.cli import app, build, generate, lock, matrix, refresh, resolve, run, sbom
 from generator.cli import list as list_cmd
 from generator.cli.options import echo
 from generator.core.errors import GeneratorError
@@ -95,6 +95,7 @@ for _command in (
     lock.lock,
     lock.lock_app,
     app.app,
+    run.run,
     refresh.refresh,
     sbom.sbom,
     sbom.publish_sbom,
