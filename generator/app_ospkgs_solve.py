@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import debian
-from .apt import AptError
+from .apt import AptError, source_of
 from .errors import InputError
 from .pins import Deb
 
@@ -232,8 +232,17 @@ class _Solver:
     def deb(self, c: Candidate) -> Deb:
         s = c.stanza
         try:
+            source, source_version = source_of(s)
             return Deb(
-                name=c.name, version=c.version, architecture=c.arch, filename=s["Filename"], size=int(s["Size"]), sha256=s["SHA256"], suite=c.suite
+                name=c.name,
+                version=c.version,
+                architecture=c.arch,
+                filename=s["Filename"],
+                size=int(s["Size"]),
+                sha256=s["SHA256"],
+                suite=c.suite,
+                source=source,
+                source_version=source_version,
             )
         except (KeyError, ValueError) as exc:
             raise AptError(f"{c.name} {c.version} ({c.suite}): its Packages entry lacks a valid {exc}") from exc

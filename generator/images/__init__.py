@@ -1,0 +1,1 @@
+"""Building, signing, attesting and verifying the runtime images."""
