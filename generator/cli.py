@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import click
 
-from . import __version__, cli_app, cli_lock, cli_sbom, interrupted
+from . import __version__, cli_app, cli_lock, cli_sbom, cli_verify, interrupted
 from . import schedule as schedule_mod
 from .cli_options import date_option, echo
 from .errors import GeneratorError
@@ -349,6 +349,10 @@ def refresh(
 # --- sbom, publish-sbom (generator/cli_sbom.py) ---
 main.add_command(cli_sbom.sbom)
 main.add_command(cli_sbom.publish_sbom)
+
+# --- sign, verify (generator/cli_verify.py) ---
+main.add_command(cli_verify.sign)
+main.add_command(cli_verify.verify)
 
 
 @main.command()
