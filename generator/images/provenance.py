@@ -84,7 +84,7 @@ def predicate(schedule: Schedule, r: Runtime, commit: str, build_image: bool = F
     source = Input(f"source:{repo}", f"git+{repo}@{commit}", {"gitCommit": commit})
     return {
         "buildDefinition": {
-            "buildType": f"{repo}/blob/{commit}/docs/maintainers/provenance.md#build-type-v1",
+            "buildType": f"{repo}/blob/{commit}/docs/maintainers/signing.md#build-type-v1",
             "externalParameters": {
                 "runtime": r.id,
                 "image": image,
