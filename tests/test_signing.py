@@ -193,6 +193,30 @@ def test_sign_refuses_an_image_whose_sbom_labels_are_not_the_locks(cli, tree: Pa
 def test_verify_refuses_a_tag_and_needs_a_policy(cli, tree: Path, registry_server) -> None:  # noqa: F811
     res = gen(cli, tree, "verify", f"{registry_server['host']}/flex/{RUNTIME}:good")
     assert res.exit_code == 2 and "give the image by digest" in res.output
+    res = cli("verify", f"{registry_server['host']}/flex/{RUNTIME}@sha256:{'0' * 64}")  # the repository's schedule: no policy yet
+    assert res.exit_code == 2 and "publish.signing is not set, so there is no signer to check against" in res.output
+    res = gen(cli, tree, "verify", f"{registry_server['host']}/flex/{RUNTIME}@sha256:{'0' * 64}")  # no such manifest
+    assert res.exit_code == 1 and res.output.startswith("image: FAIL: ") and "NOT VERIFIED" in res.output, res.output
+
+
+def test_a_policy_with_both_or_neither_form_is_refused(cli, tree: Path, tmp_path: Path) -> None:
+    both = copy_tree(tmp_path / "both", tree)
+    shutil.copytree(tree / "keys", both / "keys")
+    edit(
+        both / "schedule.yaml",
+        "    public_key: keys/cosign.pub\n",
+        "    public_key: keys/cosign.pub\n    keyless: {identity: x, issuer: 'https://issuer.example'}\n",
+    )
+    res = gen(cli, both, "verify", f"127.0.0.1:1/flex/{RUNTIME}@sha256:{'0' * 64}")
+    assert res.exit_code == 2 and "publish.signing: give exactly one of keyless (identity, issuer) and public_key" in res.output
+    edit(
+        both / "schedule.yaml",
+        "    public_key: keys/cosign.pub\n    keyless: {identity: x, issuer: 'https://issuer.example'}\n",
+        "    public_key: ../outside.pub\n",
+    )
+    (tmp_path / "outside.pub").write_text((tree / "keys" / "cosign.pub").read_text())
+    res = gen(cli, both, "verify", f"127.0.0.1:1/flex/{RUNTIME}@sha256:{'0' * 64}")
+    assert res.exit_code == 2 and "publish.signing.public_key: ../outside.pub is not a file in the repository" in res.output, res.output
 
 
 # --- app verifies before it pins -------------------------------------------------------------------

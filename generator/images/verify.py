@@ -88,6 +88,8 @@ def verify(schedule: Schedule, ref: str, runtime_id: str | None = None) -> Repor
 def _runtime(schedule: Schedule, labels: dict[str, str], runtime_id: str | None) -> tuple[Runtime, bool]:
     """The runtime the image claims to be (its label) or the one given; VerifyError naming the choices."""
     rid = runtime_id or labels.get(RUNTIME_LABEL)
+    if rid is None:
+        raise VerifyError(f"the image has no {RUNTIME_LABEL} label: pass --runtime ID (one of {', '.join(schedule.runtimes)})")
     if rid not in schedule.runtimes:
         choices = ", ".join(schedule.runtimes)
         raise VerifyError(f"--runtime: {rid!r} is not a runtime of {schedule.path.name}; choose one of {choices}")
