@@ -47,12 +47,14 @@ def keys(tmp_path_factory, cosign_bin: str) -> dict[str, tuple[Path, Path]]:
     return {name: keypair(root / name, cosign_bin) for name in ("ours", "other")}
 
 
-def signed_tree(dest: Path, public_key: Path, host: str, src: Path = ROOT) -> Path:
-    """A copy of `src`'s inputs, its images published to the local registry, its policy the test key; a git commit."""
+def signed_tree(dest: Path, public_key: Path, host: str | None, src: Path = ROOT) -> Path:
+    """A copy of `src`'s inputs, its policy the test key, a git commit; with `host`, its images published to
+    that registry (publish.repository is in the image's SBOM: a tree whose images are built elsewhere keeps it)."""
     tree = copy_tree(dest, src)
     (tree / "keys").mkdir()
     shutil.copy(public_key, tree / "keys" / "cosign.pub")
-    edit(tree / "schedule.yaml", "  repository: ghcr.io/appengine-flex-python/runtimes\n", f"  repository: {host}/flex\n")
+    if host:
+        edit(tree / "schedule.yaml", "  repository: ghcr.io/appengine-flex-python/runtimes\n", f"  repository: {host}/flex\n")
     edit(
         tree / "schedule.yaml",
         "  source: https://github.com/appengine-flex-python/runtimes\n",

@@ -32,7 +32,7 @@ def push(tag: str, dest: str, digestfile: Path) -> str:
 def test_built_images_are_signed_verified_and_pinned(cli, build_images, registry_server, keys, cosign_bin: str, tmp_path: Path) -> None:  # noqa: F811
     host = registry_server["host"]
     built = build_images(RUNTIME)
-    tree = signed_tree(tmp_path / "tree", keys["ours"][1], host, src=built["runtime"]["tree"])
+    tree = signed_tree(tmp_path / "tree", keys["ours"][1], None, src=built["runtime"]["tree"])  # the tree the images were built from
     version = schedule.load(tree / "schedule.yaml").runtimes[RUNTIME].version
     runtime_ref = push(built["runtime"]["tag"], f"{host}/flex/{RUNTIME}:{version}", tmp_path / "digest")
     build_ref = push(built["tag"], f"{host}/flex/{RUNTIME}:{version}-build", tmp_path / "build-digest")
@@ -51,7 +51,7 @@ def test_built_images_are_signed_verified_and_pinned(cli, build_images, registry
 
     d = app_dir(tmp_path)
     (d / "requirements.txt").write_text("six==1.17.0\n")  # something to install: the build stage's image is pinned too
-    res = gen(cli, tree, "app", str(d))
+    res = gen(cli, tree, "app", str(d), "--runtime-image", f"{host}/flex/{RUNTIME}:{version}")  # its build image: the tag + -build
     assert res.exit_code == 0, res.output
     assert f"runtime image: verified: {runtime_ref} is {RUNTIME}" in res.output
     assert f"build image: verified: {build_ref} is {RUNTIME} build image" in res.output
