@@ -103,3 +103,26 @@ def test_the_lock_sources_are_the_archives_source_fields(os_id: str) -> None:
         i for i in sbom.inventory(SCHED, SCHED.runtimes[next(r for r in SCHED.runtimes if r.endswith(os_id))]).items if i.name.startswith("libssl")
     )
     assert _upstream(libssl.purl) == "openssl", libssl.purl
+
+
+def test_the_one_off_filler_takes_each_source_from_its_stanza_and_names_a_deb_no_index_lists() -> None:
+    import dataclasses
+
+    from generator.errors import GeneratorError
+    from generator.locking import debsources
+
+    lock = SCHED.pins.os_packages["ubuntu22"]
+    bare = dataclasses.replace(
+        lock, **{k: [dataclasses.replace(d, source=None, source_version=None) for d in getattr(lock, k)] for k in debsources.SETS}
+    )
+    stanzas = {
+        (d.filename, d.sha256): {"Package": d.name, "Version": d.version, "Source": f"src-{d.name} (9:{d.version})"}
+        for k in debsources.SETS
+        for d in getattr(lock, k)
+    }
+    filled = debsources.filled(bare, stanzas, "ubuntu22")
+    assert all(d.source == f"src-{d.name}" and d.source_version == f"9:{d.version}" for k in debsources.SETS for d in getattr(filled, k))
+    victim = lock.runtime[0]
+    del stanzas[(victim.filename, victim.sha256)]
+    with pytest.raises(GeneratorError, match=rf"no verified Packages index of {lock.archive} lists ubuntu22\.runtime: {re.escape(victim.filename)}"):
+        debsources.filled(bare, stanzas, "ubuntu22")
