@@ -129,6 +129,7 @@ def test_sign_then_verify_and_stock_cosign_accepts_it(cli, tree: Path, keys, reg
 def test_an_unsigned_image_under_the_runtimes_name_fails(cli, tree: Path, registry_server, tmp_path: Path) -> None:  # noqa: F811
     ref = image(tree, registry_server["host"], "unsigned", b"unsigned\n", tmp_path)  # the right labels, no signature
     res = gen(cli, tree, "verify", ref)
+    print(res.output)  # the verdict lines, in the log
     assert res.exit_code == 1, res.output
     assert "signature: FAIL: no signature by key" in res.output
     assert "provenance: FAIL: no SLSA v1 provenance signed by key" in res.output
@@ -139,6 +140,7 @@ def test_an_image_signed_by_another_key_fails(cli, tree: Path, keys, registry_se
     ref = image(tree, registry_server["host"], "stranger", b"stranger\n", tmp_path)
     assert gen(cli, tree, "sign", RUNTIME, ref, "--key", str(keys["other"][0])).exit_code == 0
     res = gen(cli, tree, "verify", ref)
+    print(res.output)  # the verdict lines, in the log
     assert res.exit_code == 1, res.output
     assert f"signature: FAIL: no signature by key {tree.resolve() / 'keys' / 'cosign.pub'}" in res.output
     assert "provenance: FAIL" in res.output and "sbom: FAIL" in res.output
@@ -159,6 +161,7 @@ def test_a_provenance_naming_another_deb_hash_fails(cli, tree: Path, keys, regis
     for fmt, text in sbom.documents(sched, r).items():
         signing.attest(ref, text, signing.SBOM_TYPE[fmt], key)
     res = gen(cli, tree, "verify", ref)
+    print(res.output)  # the verdict lines, in the log
     assert res.exit_code == 1, res.output
     assert "signature: ok" in res.output and "sbom: ok" in res.output
     assert f"provenance: FAIL: {victim['name']}: the statement names sha256 {'0' * 64}, the lock pins sha256 {locked}" in res.output
@@ -177,6 +180,7 @@ def test_a_tampered_sbom_fails(cli, tree: Path, keys, registry_server, tmp_path:
     signing.attest(ref, json.dumps(spdx), "spdxjson", key)
     signing.attest(ref, docs["cyclonedx-json"], "cyclonedx", key)
     res = gen(cli, tree, "verify", ref)
+    print(res.output)  # the verdict lines, in the log
     assert res.exit_code == 1, res.output
     assert "signature: ok" in res.output and "provenance: ok" in res.output
     assert "sbom: FAIL: the signed spdx-json attestation is not the document the lock makes" in res.output
