@@ -81,17 +81,23 @@ setup_python() {
   fi
 }
 
+setup_cosign() {
+  # cosign (sign, verify, and the signing tests): Debian trixie's .deb, its sha256 read from trixie's
+  # signed Packages index (gpgv, debian-archive-keyring), unpacked into the cache; the system is not touched.
+  log "cosign: $(.venv/bin/python -m generator.images.cosign install)"
+}
+
 cmd="${1:-test}"; shift || true
 case "$cmd" in
   setup)
-    setup_system; setup_nix_root; setup_python ;;
+    setup_system; setup_nix_root; setup_python; setup_cosign ;;
   generate)
     setup_system; setup_python
     log "generating every runtime from schedule.yaml"
     .venv/bin/python -m generator generate "$@"
     .venv/bin/python -m generator list ;;
   test)
-    setup_system; setup_nix_root; setup_python
+    setup_system; setup_nix_root; setup_python; setup_cosign
     log "lint: ruff"
     .venv/bin/ruff check generator tests benchmarks
     .venv/bin/ruff format --check generator tests benchmarks

@@ -26,7 +26,7 @@ from typing import Protocol
 
 from generator.core.errors import InputError
 from generator.images import debian
-from generator.images.apt import AptError
+from generator.images.apt import AptError, source_of
 from generator.schedule.lock import Deb
 
 ARCHS = ("amd64", "all")
@@ -232,8 +232,17 @@ class _Solver:
     def deb(self, c: Candidate) -> Deb:
         s = c.stanza
         try:
+            source, source_version = source_of(s)
             return Deb(
-                name=c.name, version=c.version, architecture=c.arch, filename=s["Filename"], size=int(s["Size"]), sha256=s["SHA256"], suite=c.suite
+                name=c.name,
+                version=c.version,
+                architecture=c.arch,
+                filename=s["Filename"],
+                size=int(s["Size"]),
+                sha256=s["SHA256"],
+                suite=c.suite,
+                source=source,
+                source_version=source_version,
             )
         except (KeyError, ValueError) as exc:
             raise AptError(f"{c.name} {c.version} ({c.suite}): its Packages entry lacks a valid {exc}") from exc

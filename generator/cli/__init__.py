@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from generator import __version__, interrupted
-from generator.cli import app, build, generate, lock, matrix, refresh, resolve, run, sbom
+from generator.cli import app, build, generate, lock, matrix, refresh, resolve, run, sbom, verify
 from generator.cli import list as list_cmd
 from generator.cli.options import echo
 from generator.core.errors import GeneratorError
@@ -99,6 +99,8 @@ for _command in (
     refresh.refresh,
     sbom.sbom,
     sbom.publish_sbom,
+    verify.sign,
+    verify.verify,
     matrix.matrix,
 ):
     main.add_command(_command)

@@ -37,6 +37,9 @@ from generator.schedule import runtimes as schedule_mod
 @click.option("--gunicorn-config", is_flag=True, help="Write the recommended gunicorn.conf.py (if absent) and use it in the entrypoint.")
 @click.option("--hermetic", is_flag=True, help="Fetch the hash-locked requirements on the host into the build context: the build needs no network.")
 @click.option("--index-url", metavar="URL", help="Where --hermetic looks the locked files up (default: the requirements' --index-url, else PyPI).")
+@click.option(
+    "--no-verify", is_flag=True, help="Pin the runtime and build images without verifying them against the schedule's publish.signing (warns)."
+)
 @click.option("--force", is_flag=True, help="Replace a Dockerfile in APP_DIR that this tool did not write (never a directory given to --out).")
 @date_option
 @click.pass_obj
@@ -50,6 +53,7 @@ def app(
     gunicorn_config: bool,
     hermetic: bool,
     index_url: str | None,
+    no_verify: bool,
     force: bool,
     on: dt.date,
 ) -> None:
@@ -73,7 +77,13 @@ def app(
         index_url=index_url,
         on=on,
     )
-    for warning in plan.warnings:
+    from generator.app import pinning
+
+    to_check = [("runtime image", plan.image), *([("build image", plan.build_image)] if plan.build_image else [])]
+    verdicts, unverified = pinning.check(sched, plan.runtime_id, to_check, skip=no_verify)  # before any digest is written
+    for line in verdicts:
+        echo(line, err=True)
+    for warning in [*plan.warnings, *unverified]:
         echo(f"warning: {warning}", err=True)
     for rel in app_mod.write(plan, target, app_dir):
         echo(f"wrote {target / rel}")

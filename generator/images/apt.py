@@ -15,6 +15,7 @@ import lzma
 import re
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,14 @@ def paragraphs(text: str) -> list[dict[str, str]]:
     if current:
         out.append(current)
     return out
+
+
+def source_of(stanza: Mapping[str, str]) -> tuple[str, str]:
+    """(source package, source version) of a binary package's stanza: `Source: NAME [(VERSION)]`, where
+    a missing name is the package's own and a missing version the package's own (dpkg's rule)."""
+    name, _, rest = stanza.get("Source", "").strip().partition(" ")
+    version = rest.strip().removeprefix("(").removesuffix(")").strip()
+    return name or stanza["Package"], version or stanza["Version"]
 
 
 def strip_signature(inrelease: str) -> str:

@@ -298,19 +298,24 @@ def build_image(
     log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"
     never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
     same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if Path(exe).name == "podman" else []
-    with tempfile.TemporaryDirectory(prefix=f"build-image-{r.id}-") as tmp:
+    docs = sbom_mod.documents(schedule, r, build_image=True)  # its own SBOM labels replace the runtime image's it inherits
+    with tempfile.TemporaryDirectory(prefix=f"build-image-{r.id}-") as tmp, tempfile.TemporaryDirectory(prefix="build-meta-") as meta:
         ctx = prepare_build_image_context(schedule, r, Path(tmp), apt_mirrors=apt_mirrors)
         progress(f"build image context ready: {len(r.packages.devel) if r.packages else 0} hash-checked .debs; building {tag} with the network off")
-        cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), *same, "-t", tag]
+        iid = Path(meta) / "image-id"
+        cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), *same, "--iidfile", str(iid)]
         cmd += ["--build-arg", f"RUNTIME_IMAGE={runtime_image_id.removeprefix('sha256:')}"]
         if no_cache:
             cmd.append("--no-cache")
         start = time.monotonic()
         code, step, mismatch = _run_engine([*cmd, str(ctx)], log_path, "w", progress, verbose, start)
+        if code == 0:
+            code = _attach_sbom(exe, never, same, iid.read_text().strip(), tag, sbom_mod.labels(docs), Path(meta) / "sbom-label", log_path)
+            step = "(the SBOM label step)" if code else step
         seconds = time.monotonic() - start
     if code != 0:
         raise _failure(f"{r.id}'s build image", code, step, mismatch, log_path)
     data = _inspect(exe, tag)
     tree = None if sbom_dir else schedule.path.resolve().parent  # the default directory is in the tree: confined to it
-    sbom_mod.write(sbom_mod.documents(schedule, r, build_image=True), f"{r.id}-build", sbom_dir or sbom_mod.default_dir(schedule), tree)
+    sbom_mod.write(docs, f"{r.id}-build", sbom_dir or sbom_mod.default_dir(schedule), tree)
     return BuiltImage(image_id=data.get("Id", ""), digest=data.get("Digest") or "", tag=tag, seconds=seconds, log=log_path)

@@ -199,6 +199,7 @@ def _closure(uris: Path, indices: dict[str, list[tuple[str, dict[str, str]]]]) -
         field = {"SHA256": "SHA256", "SHA512": "SHA512", "SHA1": "SHA1", "MD5Sum": "MD5sum"}.get(algo)
         if value and field and stanza.get(field, value) != value:
             raise OsPackagesError(f"{filename}: apt printed {algo} {value}, the index says {stanza.get(field)}")
+        source, source_version = apt.source_of(stanza)
         out.append(
             Deb(
                 name=stanza["Package"],
@@ -208,6 +209,8 @@ def _closure(uris: Path, indices: dict[str, list[tuple[str, dict[str, str]]]]) -
                 size=int(stanza["Size"]),
                 sha256=stanza["SHA256"],
                 suite=suite,
+                source=source,
+                source_version=source_version,
             )
         )
     return sorted(out, key=lambda d: (d.name, d.architecture))

@@ -175,7 +175,9 @@ def _debs(r: Runtime) -> dict[str, list[list[str]]] | None:
     if r.packages is None:
         return None
     out = {
-        name: [[d.name, d.version, d.architecture, d.filename, d.sha256] for d in debs]
+        name: [
+            [d.name, d.version, d.architecture, d.filename, d.sha256, d.source or "", d.source_version or ""] for d in debs
+        ]  # source: the SBOM's upstream=
         for name, debs in (("build", r.packages.build), ("runtime", r.packages.runtime), ("devel", r.packages.devel))
     }
     return {**out, "base": [[p.name, p.version, p.architecture, p.source, p.source_version] for p in r.packages.base]}

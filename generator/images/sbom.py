@@ -114,7 +114,7 @@ def inventory(schedule: Schedule, r: Runtime, build_image: bool = False) -> Inve
     distro = f"{r.base_name.rsplit('/', 1)[-1]}-{r.base_tag}"  # ubuntu-22.04, as the purl spec's deb examples qualify it
     items = _image_items(r)
     for p in lock.build_image_packages() if build_image else lock.image_packages():
-        ref, deb_purl = _ref("deb", p.name, p.architecture), purl("deb", p.name, p.version, "ubuntu", arch=p.architecture, distro=distro)
+        ref, deb_purl = _ref("deb", p.name, p.architecture), deb_purl_of(p, distro)
         if isinstance(p, Deb):
             where = f"{ospkgs.SNAPSHOT_SERVICE}/{lock.snapshot}/{p.filename}"
             items.append(Item(ref, "deb", p.name, p.version, deb_purl, p.sha256, where, source=f"{p.filename} ({p.suite})"))
@@ -129,6 +129,18 @@ def inventory(schedule: Schedule, r: Runtime, build_image: bool = False) -> Inve
     name, image = (f"{r.id}-build", f"{r.image}-build") if build_image else (r.id, r.image)
     namespace = f"{schedule.model.publish.source.rstrip('/')}/spdx/{name}-{input_hash.removeprefix('sha256:')}"
     return Inventory(name, image, r.version, input_hash, namespace, items)
+
+
+def deb_purl_of(p: Deb | BasePackage, distro: str) -> str:
+    """pkg:deb/ubuntu/NAME@VERSION?arch=…&distro=…&upstream=SOURCE[@SOURCE_VERSION], as syft writes it: the
+    source package is what a CVE is filed against (openssl, not libssl3), and its version is added only
+    where it differs from the binary's (a binNMU, an epoch). SbomError for a lock that does not record it."""
+    if p.source is None or p.source_version is None:
+        raise SbomError(
+            f"{p.name} {p.version}: {paths.SCHEDULE_LOCK} does not record its source package: run `python -m generator refresh --only packages`"
+        )
+    upstream = p.source if p.source_version == p.version else f"{p.source}@{p.source_version}"
+    return purl("deb", p.name, p.version, "ubuntu", arch=p.architecture, distro=distro, upstream=upstream)
 
 
 def _locks(root: Path, r: Runtime) -> tuple[OsPackages, list[dict[str, Any]]]:

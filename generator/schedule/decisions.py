@@ -23,9 +23,29 @@ OsName = Annotated[str, Pattern(r"[A-Za-z0-9][A-Za-z0-9 .()_-]{0,79}", "a displa
 
 
 @dataclass(frozen=True)
+class Keyless:
+    """Who signs, with no key to keep: the workflow's OIDC identity (its certificate's SAN) and the issuer that vouched for it."""
+
+    identity: Annotated[
+        str, Pattern(r"[\x21-\x7e]{1,500}", "the signer's identity as its certificate names it, e.g. the workflow URL @refs/heads/main")
+    ]
+    issuer: Url
+
+
+@dataclass(frozen=True)
+class Signing:
+    """How the published images are signed, so `verify` and `app` can check them (generator/images/signing.py)."""
+
+    keyless: Keyless | None = None
+    # a cosign public key (PEM) in the repository, relative to schedule.yaml: for a maintainer's key pair
+    public_key: Annotated[str, Pattern(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+){0,10}", "a path in the repository such as keys/cosign.pub")] | None = None
+
+
+@dataclass(frozen=True)
 class Publish:
     repository: Repository
     source: Url
+    signing: Signing | None = None  # absent: images are not verified before use (`verify` has nothing to check against)
 
 
 @dataclass(frozen=True)

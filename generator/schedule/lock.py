@@ -110,6 +110,11 @@ class Deb:
     size: DebSize
     sha256: Sha256
     suite: Suite  # the pocket it was read from (the -security one when it is there)
+    # The source package it was built from, as its Packages stanza's `Source:` names it (the package's
+    # own name and version when it names none): what a CVE is filed against (openssl, not libssl3),
+    # so scanners match the SBOM's `upstream=`. None only in an app lock written before it was recorded.
+    source: DebName | None = None
+    source_version: DebVersion | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,13 @@ def loads(text: str, name: str = paths.SCHEDULE_LOCK) -> ScheduleLock:
         for os_id, lock in pins.os_packages.items()
         for key in ("base", "build", "runtime")
         if not _sorted_unique([(p.name, p.architecture) for p in getattr(lock, key)])
+    ]
+    problems += [
+        f"{name}: os_packages.{os_id}.{key}: {d.name} {d.version} does not name its source package; remake it with `refresh --only packages {os_id}`"
+        for os_id, lock in pins.os_packages.items()
+        for key in ("build", "runtime", "devel")
+        for d in getattr(lock, key)
+        if d.source is None or d.source_version is None
     ]
     problems += [
         f"{name}: python_minors.{minor}: {v!r} is not a release of Python {minor}"

@@ -481,4 +481,8 @@ def test_libmagic1_on_ubuntu22_from_the_real_archive(jammy: Indices, tmp_path: P
     path = http.fetch_verified(f"{lock.archive}/{magic.filename}", magic.sha256, tmp_path / "libmagic1.deb")  # the archive serves those bytes
     control = subprocess.run(["dpkg-deb", "--field", str(path), "Package", "Version"], capture_output=True, text=True, check=True).stdout
     assert control == f"Package: libmagic1\nVersion: {magic.version}\n"
+    # the source package the lock records (the SBOM's upstream=) is the one the .deb's own control file names
+    source = subprocess.run(["dpkg-deb", "--field", str(path), "Source"], capture_output=True, text=True, check=True).stdout.split()
+    assert magic.source == source[0] and magic.source_version == (source[1].strip("()") if len(source) > 1 else magic.version)
+    assert all(d.source and d.source_version for d in lock.debs)
     assert app_ospkgs.loads(lock.dumps()) == lock

@@ -123,7 +123,9 @@ def test_purls() -> None:
     assert purls["oci"] == f"pkg:oci/ubuntu@{base}?repository_url=docker.io/library/ubuntu&tag=22.04"
     assert purls["cpython"] == f"pkg:generic/cpython@{r.version}?download_url=https://www.python.org/ftp/python/{r.version}/Python-{r.version}.tar.xz"
     libc6 = next(p for p in LOCK["os_packages"]["ubuntu22"]["base"] if p["name"] == "libc6")
-    assert f"pkg:deb/ubuntu/libc6@{libc6['version']}?arch=amd64&distro=ubuntu-22.04" in {i.purl for i in sbom.inventory(SCHED, r).items}
+    assert f"pkg:deb/ubuntu/libc6@{libc6['version']}?arch=amd64&distro=ubuntu-22.04&upstream=glibc" in {
+        i.purl for i in sbom.inventory(SCHED, r).items
+    }
 
 
 # --- the command: stdout or a file, the same bytes each time; errors ------------------------------------
