@@ -38,10 +38,8 @@
           (builtins.attrNames set));
       forSystems = f: builtins.listToAttrs (map (system: { name = system; value = f system; }) systems);
 
-      # Does the lock know this architecture of a runtime's base? (`platforms` in base; before
-      # it existed, every base was amd64 only, with its hash in base.nix_sha256.)
-      hasArch = arch: entry:
-        if entry.base ? platforms then entry.base.platforms ? ${arch} else arch == "amd64";
+      # Does the lock know this architecture of a runtime's base?
+      hasArch = arch: entry: entry.base.platforms ? ${arch};
 
       nixpkgsPin = { path = nixpkgs.outPath; rev = nixpkgs.rev or "unknown (not a git revision)"; };
 
@@ -79,7 +77,7 @@
               passAsFile = [ "expect" ];
             } ''
             ${image} > image.tar
-            ${pkgs.python3}/bin/python3 ${./generator/imagecheck.py} image.tar --expect "$expectPath"
+            ${pkgs.python3}/bin/python3 ${./generator/images/imagecheck.py} image.tar --expect "$expectPath"
             echo ok > $out
           '';
 
@@ -127,7 +125,7 @@
           builtins.mapAttrs (_id: image: image.unbuildable)
             (filterAttrs (_id: image: image ? unbuildable) bySystem.${system}.images));
         runtimesMissingPullImageHash = builtins.filter
-          (id: (data.runtimes.${id}.base.platforms.amd64.nix_sha256 or data.runtimes.${id}.base.nix_sha256) == null)
+          (id: (data.runtimes.${id}.base.platforms.amd64.nix_sha256 or null) == null)
           (builtins.attrNames data.runtimes);
         nixpkgs = { inherit (nixpkgsPin) rev; nixpkgsPythonPins = cacheNixpkgsRev; };
       };

@@ -39,7 +39,7 @@ wait_http "http://127.0.0.1:$port/v2/"
 "$py" - "$work/layout" <<'PY'
 import sys
 from pathlib import Path
-from tests.test_refresh import oci_layout  # the tests' byte-exact OCI layout writer
+from tests.refresh.test_refresh import oci_layout  # the tests' byte-exact OCI layout writer
 oci_layout(Path(sys.argv[1]), b"ubuntu 24.04, as the tag points now\n")
 PY
 skopeo copy -q --dest-tls-verify=false "oci:$work/layout" "docker://127.0.0.1:$port/library/ubuntu:24.04"
@@ -48,7 +48,7 @@ log "a python.org-shaped release directory with a new 3.12 patch release"
 "$py" - "$work/ftp" <<'PY'
 import base64, hashlib, json, sys
 from pathlib import Path
-from generator import schedule
+from generator.schedule import runtimes as schedule
 pins = schedule.load("schedule.yaml").pins
 root = Path(sys.argv[1])
 current = dict(pins.python_minors)

@@ -85,12 +85,8 @@ let
   finalImageName = base.nix_final_image_name or shortName;
   finalImageTag = base.nix_final_image_tag or base.tag;
 
-  # This architecture's pins: base.platforms.<arch> (manifest digest, pullImage
-  # hash); before `platforms` existed, base.nix_sha256 was amd64's.
-  platform =
-    if base ? platforms then base.platforms.${arch} or (fail "base has no ${arch} platform in lockfiles/runtimes.json")
-    else if arch == "amd64" then { manifest_digest = null; nix_sha256 = base.nix_sha256; }
-    else fail "base has no platforms in lockfiles/runtimes.json, so no ${arch} pins";
+  # This architecture's pins: base.platforms.<arch> (manifest digest, pullImage hash).
+  platform = base.platforms.${arch} or (fail "base has no ${arch} platform in lockfiles/runtimes.json");
   # The per-architecture manifest where the lock knows it, else the index digest
   # (pullImage then picks `arch` from it).
   imageDigest = if (platform.manifest_digest or null) != null then platform.manifest_digest else base.digest;
@@ -300,7 +296,7 @@ let
       "chown -R -h ${uid}:${gid} env app";
   maxLayers = 100; # nixpkgs' default, base image's layers included
 
-  # What the image check (generator/imagecheck.py, flake.nix's checks) expects
+  # What the image check (generator/images/imagecheck.py, flake.nix's checks) expects
   # to find in the streamed image.
   expect = {
     repo_tag = entry.image;

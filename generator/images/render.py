@@ -185,12 +185,10 @@ def _debs(r: Runtime) -> dict[str, list[list[str]]] | None:
 
 def runtime_data(r: Runtime, schedule: Schedule, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One runtime entry of lockfiles/runtimes.json: every pin its image needs."""
-    amd64 = r.base.platforms.get("amd64")
     return {
         "base": {
             "digest": r.base.digest,
             "name": r.base_name,
-            "nix_sha256": amd64.nix_sha256 if amd64 else None,
             "platforms": {arch: {"manifest_digest": p.manifest_digest, "nix_sha256": p.nix_sha256} for arch, p in sorted(r.base.platforms.items())},
             "reference": r.base_reference,
             "tag": r.base_tag,

@@ -69,7 +69,7 @@ _ENTRY: dict[str, Any] = {
     "operating_system": str,
     "image": str,
     "python": {"version": str},
-    "base": {"nix_sha256": (str, type(None))},
+    "base": {"platforms": dict},
 }
 
 
@@ -97,7 +97,8 @@ def _shape(value: Any, spec: Any, key: str, problems: list[str]) -> None:
             else:
                 _shape(value[name], sub, f"{key}.{name}", problems)
     elif not isinstance(value, spec):
-        problems.append(f"{key}: must be a {'string' if spec is str else 'string or null'}, not {type(value).__name__}")
+        wanted = {str: "string", dict: "mapping"}.get(spec, "string or null")
+        problems.append(f"{key}: must be a {wanted}, not {type(value).__name__}")
 
 
 def changed_runtimes(root: Path, since: str | None) -> list[dict[str, Any]]:
@@ -116,7 +117,7 @@ def github_matrix(entries: list[dict[str, Any]]) -> dict[str, Any]:
                 "python": e["python"]["version"],
                 "os": e["operating_system"],
                 "image": e["image"],
-                "nix": e["base"]["nix_sha256"] is not None,
+                "nix": (e["base"]["platforms"].get("amd64") or {}).get("nix_sha256") is not None,
                 "input_hash": e["input_hash"],
                 "input_tag": input_tag(e["input_hash"]),
             }

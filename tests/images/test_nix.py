@@ -50,7 +50,7 @@ FLAKE_FILES = ("flake.nix", "flake.lock", "nix", "generator/images/imagecheck.py
 DATA = json.loads((ROOT / paths.RUNTIMES_JSON).read_text(encoding="utf-8"))
 RUNTIMES: dict[str, dict[str, Any]] = DATA["runtimes"]
 IDS = sorted(RUNTIMES)
-MISSING_HASH = sorted(i for i, e in RUNTIMES.items() if e["base"].get("platforms", {}).get("amd64", e["base"])["nix_sha256"] is None)
+MISSING_HASH = sorted(i for i, e in RUNTIMES.items() if (e["base"]["platforms"].get("amd64") or {}).get("nix_sha256") is None)
 # The CPython releases the nixpkgs-python stand-in provides (those of the pinned revision). A refresh
 # can pin a newer patch release before nixpkgs-python has it: that runtime then refuses when built.
 _STANDIN = (ROOT / "tests" / "nix" / "nixpkgs-python-standin" / "flake.nix").read_text(encoding="utf-8")
@@ -377,18 +377,19 @@ def test_image_arguments(evaluated: dict[str, Any], rid: str) -> None:
         assert len(got["unbuildable"]) == 1 and "the dockerTools.pullImage hash is unknown" in got["unbuildable"][0]
         return
     assert got["unbuildable"] is None and got["refusedBase"] is None
-    sri = base["nix_sha256"].startswith("sha256-")
+    pull_hash = base["platforms"]["amd64"]["nix_sha256"]
+    sri = pull_hash.startswith("sha256-")
     assert got["fromImage"]["callerArgs"] == {
         "imageName": base["name"],
         "imageDigest": base["digest"],
-        ("hash" if sri else "sha256"): base["nix_sha256"],
+        ("hash" if sri else "sha256"): pull_hash,
         "finalImageName": "ubuntu",
         "finalImageTag": base["tag"],
         "os": "linux",
         "arch": "amd64",
     }
     assert base["reference"] == f"{base['name']}:{base['tag']}@{base['digest']}"
-    assert got["fromImage"]["pullImageArgs"]["outputHash"] == base["nix_sha256"]
+    assert got["fromImage"]["pullImageArgs"]["outputHash"] == pull_hash
     assert got["fromImage"]["name"] == f"docker-image-ubuntu-{base['tag']}.tar"
 
 
@@ -467,10 +468,8 @@ def test_unknown_pullimage_hash_fails_with_instructions(flake: Path, rid: str) -
 
 
 def set_amd64_hash(base: dict[str, Any], value: str | None) -> None:
-    """The amd64 pullImage hash, where the generator writes it: base.platforms.amd64 (and base.nix_sha256)."""
-    base["nix_sha256"] = value
-    if "platforms" in base:
-        base["platforms"].setdefault("amd64", {"manifest_digest": None})["nix_sha256"] = value
+    """The amd64 pullImage hash, where the generator writes it: base.platforms.amd64."""
+    base["platforms"].setdefault("amd64", {"manifest_digest": None})["nix_sha256"] = value
 
 
 def test_a_null_hash_makes_any_runtime_refuse(tmp_path: Path) -> None:
@@ -721,7 +720,7 @@ def with_platforms(data: dict[str, Any], rid: str, arm64: dict[str, Any] | None)
     """A copy of DATA in the shape the lock will have: base.platforms, amd64 as today, ARM64 added."""
     data = json.loads(json.dumps(data))
     for entry in data["runtimes"].values():
-        entry["base"]["platforms"] = {"amd64": {"manifest_digest": None, "nix_sha256": entry["base"]["nix_sha256"]}}
+        entry["base"]["platforms"] = {"amd64": dict(entry["base"]["platforms"]["amd64"])}
     if arm64 is not None:
         data["runtimes"][rid]["base"]["platforms"]["arm64"] = arm64
     return data
