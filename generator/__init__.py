@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 def interrupted(detail: str = "") -> NoReturn:
     """Ctrl-C, wherever it lands (imports, click's parsing, a command): one line, exit 130.
 
-    Here, not in cli.py, so `python -m generator` can use it before the CLI is imported. Further
+    Here, not in the cli package, so `python -m generator` can use it before the CLI is imported. Further
     Ctrl-Cs are ignored first, so none can interrupt the message into a traceback.
     """
     while True:

@@ -3,7 +3,7 @@
 Does what the flexible environment's Python runtime does for an app: install requirements.txt
 into /env, copy the app to /app, start the entrypoint on $PORT. Requirements go in before the
 app is copied (so code edits keep the dependency layer cached), together with exactly the files of
-the app they name (app_requirements.py). With `hermetic`, the hash-locked files are fetched on the
+the app they name (generator/locking/requirements.py). With `hermetic`, the hash-locked files are fetched on the
 host (hash-checked, cached) into the build context and installed with `--no-index`.
 """
 

@@ -1,6 +1,6 @@
 """The `app` command: an app directory → the Dockerfile of a custom runtime (generator/app/dockerfile.py).
 
-Registered on the main group by cli.py; errors are GeneratorErrors, printed by its `_Group`.
+Registered on the main group by generator/cli/__init__.py; errors are GeneratorErrors, printed by its `_Group`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The `run` command: an app started on this machine as the flexible environment starts it (generator/app_run.py).
 
-Registered on the main group by cli.py; errors are GeneratorErrors, printed by its `_Group`. Every
+Registered on the main group by generator/cli/__init__.py; errors are GeneratorErrors, printed by its `_Group`. Every
 line `run` writes names its source (build, run, proxy, health, app): the app's own output goes to
 stdout, everything else to stderr, as progress does in every command.
 """

@@ -1,6 +1,6 @@
 """The SBOM commands: `sbom` (an image's SBOM from the lock) and `publish-sbom` (beside the pushed image).
 
-Registered on the main group by cli.py; errors are GeneratorErrors, printed by its `_Group`.
+Registered on the main group by generator/cli/__init__.py; errors are GeneratorErrors, printed by its `_Group`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The trust commands: `sign` (the build workflow, after a push) and `verify` (anyone, before use).
 
-Registered on the main group by cli.py; errors are GeneratorErrors, printed by its `_Group`.
+Registered on the main group by generator/cli/__init__.py; errors are GeneratorErrors, printed by its `_Group`.
 """
 
 from __future__ import annotations
