@@ -206,6 +206,11 @@ def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
 @click.argument("runtime_id")
 @click.option("--engine", "engine_name", type=click.Choice(["podman", "docker"]), help="Container engine (default: podman, else docker).")
 @click.option("--base-image", metavar="REF", help="Build on this base instead of the pinned one (tests, mirrors).")
+@click.option(
+    "--toolchain-base",
+    metavar="REF",
+    help="Compile the interpreter on this base instead of the toolchain lock's (default: --base-image if given).",
+)
 @click.option("--python-mirror", metavar="URL", help="Where Python-X.Y.Z.tar.xz/.tgz is fetched from (default: python.org); its sha256 is checked.")
 @click.option(
     "--apt-mirror",
@@ -216,7 +221,10 @@ def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
 )
 @click.option("--tag", metavar="T", help="Image tag (default: localhost/RUNTIME_ID:VERSION).")
 @click.option("--optimize/--no-optimize", default=True, show_default=True, help="PGO + LTO (slow); --no-optimize builds in minutes.")
-@click.option("--no-cache", is_flag=True, help="Build every step again.")
+@click.option("--no-cache", is_flag=True, help="Build every step of the runtime image again (its interpreter is still reused by its input hash).")
+@click.option(
+    "--rebuild-interpreter", is_flag=True, help="Compile the interpreter again, without the layer cache, even if one with its input hash is stored."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show the engine's whole output, not only its steps.")
 @click.option(
     "--sbom-dir",
@@ -236,34 +244,41 @@ def build(
     runtime_id: str,
     engine_name: str | None,
     base_image: str | None,
+    toolchain_base: str | None,
     python_mirror: str | None,
     apt_mirrors: tuple[str, ...],
     tag: str | None,
     optimize: bool,
     no_cache: bool,
+    rebuild_interpreter: bool,
     verbose: bool,
     sbom_dir: Path | None,
     with_build_image: bool,
 ) -> None:
-    """Build a runtime's image (and its build image) from the generated Dockerfiles; print IDs, digests and SBOMs."""
-    from . import build as build_mod
+    """Build a runtime's image (and its build image) from the generated Dockerfiles; print IDs, digests and SBOMs.
+
+    The interpreter first (images/<id>/interpreter/Dockerfile): reused by its input hash if stored, else compiled."""
+    from .images import interpreter_build
 
     sched = load_schedule(schedule_path)
     r = cli_sbom.runtime_of(sched, runtime_id)  # unknown: exit 2 naming the choices
-    res = build_mod.build(  # BuildError: exit 1 through _Group
+    i, res = interpreter_build.build_runtime(  # BuildError: exit 1 through _Group
         sched,
         r,
         engine_name=engine_name,
         base_image=base_image,
+        toolchain_base=toolchain_base,
         python_mirror=python_mirror,
         apt_mirrors=apt_mirrors,
-        tag=tag,
         optimize=optimize,
-        no_cache=no_cache,
+        rebuild_interpreter=rebuild_interpreter,
         verbose=verbose,
+        tag=tag,
+        no_cache=no_cache,
         sbom_dir=sbom_dir,
         with_build_image=with_build_image,
     )
+    echo(f"interpreter {i.tag}: {'built in ' + format(i.seconds, '.0f') + 's' if i.built else 'reused'} ({i.image_id})")
     echo(f"built {res.tag} in {res.seconds:.0f}s")
     echo(f"image id: {res.image_id}")
     echo(f"digest:   {res.digest}")
@@ -305,6 +320,11 @@ main.add_command(cli_app.app)
 @click.option("--python-source", default=None, metavar="URL", help="CPython release directory (default: python.org's /ftp/python/).")
 @click.option("--changelog", "changelog_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write the Markdown changelog here.")
 @click.option("--no-snapshots", is_flag=True, help="Do not re-record the snapshot tests (they need the test extras: pip install -e .[test]).")
+@click.option(
+    "--toolchain",
+    is_flag=True,
+    help="Move the toolchain locks too (the base interpreters compile on and its build closure): every interpreter of those OSes is rebuilt.",
+)
 @click.pass_obj
 def refresh(
     schedule_path: Path | None,
@@ -318,6 +338,7 @@ def refresh(
     python_source: str | None,
     changelog_path: Path | None,
     no_snapshots: bool,
+    toolchain: bool,
 ) -> None:
     """Pin what moved upstream into the lock, relock, regenerate, update snapshots; print a changelog. All or nothing."""
     from . import refresh as refresh_mod
@@ -327,7 +348,7 @@ def refresh(
     bases = dict(b.partition("=")[::2] for b in os_bases)
     if any(not k or not v for k, v in bases.items()) or len(bases) != len(os_bases):
         raise click.BadParameter("each --os-base is OS=IMAGE, once per OS", param_hint="--os-base")
-    apt = refresh_mod.AptSettings(bases=bases, archive=apt_archive, extra_sources=apt_sources, keyrings=apt_keyrings)
+    apt = refresh_mod.AptSettings(bases=bases, archive=apt_archive, extra_sources=apt_sources, keyrings=apt_keyrings, toolchain=toolchain)
     result = refresh_mod.refresh(
         path,
         only=set(only) or {"os", "python", "packages"},
@@ -360,11 +381,13 @@ def matrix(schedule_path: Path | None, changed_since: str | None, as_json: bool)
     from . import matrix as matrix_mod
 
     sched = load_schedule(schedule_path)
-    entries = matrix_mod.changed_runtimes(sched.path.resolve().parent, changed_since)
+    entries = matrix_mod.changed_with_kind(sched.path.resolve().parent, changed_since)
     value = matrix_mod.github_matrix(entries)
     if as_json:
         echo(json.dumps(value, sort_keys=True, separators=(",", ":")))
         return
     for job in value["include"]:
-        echo(f"{job['runtime']:<20} Python {job['python']:<8} {job['os']:<9} {job['input_hash']}")
-    echo(f"{len(value['include'])} runtime(s) to build" + (f" (changed since {changed_since})" if changed_since else ""))
+        echo(f"{job['runtime']:<20} Python {job['python']:<8} {job['os']:<9} {job['build']:<10} {job['input_hash']}")
+    kinds = [job["build"] for job in value["include"]]
+    counts = f"{kinds.count(matrix_mod.REBUILD)} to rebuild, {kinds.count(matrix_mod.REASSEMBLE)} to re-assemble"
+    echo(f"{len(value['include'])} runtime(s) to build ({counts})" + (f", changed since {changed_since}" if changed_since else ""))

@@ -24,6 +24,7 @@ from typing import Literal
 
 from . import fileset, matrix, nixlock, ospkgs, pins, readfile, render, upstream
 from .errors import GeneratorError, InputError
+from .images import toolchain
 from .pins import BaseImage, CPythonRelease, OsPackages, Pins, Platform
 from .schedule import OperatingSystem, ScheduleModel, load_policy, version_key, wanted_minors, wanted_releases
 from .schedule import load as load_schedule
@@ -84,12 +85,14 @@ class AptSettings:
     extra_sources: tuple[str, ...] = ()
     keyrings: tuple[Path, ...] = ()
     engine: str = "podman"
+    toolchain: bool = False  # move the toolchain locks too (refresh --toolchain); else only with a CPython release
 
 
 def ask_packages(
-    model: ScheduleModel, lock: Pins, subjects: set[str], apt: AptSettings, progress: Callable[[str], None]
+    model: ScheduleModel, lock: Pins, subjects: set[str], apt: AptSettings, progress: Callable[[str], None], python_moved: set[str] | None = None
 ) -> tuple[dict[str, OsPackages], list[Change]]:
-    """Re-resolve each OS's package closures in its base at today's archive state; what moved."""
+    """Re-resolve each OS's package closures in its base at today's archive state; what moved. The
+    toolchain lock (build closure and its base) stays unless it must move (images/toolchain.py)."""
     out, changes = dict(lock.os_packages), []
     for os_id, os_ in model.operating_systems.items():
         if os_id not in subjects:
@@ -104,7 +107,11 @@ def ask_packages(
         except ospkgs.OsPackagesError as exc:
             raise RefreshError(f"operating system {os_id}: {exc}") from exc
         old = lock.os_packages.get(os_id)
-        if ospkgs.same_files(old, new):
+        why = toolchain.must_move(old, os_.build_packages, asked=apt.toolchain, python_moved=os_id in (python_moved or set()))
+        new = toolchain.apply(old, new, f"{os_.image}@{lock.base_images[os_id].digest}", why)
+        if why and old is not None and (old.build, old.toolchain_base) != (new.build, new.toolchain_base):
+            changes.append(Change("packages", os_id, old.toolchain_base, str(new.toolchain_base), f"toolchain|{why}", _users(model, os_id=os_id)))
+        if ospkgs.same_files(old, new) and (old is None or old.toolchain_base == new.toolchain_base):
             continue  # nothing moved: keep the archive state it was locked at
         out[os_id] = new
         if old is None:
@@ -146,7 +153,9 @@ def ask_upstream(
         changes += _ask_pythons(model, subjects, python_source, minors, releases)
     new = dataclasses.replace(lock, base_images=bases, python_minors=minors, cpython=releases)
     if "packages" in only:
-        packages, moved = ask_packages(model, new, subjects, apt or AptSettings(), progress)
+        moved_minors = {m for m, v in minors.items() if lock.python_minors.get(m) != v}
+        python_moved = {n.os for n in model.runtimes if n.python in moved_minors}
+        packages, moved = ask_packages(model, new, subjects, apt or AptSettings(), progress, python_moved)
         new = dataclasses.replace(new, os_packages=packages)
         changes += moved
     return Plan(changes, prune(model, new), notes)
@@ -404,13 +413,19 @@ def update_snapshots(tree: Path, progress: Callable[[str], None]) -> None:
 
 
 def _rebuilds(root: Path, scratch: Path, plan: Plan) -> dict[str, list[str]]:
-    """Runtime → why, for every runtime whose input hash moved (the build matrix of the pull request)."""
+    """Runtime → how and why, for every runtime whose input hash moved (the build matrix of the pull
+    request): a rebuild where its interpreter's inputs moved too, else a re-assembly."""
     before = matrix.runtimes_at(root, None) if (root / render.RUNTIMES_JSON).exists() else {}
     after = matrix.runtimes_at(scratch, None)
     out = {}
     for rid, entry in after.items():
         if before.get(rid, {}).get("input_hash") != entry["input_hash"]:
-            out[rid] = [_why(c) for c in plan.changes if rid in c.runtimes or c.kind == "nix"] or ["generated inputs changed"]
+            how = (
+                "rebuild (the interpreter's inputs moved)"
+                if matrix.build_kind(before.get(rid), entry) == "rebuild"
+                else "re-assembly (same interpreter)"
+            )
+            out[rid] = [how, *([_why(c) for c in plan.changes if rid in c.runtimes or c.kind == "nix"] or ["generated inputs changed"])]
     return out
 
 

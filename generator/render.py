@@ -22,6 +22,7 @@ import jinja2
 from . import __version__, escape, fileset, readfile
 from .errors import GeneratorError
 from .escape import RenderError
+from .images import interpreter
 from .model import wheel_problems
 from .pins import LOCK
 from .schedule import Runtime, Schedule
@@ -233,8 +234,10 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
         text = _dockerfile(r, schedule, lock_text)
         out[rel] = escape.check_dockerfile(text, rel)
         out[build_dockerfile_path(r)] = escape.check_dockerfile(_build_dockerfile(r), build_dockerfile_path(r))
+        interp = out[interpreter.dockerfile_path(r)] = interpreter_dockerfile(r)
         data = runtime_data(r, schedule, tools)
-        runtimes[r.id] = {**data, "input_hash": input_hash(r, schedule, text, lock_text, tools, nix)}
+        # two input hashes: the image's (any move re-assembles it) and its interpreter's (a move recompiles)
+        runtimes[r.id] = {**data, "input_hash": input_hash(r, schedule, text, lock_text, tools, nix), "interpreter": interpreter.data(r, interp)}
     out[RUNTIMES_JSON] = _dump_json(
         {
             "_generated": f"{GENERATED_MARK} from schedule.yaml and {LOCK}: do not edit.",
@@ -251,7 +254,19 @@ def render_all(schedule: Schedule, root: Path) -> dict[str, str]:
 
 
 def _dockerfile(r: Runtime, schedule: Schedule, lock_text: str | None) -> str:
-    return template("Dockerfile.j2").render(r=r, config=image_config(r, schedule), epoch=SOURCE_DATE_EPOCH, locked=lock_text is not None)
+    return template("Dockerfile.j2").render(
+        r=r,
+        config=image_config(r, schedule),
+        epoch=SOURCE_DATE_EPOCH,
+        locked=lock_text is not None,
+        interpreter_image=interpreter.reference(r, interpreter.input_hash(r, interpreter_dockerfile(r))),
+    )
+
+
+def interpreter_dockerfile(r: Runtime) -> str:
+    """Runtime `r`'s interpreter Dockerfile (images/interpreter.py: what it is a function of), escape-checked."""
+    text = template(interpreter.TEMPLATE).render(r=r, toolchain_base=interpreter.toolchain_base(r), epoch=SOURCE_DATE_EPOCH)
+    return escape.check_dockerfile(text, interpreter.dockerfile_path(r))
 
 
 def build_dockerfile_path(r: Runtime) -> str:

@@ -1,0 +1,1 @@
+"""Image building: the interpreter artifact a runtime image is assembled around."""
