@@ -22,7 +22,7 @@ def must_move(old: OsPackages | None, wanted: list[str], *, asked: bool, python_
         return "refresh --toolchain"
     if python_moved:
         return "a CPython release of this OS moved"
-    if old is None or not old.build:
+    if old is None or not old.build or old.toolchain_base is None:  # a lock from before toolchain_base: its base is not known
         return "no toolchain lock yet"
     have = {d.name for d in old.build} | {p.name for p in old.base}
     missing = sorted(set(wanted) - have)
@@ -35,4 +35,4 @@ def apply(old: OsPackages | None, new: OsPackages, base_ref: str, why: str | Non
     """`new` with the toolchain lock it gets: its own closure on `base_ref` when it moves (why), else old's."""
     if why is not None or old is None:
         return dataclasses.replace(new, toolchain_base=base_ref)
-    return dataclasses.replace(new, build=old.build, toolchain_base=old.toolchain_base or base_ref)
+    return dataclasses.replace(new, build=old.build, toolchain_base=old.toolchain_base)

@@ -1,0 +1,68 @@
+"""The toolchain lock (images/toolchain.py): kept still through a refresh unless it must move.
+
+Every case starts from the committed lock's ubuntu22 entry (read from it, never typed here) and a
+"new" resolution that moved one runtime and one build package, as a -security update does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from generator import pins
+from generator.images import toolchain
+
+from .conftest import ROOT
+
+LOCK = pins.load(ROOT / pins.LOCK)
+OLD = LOCK.os_packages["ubuntu22"]
+NEW_BASE = "docker.io/library/ubuntu:22.04@sha256:" + "5" * 64
+
+
+def _bump(deb: pins.Deb) -> pins.Deb:
+    return dataclasses.replace(deb, version=deb.version + "+sec1", sha256="b" * 64)
+
+
+NEW = dataclasses.replace(OLD, build=[_bump(OLD.build[0]), *OLD.build[1:]], runtime=[_bump(OLD.runtime[0]), *OLD.runtime[1:]], toolchain_base=None)
+WANTED = sorted({d.name for d in OLD.build[:3]})
+
+
+def test_kept_still_by_a_security_update() -> None:
+    why = toolchain.must_move(OLD, WANTED, asked=False, python_moved=False)
+    assert why is None
+    got = toolchain.apply(OLD, NEW, NEW_BASE, why)
+    assert got.build == OLD.build and got.toolchain_base == OLD.toolchain_base  # the toolchain: as it was
+    assert got.runtime == NEW.runtime  # the runtime closure: moved
+
+
+@pytest.mark.parametrize(
+    ("old", "wanted", "asked", "python_moved", "because"),
+    [
+        (OLD, WANTED, True, False, "refresh --toolchain"),
+        (OLD, WANTED, False, True, "a CPython release of this OS moved"),
+        (None, WANTED, False, False, "no toolchain lock yet"),
+        (OLD, [*WANTED, "libnew-dev"], False, False, "build_packages names libnew-dev, which the kept closure lacks"),
+    ],
+    ids=["asked", "CPython moved", "first lock", "a new build package"],
+)
+def test_moves_when_it_must(old, wanted, asked: bool, python_moved: bool, because: str) -> None:
+    why = toolchain.must_move(old, wanted, asked=asked, python_moved=python_moved)
+    assert why == because
+    got = toolchain.apply(old, NEW, NEW_BASE, why)
+    assert got.build == NEW.build and got.toolchain_base == NEW_BASE
+
+
+def test_a_lock_from_before_toolchain_base_moves_once() -> None:
+    """An old entry without toolchain_base: which base its closure was made in is not known, so it is made anew."""
+    old = dataclasses.replace(OLD, toolchain_base=None)
+    why = toolchain.must_move(old, WANTED, asked=False, python_moved=False)
+    assert why == "no toolchain lock yet"
+    got = toolchain.apply(old, NEW, NEW_BASE, why)
+    assert got.build == NEW.build and got.toolchain_base == NEW_BASE
+
+
+def test_the_committed_lock_has_a_toolchain_lock_per_os() -> None:
+    for os_id, entry in LOCK.os_packages.items():
+        assert entry.toolchain_base and entry.toolchain_base.endswith(LOCK.base_images[os_id].digest), os_id
+        assert entry.build, os_id
