@@ -66,3 +66,21 @@ def test_the_committed_lock_has_a_toolchain_lock_per_os() -> None:
     for os_id, entry in LOCK.os_packages.items():
         assert entry.toolchain_base and entry.toolchain_base.endswith(LOCK.base_images[os_id].digest), os_id
         assert entry.build, os_id
+
+
+@pytest.mark.parametrize(
+    ("python_moved", "asked", "moves"), [(set(), False, False), ({"ubuntu22"}, False, True), (set(), True, True)], ids=["kept", "CPython", "asked"]
+)
+def test_refresh_wiring(monkeypatch, python_moved: set[str], asked: bool, moves: bool) -> None:
+    """refresh.ask_packages with apt's answer replaced by NEW (what apt would print after the update): the toolchain stays or moves, and says why."""
+    from generator import ospkgs, refresh, schedule
+
+    monkeypatch.setattr(ospkgs, "resolve", lambda *a, **kw: NEW)
+    model = schedule.load(ROOT / "schedule.yaml").model
+    out, changes = refresh.ask_packages(model, LOCK, {"ubuntu22"}, refresh.AptSettings(toolchain=asked), lambda line: None, python_moved)
+    got = out["ubuntu22"]
+    assert got.runtime == NEW.runtime
+    assert (got.build == NEW.build) is moves and (got.build == OLD.build) is not moves
+    toolchain_lines = [c for c in changes if c.note.startswith("toolchain|")]
+    assert len(toolchain_lines) == (1 if moves else 0)
+    assert any(c.note.startswith(f"{OLD.runtime[0].name}|") for c in changes)  # the runtime package's move is listed either way
