@@ -8,13 +8,15 @@ repository's own tree needs the pinned base, which only a registry serves). The 
 and publishes a `-security` update the way Ubuntu does: the runtime closure's tzdata and the toolchain
 closure's linux-libc-dev, each re-versioned (`dpkg-deb`), served from 127.0.0.1 and written into
 the copy's lock as `refresh` writes them (the runtime closure takes the new tzdata; the toolchain
-lock stays still, as `refresh` keeps it). It then builds the runtime (`python -m generator build`)
-twice, timing each:
+lock stays still, as `refresh` keeps it). It builds the runtime (`python -m generator build`) once
+before the update (untimed: the state a scheduled rebuild starts from, its interpreter reused if
+stored), then, after it, twice, timing each:
 
-- full rebuild: `--rebuild-interpreter --no-cache`, every step from clean, CPython compiled (what
-  every move of the builder stage cost before the interpreter was an artifact of its own);
 - re-assembly: a plain `build`, the interpreter reused by its input hash and the runtime's
-  unchanged stages from the layer cache (what the scheduled rebuild now does).
+  unchanged stages from the layer cache; the runtime packages' step runs again with the new tzdata
+  (what the scheduled rebuild now does);
+- full rebuild: `--rebuild-interpreter --no-cache`, every step from clean, CPython compiled (what
+  every move of the builder stage cost before the interpreter was an artifact of its own).
 
 Both use the same context and the same engine; --no-optimize unless --optimize (PGO + LTO, the
 release build: about 12 minutes of compile on 2 cores).
@@ -104,6 +106,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-reassembly-") as tmp:
         tree = Path(tmp) / "tree"
+        tree.mkdir()
         for name in COPY:
             (shutil.copytree if (args.tree / name).is_dir() else shutil.copy)(args.tree / name, tree / name)
         sys.path.insert(0, str(ROOT))
@@ -111,19 +114,20 @@ def main() -> None:
 
         r = schedule.load(tree / "schedule.yaml").runtimes[args.runtime]
         archive = r.packages.archive if r.packages else sys.exit(f"{r.os_id} has no package lock")
-        old, new = security_update(tree, r.os_id, Path(tmp) / "archive")
-        subprocess.run(
-            [sys.executable, "-m", "generator", "--schedule", str(tree / "schedule.yaml"), "generate"], cwd=ROOT, check=True, capture_output=True
-        )
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(Path(tmp) / "archive"))
         handler.log_message = lambda *a: None  # type: ignore[method-assign]
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         mirror = f"http://127.0.0.1:{server.server_address[1]}"
-        print(f"security update of {r.os_id}: tzdata {old} → {new} (runtime closure); linux-libc-dev published, toolchain lock kept", file=sys.stderr)
         tag = f"localhost/flex-bench/{args.runtime}"
-        full = build(tree, args.runtime, args, f"{tag}:full", mirror, archive, "--rebuild-interpreter", "--no-cache")
+        print("before the update:", file=sys.stderr)
+        build(tree, args.runtime, args, f"{tag}:before", mirror, archive)
+        old, new = security_update(tree, r.os_id, Path(tmp) / "archive")
+        generate = [sys.executable, "-m", "generator", "--schedule", str(tree / "schedule.yaml"), "generate"]
+        subprocess.run(generate, cwd=ROOT, check=True, capture_output=True)
+        print(f"security update of {r.os_id}: tzdata {old} → {new} (runtime closure); linux-libc-dev published, toolchain lock kept", file=sys.stderr)
         again = build(tree, args.runtime, args, f"{tag}:reassembled", mirror, archive)
+        full = build(tree, args.runtime, args, f"{tag}:full", mirror, archive, "--rebuild-interpreter", "--no-cache")
         server.shutdown()
     opt = "PGO+LTO" if args.optimize else "--no-optimize"
     print(f"{args.runtime} ({opt}), after a -security update, one run on this machine:")

@@ -120,8 +120,9 @@ def test_rebuild_after_the_archive_moved_gives_the_same_digest(images, test_tree
     assert all(interpreters) and "built in" in proc.stdout.split("\n", 1)[0], proc.stdout
     assert interpreters[0].group(2) == interpreters[1].group(2), (interpreters[0].group(0), interpreters[1].group(0))
     TIMES["second clean build"] = time.monotonic() - start
-    a = json.loads(podman("image", "inspect", first["tag"]).stdout)[0]
-    b = json.loads(podman("image", "inspect", tag).stdout)[0]
+    # by the ids the two builds printed: the tags are shared with any other test session on this machine
+    ids = [re.search(r"^image id: (\S+)$", out, re.M).group(1) for out in (first["stdout"], proc.stdout)]
+    a, b = (json.loads(podman("image", "inspect", i).stdout)[0] for i in ids)
     assert a["RootFS"]["Layers"] == b["RootFS"]["Layers"]
     assert a["Id"] == b["Id"] and a["Digest"] == b["Digest"]
     FACTS["two clean builds of " + RUNTIME] = f"{a['Digest']} and {b['Digest']} (image id {a['Id'][:19]})"
