@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import build as build_mod
 from .. import ospkgs, render
+from .. import sbom as sbom_mod
 from ..cache import cache_root
 from ..schedule import Runtime, Schedule
 from . import interpreter
@@ -136,6 +137,7 @@ def build_runtime(
     then the runtime assembled around it by build.build (`assemble`: its other options; its no_cache
     cleans only the runtime's own stages, as it never re-pulls a base)."""
     exe = build_mod.engine(engine_name)
+    sbom_mod.documents(schedule, r)  # a lock the SBOM cannot describe stops here, before anything is fetched or compiled
     interp = ensure(
         schedule, r, exe, toolchain_base=toolchain_base or base_image, python_mirror=python_mirror, apt_mirrors=apt_mirrors,
         optimize=optimize, no_cache=rebuild_interpreter, progress=progress, verbose=verbose,
