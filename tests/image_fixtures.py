@@ -144,7 +144,10 @@ def test_tree(tmp_path_factory, roots: dict[str, str], legacy_python: tuple[str,
             shutil.copy(tree / paths.LOCKFILES / f"python311-ubuntu22{ext}", tree / paths.LOCKFILES / f"python311-ubuntu24{ext}")
     start = time.monotonic()
     bases = [a for os_id in OSES for a in ("--os-base", f"{os_id}={roots[os_id]}")]
-    proc = gen(tree, "refresh", "--only", "packages", *OSES, *bases, "--no-snapshots", "--changelog", str(tree / "packages.md"), check=False)
+    # --toolchain: the closures and the toolchain lock are made in these roots (the repository's were made in the pinned bases)
+    proc = gen(
+        tree, "refresh", "--only", "packages", *OSES, *bases, "--toolchain", "--no-snapshots", "--changelog", str(tree / "packages.md"), check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     TIMES["package locks"] = time.monotonic() - start
     return tree

@@ -16,7 +16,7 @@ from .conftest import ROOT
 
 BENCH = ROOT / "benchmarks"
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py"))
-TESTED = {"bench_generate.py", "bench_lock.py", "image_size.py", "startup.py"}  # one test each, below
+TESTED = {"bench_generate.py", "bench_lock.py", "image_size.py", "reassembly.py", "startup.py"}  # one test each, below
 
 
 def bench(script: str, *args: str, timeout: float = 600) -> str:
@@ -54,6 +54,13 @@ def test_image_size_of_the_runtime_image(image: dict) -> None:
 def test_startup_of_the_runtime_image(image: dict) -> None:
     out = bench("startup.py", image["tag"], "--runs", "1", timeout=1800)
     assert "python -c pass" in out and "Flask/gunicorn: first HTTP 200" in out and "interpreter + /env layer" in out
+
+
+@pytest.mark.image
+def test_reassembly_after_a_security_update(test_tree: Path, roots: dict[str, str], python_mirror: str) -> None:
+    """A full rebuild (CPython compiled) and a re-assembly, side by side, after a simulated -security update."""
+    out = bench("reassembly.py", "--tree", str(test_tree), "--base-image", roots["ubuntu22"], "--python-mirror", python_mirror, timeout=3600)
+    assert "full rebuild (interpreter compiled, no layer cache):" in out and "re-assembly (interpreter reused by its input hash):" in out
 
 
 # --- the wheel -----------------------------------------------------------------------------------

@@ -93,10 +93,15 @@ def test_crafted_os_name_cannot_reach_a_dockerfile_past_the_schema(name: str) ->
 
 
 def test_the_pinned_base_is_every_stage_s_base() -> None:
+    """The runtime's stages are on the pinned base, the interpreter's on the toolchain lock's; the interpreter by its input hash."""
     for r in schedule_mod.load(SCHEDULE).runtimes.values():
         steps = dsx.instructions((ROOT / paths.IMAGES / r.id / "Dockerfile").read_text())
         assert steps[0] == dsx.Instruction("ARG", f"BASE_IMAGE={r.base_reference}")
-        assert [s.rest for s in steps if s.keyword == "FROM"] == ["${BASE_IMAGE} AS builder", "${BASE_IMAGE}"]
+        assert steps[1].keyword == "ARG" and steps[1].rest.startswith("INTERPRETER_IMAGE=") and ":interpreter-" in steps[1].rest
+        assert [s.rest for s in steps if s.keyword == "FROM"] == ["${INTERPRETER_IMAGE} AS interpreter", "${BASE_IMAGE} AS env", "${BASE_IMAGE}"]
+        steps = dsx.instructions((ROOT / "images" / r.id / "interpreter" / "Dockerfile").read_text())
+        assert r.packages and steps[0] == dsx.Instruction("ARG", f"TOOLCHAIN_BASE={r.packages.toolchain_base}")
+        assert [s.rest for s in steps if s.keyword == "FROM"] == ["${TOOLCHAIN_BASE} AS builder", "scratch"]
 
 
 # --- 2. YAML without limits ------------------------------------------------------------------------

@@ -154,7 +154,9 @@ KEYS = {  # field → the dotted key an error must name
 PINS = schedule_lock.load(schedule_lock.path_for(SCHEDULE))
 README = f"# x\n\n{render.MATRIX_BEGIN}\n{render.MATRIX_END}\n"
 KEYWORDS = {
-    rid: [i.keyword for i in dsx.instructions((ROOT / paths.IMAGES / rid / "Dockerfile").read_text())] for rid in ("python2", "python312-ubuntu22")
+    (rid, sub): [i.keyword for i in dsx.instructions((ROOT / paths.IMAGES / rid / sub / "Dockerfile").read_text())]
+    for rid in ("python2", "python312-ubuntu22")
+    for sub in (".", "interpreter")
 }
 
 
@@ -183,10 +185,14 @@ def faithful(sched: schedule_mod.Schedule, files: dict[str, str]) -> None:
     for r in sched.runtimes.values():
         text = files[f"{paths.IMAGES}/{r.id}/Dockerfile"]
         steps = dsx.instructions(text)
-        assert [s.keyword for s in steps] == KEYWORDS["python2" if r.version.startswith("2.") else "python312-ubuntu22"]
+        like = "python2" if r.version.startswith("2.") else "python312-ubuntu22"
+        assert [s.keyword for s in steps] == KEYWORDS[like, "."]
         assert steps[0] == dsx.Instruction("ARG", f"BASE_IMAGE={r.base_reference}")
         assert r.base_reference.endswith("@" + r.base.digest)
-        assert [s.rest for s in steps if s.keyword == "FROM"] == ["${BASE_IMAGE} AS builder", "${BASE_IMAGE}"]
+        assert [s.rest for s in steps if s.keyword == "FROM"] == ["${INTERPRETER_IMAGE} AS interpreter", "${BASE_IMAGE} AS env", "${BASE_IMAGE}"]
+        interp = dsx.instructions(files[f"{paths.IMAGES}/{r.id}/interpreter/Dockerfile"])
+        assert [s.keyword for s in interp] == KEYWORDS[like, "interpreter"]
+        assert [s.rest for s in interp if s.keyword == "FROM"] == ["${TOOLCHAIN_BASE} AS builder", "scratch"]
         config = render.image_config(r, sched)
         (labels,) = [dsx.pairs(s.rest) for s in steps if s.keyword == "LABEL"]
         assert labels == config["Labels"]
@@ -195,6 +201,7 @@ def faithful(sched: schedule_mod.Schedule, files: dict[str, str]) -> None:
         assert dsx.exec_form(next(s.rest for s in steps if s.keyword == "CMD")) == config["Cmd"]
         entry = dict(data["runtimes"][r.id])
         entry.pop("input_hash")
+        entry.pop("interpreter")
         assert entry == json.loads(json.dumps(render.runtime_data(r, sched, [])))
         assert all(FileName.__metadata__[0].ok(t["filename"]) for t in entry["tools"])
     block = files[paths.README].split(render.MATRIX_BEGIN, 1)[1].split(render.MATRIX_END, 1)[0]

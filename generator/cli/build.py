@@ -13,6 +13,11 @@ from generator.cli.options import echo, load_schedule, runtime_of
 @click.argument("runtime_id")
 @click.option("--engine", "engine_name", type=click.Choice(["podman", "docker"]), help="Container engine (default: podman, else docker).")
 @click.option("--base-image", metavar="REF", help="Build on this base instead of the pinned one (tests, mirrors).")
+@click.option(
+    "--toolchain-base",
+    metavar="REF",
+    help="Compile the interpreter on this base instead of the toolchain lock's (default: --base-image if given).",
+)
 @click.option("--python-mirror", metavar="URL", help="Where Python-X.Y.Z.tar.xz/.tgz is fetched from (default: python.org); its sha256 is checked.")
 @click.option(
     "--apt-mirror",
@@ -23,7 +28,10 @@ from generator.cli.options import echo, load_schedule, runtime_of
 )
 @click.option("--tag", metavar="T", help="Image tag (default: localhost/RUNTIME_ID:VERSION).")
 @click.option("--optimize/--no-optimize", default=True, show_default=True, help="PGO + LTO (slow); --no-optimize builds in minutes.")
-@click.option("--no-cache", is_flag=True, help="Build every step again.")
+@click.option("--no-cache", is_flag=True, help="Build every step of the runtime image again (its interpreter is still reused by its input hash).")
+@click.option(
+    "--rebuild-interpreter", is_flag=True, help="Compile the interpreter again, without the layer cache, even if one with its input hash is stored."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show the engine's whole output, not only its steps.")
 @click.option(
     "--sbom-dir",
@@ -43,34 +51,41 @@ def build(
     runtime_id: str,
     engine_name: str | None,
     base_image: str | None,
+    toolchain_base: str | None,
     python_mirror: str | None,
     apt_mirrors: tuple[str, ...],
     tag: str | None,
     optimize: bool,
     no_cache: bool,
+    rebuild_interpreter: bool,
     verbose: bool,
     sbom_dir: Path | None,
     with_build_image: bool,
 ) -> None:
-    """Build a runtime's image (and its build image) from the generated Dockerfiles; print IDs, digests and SBOMs."""
-    from generator.images import build as build_mod
+    """Build a runtime's image (and its build image) from the generated Dockerfiles; print IDs, digests and SBOMs.
+
+    The interpreter first (images/<id>/interpreter/Dockerfile): reused by its input hash if stored, else compiled."""
+    from generator.images import interpreter_build
 
     sched = load_schedule(schedule_path)
     r = runtime_of(sched, runtime_id)  # unknown: exit 2 naming the choices
-    res = build_mod.build(  # BuildError: exit 1 through _Group
+    i, res = interpreter_build.build_runtime(  # BuildError: exit 1 through _Group
         sched,
         r,
         engine_name=engine_name,
         base_image=base_image,
+        toolchain_base=toolchain_base,
         python_mirror=python_mirror,
         apt_mirrors=apt_mirrors,
         tag=tag,
         optimize=optimize,
         no_cache=no_cache,
+        rebuild_interpreter=rebuild_interpreter,
         verbose=verbose,
         sbom_dir=sbom_dir,
         with_build_image=with_build_image,
     )
+    echo(f"interpreter {i.tag}: {'built in ' + format(i.seconds, '.0f') + 's' if i.built else 'reused'} ({i.image_id})")
     echo(f"built {res.tag} in {res.seconds:.0f}s")
     echo(f"image id: {res.image_id}")
     echo(f"digest:   {res.digest}")

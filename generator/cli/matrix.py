@@ -19,11 +19,13 @@ def matrix(schedule_path: Path | None, changed_since: str | None, as_json: bool)
     from generator.refresh import rebuild_matrix
 
     sched = load_schedule(schedule_path)
-    entries = rebuild_matrix.changed_runtimes(sched.path.resolve().parent, changed_since)
+    entries = rebuild_matrix.changed_with_kind(sched.path.resolve().parent, changed_since)
     value = rebuild_matrix.github_matrix(entries)
     if as_json:
         echo(json.dumps(value, sort_keys=True, separators=(",", ":")))
         return
     for job in value["include"]:
-        echo(f"{job['runtime']:<20} Python {job['python']:<8} {job['os']:<9} {job['input_hash']}")
-    echo(f"{len(value['include'])} runtime(s) to build" + (f" (changed since {changed_since})" if changed_since else ""))
+        echo(f"{job['runtime']:<20} Python {job['python']:<8} {job['os']:<9} {job['build']:<10} {job['input_hash']}")
+    kinds = [job["build"] for job in value["include"]]
+    counts = f"{kinds.count(rebuild_matrix.REBUILD)} to rebuild, {kinds.count(rebuild_matrix.REASSEMBLE)} to re-assemble"
+    echo(f"{len(value['include'])} runtime(s) to build ({counts})" + (f", changed since {changed_since}" if changed_since else ""))

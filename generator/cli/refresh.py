@@ -27,6 +27,11 @@ from generator.schedule import runtimes as schedule_mod
 @click.option("--python-source", default=None, metavar="URL", help="CPython release directory (default: python.org's /ftp/python/).")
 @click.option("--changelog", "changelog_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write the Markdown changelog here.")
 @click.option("--no-snapshots", is_flag=True, help="Do not re-record the snapshot tests (they need the test extras: pip install -e .[test]).")
+@click.option(
+    "--toolchain",
+    is_flag=True,
+    help="Move the toolchain locks too (the base interpreters compile on and its build closure): every interpreter of those OSes is rebuilt.",
+)
 @click.pass_obj
 def refresh(
     schedule_path: Path | None,
@@ -40,6 +45,7 @@ def refresh(
     python_source: str | None,
     changelog_path: Path | None,
     no_snapshots: bool,
+    toolchain: bool,
 ) -> None:
     """Pin what moved upstream into the lock, relock, regenerate, update snapshots; print a changelog. All or nothing."""
     from generator.refresh import update as refresh_mod
@@ -49,7 +55,7 @@ def refresh(
     bases = dict(b.partition("=")[::2] for b in os_bases)
     if any(not k or not v for k, v in bases.items()) or len(bases) != len(os_bases):
         raise click.BadParameter("each --os-base is OS=IMAGE, once per OS", param_hint="--os-base")
-    apt = refresh_mod.AptSettings(bases=bases, archive=apt_archive, extra_sources=apt_sources, keyrings=apt_keyrings)
+    apt = refresh_mod.AptSettings(bases=bases, archive=apt_archive, extra_sources=apt_sources, keyrings=apt_keyrings, toolchain=toolchain)
     result = refresh_mod.refresh(
         path,
         only=set(only) or {"os", "python", "packages"},

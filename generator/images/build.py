@@ -82,7 +82,8 @@ def fetch_cpython(r: Runtime, dest: Path, mirror: str | None) -> Path:
 
 
 def prepare_context(schedule: Schedule, r: Runtime, dest: Path, *, python_mirror: str | None = None, apt_mirrors: tuple[str, ...] = ()) -> Path:
-    """Dockerfile, cpython/, debs/, tools-requirements.txt and wheels/ for runtime `r`, every file hash-checked."""
+    """Dockerfile, debs/, tools-requirements.txt and wheels/ for runtime `r`, every file hash-checked (the
+    interpreter, built or reused before, comes by image id: images/interpreter_build.py)."""
     root = schedule.path.resolve().parent
     files = render.render_all(schedule, root)
     rel = f"{paths.runtime_dir(r.id)}/Dockerfile"
@@ -99,10 +100,9 @@ def prepare_context(schedule: Schedule, r: Runtime, dest: Path, *, python_mirror
         raise BuildError(f"{r.os_id} has no package lock: run `python -m generator refresh --only packages {r.os_id}`")
     for tool in tools:
         fetch_verified(tool["url"], tool["sha256"], dest / "wheels" / tool["filename"])
-    fetch_cpython(r, dest / "cpython", python_mirror)
     sources = ospkgs.mirrors(r.packages, apt_mirrors)
-    try:
-        for name in ("build", "runtime"):
+    try:  # the toolchain only where a tool is an sdist (python2's scandir); the interpreter has its own context
+        for name in ("build", "runtime") if r.version.startswith("2.") else ("runtime",):
             (dest / "debs" / name).mkdir(parents=True, exist_ok=True)
             ospkgs.fetch(getattr(r.packages, name), dest / "debs" / name, sources)
     except ospkgs.OsPackagesError as exc:
@@ -206,13 +206,12 @@ def _inspect(exe: str, tag: str) -> dict:
     return data[0] if isinstance(data, list) else data
 
 
-def _build_args(base_image: str | None, optimize: bool, no_cache: bool) -> list[str]:
-    """The runtime build's --build-arg and cache options."""
+def _build_args(base_image: str | None, no_cache: bool, interpreter_image: str) -> list[str]:
+    """The runtime build's --build-arg and cache options; the interpreter by image id."""
     args = ["--build-arg", f"SOURCE_DATE_EPOCH={render.SOURCE_DATE_EPOCH}"]
+    args += ["--build-arg", f"INTERPRETER_IMAGE={interpreter_image.removeprefix('sha256:')}"]
     if base_image:
         args += ["--build-arg", f"BASE_IMAGE={base_image}"]
-    if not optimize:
-        args += ["--build-arg", "PYTHON_OPTIMIZATIONS="]
     if no_cache:
         args.append("--no-cache")
     return args
@@ -227,15 +226,15 @@ def build(
     python_mirror: str | None = None,
     apt_mirrors: tuple[str, ...] = (),
     tag: str | None = None,
-    optimize: bool = True,
     no_cache: bool = False,
     extra_args: tuple[str, ...] = (),
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     verbose: bool = False,
     sbom_dir: Path | None = None,
     with_build_image: bool = True,
+    interpreter_image: str,
 ) -> BuildResult:
-    """Build runtime R from its hash-checked context with the network off (and its build image); its SBOM beside it."""
+    """Assemble runtime R around `interpreter_image` (an image id: images/interpreter_build.py) offline, and its build image; SBOMs beside."""
     exe = engine(engine_name)
     # The SBOM is a function of the lock (made before the build, so a lock it cannot describe stops
     # here); the image carries each document's sha256 as a label, and the files go beside it.
@@ -249,10 +248,10 @@ def build(
     with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp, tempfile.TemporaryDirectory(prefix="build-meta-") as meta:
         ctx = prepare_context(schedule, r, Path(tmp), python_mirror=python_mirror, apt_mirrors=apt_mirrors)
         count = sum(1 for p in ctx.rglob("*") if p.is_file()) - 2
-        progress(f"build context ready: {count} hash-checked files (CPython, .debs, wheels); building with the network off")
+        progress(f"build context ready: {count} hash-checked files (.debs, wheels); assembling around {interpreter_image[:19]}, network off")
         iid = Path(meta) / "image-id"  # outside the context, which the engine reads
         cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), "--iidfile", str(iid), *same]
-        cmd += [*_build_args(base_image, optimize, no_cache), *extra_args, str(ctx)]
+        cmd += [*_build_args(base_image, no_cache, interpreter_image), *extra_args, str(ctx)]
         start = time.monotonic()
         code, step, mismatch = _run_engine(cmd, log_path, "w", progress, verbose, start)
         if code == 0:

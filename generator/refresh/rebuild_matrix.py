@@ -4,6 +4,11 @@ Each runtime's `input_hash` in lockfiles/runtimes.json covers everything its ima
 (render.input_hash), so "what must be rebuilt since REF" is "whose input hash differs from REF's".
 The build workflow publishes each image with a tag named after its input hash as well, so a
 runtime whose input hash is already in the registry is skipped without comparing digests.
+
+Each runtime also has its interpreter's input hash (`interpreter.input_hash`, images/interpreter.py):
+a changed runtime whose interpreter hash is the same is only *re-assembled* around the interpreter
+already built (a base digest, a runtime package or a tool moved: seconds, no compiler); one whose
+interpreter hash moved (a CPython release, the toolchain lock, configure options) is *rebuilt*.
 """
 
 from __future__ import annotations
@@ -101,11 +106,31 @@ def _shape(value: Any, spec: Any, key: str, problems: list[str]) -> None:
         problems.append(f"{key}: must be a {wanted}, not {type(value).__name__}")
 
 
-def changed_runtimes(root: Path, since: str | None) -> list[dict[str, Any]]:
-    """Runtime entries whose input hash differs from `since` (all of them when since is None)."""
+REBUILD, REASSEMBLE = "rebuild", "reassemble"
+
+
+def interpreter_hash(entry: dict[str, Any] | None) -> str | None:
+    """A runtime entry's interpreter input hash (None: an entry from before interpreters had one)."""
+    interp = (entry or {}).get("interpreter")
+    value = interp.get("input_hash") if isinstance(interp, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def build_kind(before: dict[str, Any] | None, now: dict[str, Any]) -> str:
+    """rebuild (compile the interpreter) or reassemble (reuse it): the interpreter hashes before and now decide."""
+    old, new = interpreter_hash(before), interpreter_hash(now)
+    return REASSEMBLE if old is not None and old == new else REBUILD
+
+
+def changed_with_kind(root: Path, since: str | None) -> list[dict[str, Any]]:
+    """Runtime entries whose input hash differs from `since`, each with `build`: rebuild or reassemble."""
     now = runtimes_at(root, None)
     before = runtimes_at(root, since) if since else {}
-    return [entry for rid, entry in now.items() if since is None or before.get(rid, {}).get("input_hash") != entry["input_hash"]]
+    return [
+        {**entry, "build": build_kind(before.get(rid), entry)}
+        for rid, entry in now.items()
+        if since is None or before.get(rid, {}).get("input_hash") != entry["input_hash"]
+    ]
 
 
 def github_matrix(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -120,6 +145,9 @@ def github_matrix(entries: list[dict[str, Any]]) -> dict[str, Any]:
                 "nix": (e["base"]["platforms"].get("amd64") or {}).get("nix_sha256") is not None,
                 "input_hash": e["input_hash"],
                 "input_tag": input_tag(e["input_hash"]),
+                "build": e.get("build", REBUILD),
+                "interpreter_hash": interpreter_hash(e) or "",
+                "interpreter": (e.get("interpreter") or {}).get("reference", ""),
             }
             for e in sorted(entries, key=lambda e: e["id"])
         ]

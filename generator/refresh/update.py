@@ -24,7 +24,7 @@ from typing import Literal
 
 from generator.core import fileset, paths, readfile
 from generator.core.errors import GeneratorError, InputError
-from generator.images import ospkgs, render
+from generator.images import ospkgs, render, toolchain
 from generator.refresh import flake_inputs, rebuild_matrix, upstream
 from generator.schedule import lock as schedule_lock
 from generator.schedule.decisions import OperatingSystem, ScheduleModel, load_policy, version_key, wanted_minors
@@ -94,12 +94,19 @@ class AptSettings:
     extra_sources: tuple[str, ...] = ()
     keyrings: tuple[Path, ...] = ()
     engine: str = "podman"
+    toolchain: bool = False  # move the toolchain locks too (refresh --toolchain); else only with a CPython release
 
 
 def ask_packages(
-    model: ScheduleModel, lock: ScheduleLock, subjects: set[str], apt: AptSettings, progress: Callable[[str], None]
+    model: ScheduleModel,
+    lock: ScheduleLock,
+    subjects: set[str],
+    apt: AptSettings,
+    progress: Callable[[str], None],
+    python_moved: set[str] | None = None,
 ) -> tuple[dict[str, OsPackages], list[Change]]:
-    """Re-resolve each OS's package closures in its base at today's archive state; what moved."""
+    """Re-resolve each OS's package closures in its base at today's archive state; what moved. The
+    toolchain lock (build closure and its base) stays unless it must move (images/toolchain.py)."""
     out, changes = dict(lock.os_packages), []
     for os_id, os_ in model.operating_systems.items():
         if os_id not in subjects:
@@ -114,7 +121,11 @@ def ask_packages(
         except ospkgs.OsPackagesError as exc:
             raise RefreshError(f"operating system {os_id}: {exc}") from exc
         old = lock.os_packages.get(os_id)
-        if ospkgs.same_files(old, new):
+        why = toolchain.must_move(old, os_.build_packages, asked=apt.toolchain, python_moved=os_id in (python_moved or set()))
+        new = toolchain.apply(old, new, f"{os_.image}@{lock.base_images[os_id].digest}", why)
+        if why and old is not None and (old.build, old.toolchain_base) != (new.build, new.toolchain_base):
+            changes.append(Change("packages", os_id, old.toolchain_base, str(new.toolchain_base), f"toolchain|{why}", _users(model, os_id=os_id)))
+        if ospkgs.same_files(old, new) and (old is None or old.toolchain_base == new.toolchain_base):
             continue  # nothing moved: keep the archive state it was locked at
         out[os_id] = new
         if old is None:
@@ -156,7 +167,9 @@ def ask_upstream(
         changes += _ask_pythons(model, subjects, python_source, minors, releases)
     new = dataclasses.replace(lock, base_images=bases, python_minors=minors, cpython=releases)
     if "packages" in only:
-        packages, moved = ask_packages(model, new, subjects, apt or AptSettings(), progress)
+        moved_minors = {m for m, v in minors.items() if lock.python_minors.get(m) != v}
+        python_moved = {n.os for n in model.runtimes if n.python in moved_minors}
+        packages, moved = ask_packages(model, new, subjects, apt or AptSettings(), progress, python_moved)
         new = dataclasses.replace(new, os_packages=packages)
         changes += moved
     return UpstreamMoves(changes, prune(model, new), notes)
@@ -415,13 +428,19 @@ def update_snapshots(tree: Path, progress: Callable[[str], None]) -> None:
 
 
 def _rebuilds(root: Path, scratch: Path, plan: UpstreamMoves) -> dict[str, list[str]]:
-    """Runtime → why, for every runtime whose input hash moved (the build matrix of the pull request)."""
+    """Runtime → how and why, for every runtime whose input hash moved (the build matrix of the pull
+    request): a rebuild where its interpreter's inputs moved too, else a re-assembly."""
     before = rebuild_matrix.runtimes_at(root, None) if (root / paths.RUNTIMES_JSON).exists() else {}
     after = rebuild_matrix.runtimes_at(scratch, None)
     out = {}
     for rid, entry in after.items():
         if before.get(rid, {}).get("input_hash") != entry["input_hash"]:
-            out[rid] = [_why(c) for c in plan.changes if rid in c.runtimes or c.kind == "nix"] or ["generated inputs changed"]
+            how = (
+                "rebuild (the interpreter's inputs moved)"
+                if rebuild_matrix.build_kind(before.get(rid), entry) == "rebuild"
+                else "re-assembly (same interpreter)"
+            )
+            out[rid] = [how, *([_why(c) for c in plan.changes if rid in c.runtimes or c.kind == "nix"] or ["generated inputs changed"])]
     return out
 
 

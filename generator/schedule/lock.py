@@ -50,6 +50,8 @@ Evidence = Annotated[str, Pattern(r"[\x20-\x7e]{1,500}", "one line of printable 
 
 _ARCHIVE = rf"https?://{_LABEL}(?:\.{_LABEL})*(?::\d{{1,5}})?(?:/(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{{2}})*){{0,30}}"
 _REMAKE = nonempty("a package lock reads at least one suite; run `refresh --only packages`")
+_PINNED = r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+)?@sha256:[0-9a-f]{64}"
+PinnedRef = Annotated[str, Pattern(_PINNED, "an image reference pinned by digest: host/path:tag@sha256:…")]
 
 
 def _moment(text: str) -> bool:
@@ -145,6 +147,10 @@ class OsPackages:
     build: list[Deb]  # the builder stage's closure of build_packages
     runtime: list[Deb]  # the final stage's closure of runtime_packages
     devel: list[Deb] = field(default_factory=list)  # the build image's closure of devel_packages (compilers, -dev packages)
+    # The toolchain lock: the base the interpreter is compiled on, with `build` (its closure, resolved
+    # in that base). `refresh` keeps both still while the base and runtime closure move (a new
+    # interpreter only for a new CPython release or `refresh --toolchain`); None: the pinned base.
+    toolchain_base: PinnedRef | None = None
 
     def image_packages(self) -> list[Deb | BasePackage]:
         """Every package installed in a runtime image: the base's, each one apt upgrades replaced by its

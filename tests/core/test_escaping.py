@@ -32,6 +32,7 @@ RENDERED_BY = {
     "Dockerfile.j2": "generate",
     "build-image.Dockerfile.j2": "generate",
     "install-debs.Dockerfile.j2": "generate",
+    "interpreter.Dockerfile.j2": "generate",
     "support-matrix.md.j2": "generate",
     "app.Dockerfile.j2": "app",
     "app.dockerignore.j2": "app",

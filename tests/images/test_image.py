@@ -7,6 +7,7 @@ real `refresh --only packages`, and build each runtime once per session with `ge
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -113,14 +114,21 @@ def test_rebuild_after_the_archive_moved_gives_the_same_digest(images, test_tree
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "FLEX_PYTHON_APT_SNAPSHOT": dead}
     tag = "localhost/flex-test/python311-ubuntu22:b"
     start = time.monotonic()
-    proc = build(test_tree, RUNTIME, roots["ubuntu22"], python_mirror, tag, "--no-cache", "--apt-mirror", moved_archive["url"] + "/mirror", env=env)
+    mirror = moved_archive["url"] + "/mirror"
+    proc = build(test_tree, RUNTIME, roots["ubuntu22"], python_mirror, tag, "--no-cache", "--rebuild-interpreter", "--apt-mirror", mirror, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # the interpreter artifact, compiled again from clean: the same image (its id is a hash of its layer and config)
+    interpreters = [re.search(r"^interpreter (\S+): (?:built in \d+s|reused) \((\S+)\)$", out, re.M) for out in (first["stdout"], proc.stdout)]
+    assert all(interpreters) and "built in" in proc.stdout.split("\n", 1)[0], proc.stdout
+    assert interpreters[0].group(2) == interpreters[1].group(2), (interpreters[0].group(0), interpreters[1].group(0))
     TIMES["second clean build"] = time.monotonic() - start
-    a = json.loads(podman("image", "inspect", first["tag"]).stdout)[0]
-    b = json.loads(podman("image", "inspect", tag).stdout)[0]
+    # by the ids the two builds printed: the tags are shared with any other test session on this machine
+    ids = [re.search(r"^image id: (\S+)$", out, re.M).group(1) for out in (first["stdout"], proc.stdout)]
+    a, b = (json.loads(podman("image", "inspect", i).stdout)[0] for i in ids)
     assert a["RootFS"]["Layers"] == b["RootFS"]["Layers"]
     assert a["Id"] == b["Id"] and a["Digest"] == b["Digest"]
     FACTS["two clean builds of " + RUNTIME] = f"{a['Digest']} and {b['Digest']} (image id {a['Id'][:19]})"
+    FACTS["its interpreter, compiled twice"] = f"{interpreters[0].group(2)[:19]} and {interpreters[1].group(2)[:19]}"
 
 
 def test_tampered_deb_is_refused_before_the_build(test_tree, roots, python_mirror, moved_archive, tmp_path) -> None:

@@ -160,3 +160,118 @@ def test_bad_ref_is_an_error(cli, repo: Path, ref: str) -> None:
     result = cli("matrix", "--changed-since", ref, schedule=repo / paths.SCHEDULE)
     assert result.exit_code in (1, 2) and ref in result.stderr and result.stderr.startswith("error: ")
     assert not (repo / "written-by-git").exists()
+
+
+# --- rebuild (the interpreter's inputs moved) or re-assembly (only the image's) -------------------
+
+
+def kinds(cli, repo: Path) -> dict[str, str]:
+    """runtime → rebuild | reassemble, for every runtime `matrix --changed-since HEAD` lists."""
+    assert cli("generate", schedule=repo / "schedule.yaml").exit_code == 0
+    result = cli("matrix", "--changed-since", "HEAD", "--json", schedule=repo / "schedule.yaml")
+    assert result.exit_code == 0, result.stderr
+    return {job["runtime"]: job["build"] for job in json.loads(result.stdout)["include"]}
+
+
+def _first_deb(key: str, os_id: str = "ubuntu22") -> Callable[[Path], None]:
+    """Move the sha256 (and version) of the first .deb of os_id's closure `key`, as a -security update does."""
+
+    def change(repo: Path) -> None:
+        def move(d: dict[str, Any]) -> None:
+            deb = d["os_packages"][os_id][key][0]
+            deb.update(
+                sha256="a" * 64, version=deb["version"] + "+sec1", filename=deb["filename"].replace("_", "+sec1_", 2).replace("+sec1_", "_", 1)
+            )
+
+        edit_lock(repo, move)
+
+    return change
+
+
+def _minor_release(repo: Path) -> None:
+    v = schedule.load(repo / "schedule.yaml").pins.python_minors["3.12"]
+    edit_lock(repo, lambda d: d["cpython"][v].update(sha256="f" * 64))
+
+
+ON_22 = ["python310-ubuntu22", "python311-ubuntu22", "python312-ubuntu22", "python313-ubuntu22"]
+KINDS = {
+    # the image's inputs only: re-assembled around the interpreter already built
+    "base digest": (lambda repo: edit_lock(repo, lambda d: d["base_images"]["ubuntu22"].update(digest="sha256:" + "3" * 64)), ON_22, "reassemble"),
+    "runtime package": (_first_deb("runtime"), ON_22, "reassemble"),
+    "build image package": (_first_deb("devel"), ON_22, "reassemble"),
+    "base packages": (lambda repo: edit_lock(repo, lambda d: d["os_packages"]["ubuntu22"]["base"][0].update(version="9:9")), ON_22, "reassemble"),
+    "tool lock": (lambda repo: edit(repo / "lockfiles" / "python311-ubuntu22.txt", "\n", "\n# moved\n"), ["python311-ubuntu22"], "reassemble"),
+    "nix hash": (
+        lambda repo: edit_lock(repo, lambda d: d["base_images"]["ubuntu22"]["platforms"]["amd64"].update(nix_sha256="sha256-" + "C" * 43 + "=")),
+        ON_22,
+        "reassemble",
+    ),
+    "image config": (lambda repo: edit(repo / "schedule.yaml", "2027-06-01", "2027-06-02"), None, "reassemble"),
+    # the interpreter's inputs: rebuilt
+    "CPython release": (_minor_release, ["python312-ubuntu22", "python312-ubuntu24"], "rebuild"),
+    "toolchain package": (_first_deb("build"), ON_22, "rebuild"),
+    "toolchain base": (
+        lambda repo: edit_lock(
+            repo, lambda d: d["os_packages"]["ubuntu22"].update(toolchain_base="docker.io/library/ubuntu:22.04@sha256:" + "4" * 64)
+        ),
+        ON_22,
+        "rebuild",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_input_kind_is_a_rebuild_or_a_reassembly(cli, repo: Path, kind: str) -> None:
+    change, expected, how = KINDS[kind]
+    change(repo)
+    got = kinds(cli, repo)
+    assert got, kind
+    if expected is not None:
+        assert sorted(got) == expected
+    assert set(got.values()) == {how}, got
+
+
+def test_interpreter_template_change_rebuilds_everything(cli, repo: Path, monkeypatch) -> None:
+    from generator.images import render
+
+    env = render._env()
+    source = env.loader.get_source(env, "interpreter.Dockerfile.j2")[0]
+    original = render.template
+    monkeypatch.setattr(
+        render, "template", lambda name: env.from_string(source + "# changed\n") if name == "interpreter.Dockerfile.j2" else original(name)
+    )
+    got = kinds(cli, repo)
+    assert len(got) == ALL and set(got.values()) == {"rebuild"}
+
+
+def test_runtime_template_change_reassembles_everything(cli, repo: Path, monkeypatch) -> None:
+    from generator.images import render
+
+    env = render._env()
+    source = env.loader.get_source(env, "Dockerfile.j2")[0]
+    original = render.template
+    monkeypatch.setattr(render, "template", lambda name: env.from_string(source + "# changed\n") if name == "Dockerfile.j2" else original(name))
+    got = kinds(cli, repo)
+    assert len(got) == ALL and set(got.values()) == {"reassemble"}
+
+
+def test_matrix_text_says_rebuild_or_reassemble(cli, repo: Path) -> None:
+    KINDS["base digest"][0](repo)
+    _minor_release(repo)
+    assert cli("generate", schedule=repo / "schedule.yaml").exit_code == 0
+    out = cli("matrix", "--changed-since", "HEAD", schedule=repo / "schedule.yaml").stdout
+    assert "python311-ubuntu22" in out and "reassemble" in out.split("python311-ubuntu22", 1)[1].splitlines()[0]
+    assert "rebuild" in out.split("python312-ubuntu24", 1)[1].splitlines()[0]
+    assert out.rstrip().endswith("5 runtime(s) to build (2 to rebuild, 3 to re-assemble), changed since HEAD"), out
+
+
+def test_an_entry_from_before_interpreters_is_a_rebuild(cli, repo: Path) -> None:
+    """runtimes.json at a revision from before the interpreter hash: every changed runtime is rebuilt (nothing to reuse)."""
+    path = repo / "lockfiles" / "runtimes.json"
+    data = json.loads(path.read_text())
+    for entry in data["runtimes"].values():
+        del entry["interpreter"]
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qam", "old shape")
+    KINDS["base digest"][0](repo)
+    assert set(kinds(cli, repo).values()) == {"rebuild"}

@@ -188,6 +188,7 @@ def test_moved_tag_is_picked_up_and_nothing_else_changes(cli, local_tree: Path, 
     assert cli("generate", "--check", schedule=local_tree / paths.SCHEDULE).exit_code == 0
     matrix = json.loads(cli("matrix", "--changed-since", "HEAD", "--json", schedule=local_tree / paths.SCHEDULE).stdout)
     assert [j["runtime"] for j in matrix["include"]] == ubuntu22
+    assert {j["build"] for j in matrix["include"]} == {"reassemble"}  # a moved base: the interpreters stay (their toolchain lock did not move)
     assert result.stdout.replace(host, "REGISTRY") == snapshot
 
 

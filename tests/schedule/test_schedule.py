@@ -291,5 +291,5 @@ def test_a_release_known_only_by_its_tar_xz_builds_from_that(tree: Path) -> None
     path.write_text(json.dumps(data))
     sched = schedule.load(tree / paths.SCHEDULE)
     (r,) = [r for r in sched.runtimes.values() if r.id == "python314-ubuntu24"]
-    text = render.render_all(sched, tree)[f"{paths.IMAGES}/{r.id}/Dockerfile"]
+    text = render.render_all(sched, tree)[f"{paths.IMAGES}/{r.id}/interpreter/Dockerfile"]  # the interpreter is compiled there
     assert "ARG PYTHON_SHA256=\n" in text and f"ARG PYTHON_XZ_SHA256={xz}\n" in text
