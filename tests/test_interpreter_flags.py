@@ -24,3 +24,11 @@ def test_cpythons_own_optimisation_level_wins(image: dict) -> None:
     assert "-O2" not in levels, flags
     assert "-fstack-protector-strong" in flags, flags  # the distribution's hardening flags are still there
     assert "--enable-shared" in config_args, config_args  # libpython for those who embed
+
+
+@pytest.mark.image
+def test_the_legacy_interpreter_is_built_without_semantic_interposition(legacy_image: dict) -> None:
+    """2.7 (and 3.4–3.9): --enable-shared without -fno-semantic-interposition calls libpython's own functions through the PLT."""
+    flags, config_args = cflags(legacy_image["tag"])
+    assert "-fno-semantic-interposition" in flags, flags
+    assert "--enable-shared" in config_args, config_args
