@@ -142,7 +142,7 @@ def distro_image(spec: str, package: str) -> str:
 
 def run_benchmark(image: str, python: str, lib: Path, out: Path, bench: str, name: str, pyperf_args: list[str]) -> None:
     podman(
-        "run", "--rm", "--network=none", "--user", "1000:1000", "--entrypoint=", "-e", "PYTHONPATH=/bench", "-e", "HOME=/tmp",
+        "run", "--rm", "--network=none", "--hostname=pyperf", "--user", "1000:1000", "--entrypoint=", "-e", "PYTHONPATH=/bench", "-e", "HOME=/tmp",
         "-v", f"{lib}:/bench:ro", "-v", f"{out}:/out", image,
         python, f"/bench/benchmarks/{bench}/run_benchmark.py", "--inherit-environ=PYTHONPATH", "--quiet", *pyperf_args, "-o", f"/out/{name}",
     )  # fmt: skip
@@ -201,21 +201,23 @@ def main() -> None:
     print(f"{args.processes} processes × {args.values} values, in containers with --network=none as uid 1000\n")
     for label, (image, python) in runs.items():
         flags = podman("run", "--rm", "--network=none", "--entrypoint=", image, python, "-c", FLAGS).stdout.strip().split("|")
-        print(f"{label:>16}: {image}\n{'':>16}  Python {flags[0]}, libpython.so={flags[1]} pgo={flags[2]} lto={flags[3]}, CFLAGS: {flags[4]}")
+        built = f"configure --enable-optimizations={flags[2]} --with-lto={flags[3]}"  # Debian's rules do PGO/LTO without them
+        print(f"{label:>16}: {image}\n{'':>16}  Python {flags[0]}, libpython.so={flags[1]}, {built}, CFLAGS: {flags[4]}")
     pyperf_args = ["-p", str(args.processes), "-n", str(args.values), "-w", "1"]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        os.chmod(out, 0o777)
-        step, total = 0, args.rounds * len(benches) * len(labels)
-        for rnd in range(args.rounds):
-            for i, bench in enumerate(benches):
-                order = labels[(rnd + i) % len(labels) :] + labels[: (rnd + i) % len(labels)]
-                for label in order:
-                    step += 1
-                    log(f"[{step}/{total}] round {rnd + 1}: {bench} on {label}")
-                    image, python = runs[label]
-                    run_benchmark(image, python, lib, out, f"bm_{bench}", f"{labels.index(label)}.{bench}.{rnd}.json", pyperf_args)
-        report(load(lib), out, labels, benches, args)
+    out = args.json_dir / "runs"  # every round's pyperf JSON, kept (pyperf merges runs of one host name: --hostname)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    os.chmod(out, 0o777)
+    step, total = 0, args.rounds * len(benches) * len(labels)
+    for rnd in range(args.rounds):
+        for i, bench in enumerate(benches):
+            order = labels[(rnd + i) % len(labels) :] + labels[: (rnd + i) % len(labels)]
+            for label in order:
+                step += 1
+                log(f"[{step}/{total}] round {rnd + 1}: {bench} on {label}")
+                image, python = runs[label]
+                run_benchmark(image, python, lib, out, f"bm_{bench}", f"{labels.index(label)}.{bench}.{rnd}.json", pyperf_args)
+    report(load(lib), out, labels, benches, args)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
