@@ -170,6 +170,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--values", type=int)
     ap.add_argument("--benchmarks", default=",".join(BENCHMARKS))
     ap.add_argument("--json-dir", type=Path, default=Path("bench-interpreter"))
+    ap.add_argument("--from-runs", action="store_true", help="run nothing: report again from --json-dir/runs of an earlier run")
     args = ap.parse_args()
     unknown = sorted(set(args.benchmarks.split(",")) - set(BENCHMARKS))
     if unknown:
@@ -205,6 +206,8 @@ def main() -> None:
         print(f"{label:>16}: {image}\n{'':>16}  Python {flags[0]}, libpython.so={flags[1]}, {built}, CFLAGS: {flags[4]}")
     pyperf_args = ["-p", str(args.processes), "-n", str(args.values), "-w", "1"]
     out = args.json_dir / "runs"  # every round's pyperf JSON, kept (pyperf merges runs of one host name: --hostname)
+    if args.from_runs:
+        return report(load(lib), out, labels, benches, args)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     os.chmod(out, 0o777)
@@ -225,30 +228,32 @@ def report(pyperf, out: Path, labels: list[str], benches: list[str], args: argpa
     """The table, the geometric means with their round-by-round spread, and the merged pyperf JSON."""
     medians: dict[tuple[str, str, int | None], float] = {}
     args.json_dir.mkdir(parents=True, exist_ok=True)
+    names: list[str] = []  # pyperf's benchmark names: some scripts run several (logging_format, logging_silent, …)
     for n, label in enumerate(labels):
-        suite = None
+        merged: dict[str, object] = {}
         for bench in benches:
-            merged = None
             for rnd in range(args.rounds):
-                b = pyperf.Benchmark.load(str(out / f"{n}.{bench}.{rnd}.json"))
-                medians[label, bench, rnd] = statistics.median(b.get_values())
-                if merged is None:
-                    merged = b
-                else:
-                    merged.add_runs(b)
-            assert merged is not None
-            medians[label, bench, None] = statistics.median(merged.get_values())
-            suite = pyperf.BenchmarkSuite([merged]) if suite is None else (suite.add_benchmark(merged) or suite)
+                for b in pyperf.BenchmarkSuite.load(str(out / f"{n}.{bench}.{rnd}.json")).get_benchmarks():
+                    name = b.get_name()
+                    medians[label, name, rnd] = statistics.median(b.get_values())
+                    if name in merged:
+                        merged[name].add_runs(b)  # type: ignore[attr-defined]
+                    else:
+                        merged[name] = b
+                        names += [name] if name not in names else []
+        for name, b in merged.items():
+            medians[label, name, None] = statistics.median(b.get_values())  # type: ignore[attr-defined]
         path = args.json_dir / f"{label.replace(':', '-')}.json"
         path.unlink(missing_ok=True)
-        suite.dump(str(path))
+        pyperf.BenchmarkSuite(list(merged.values())).dump(str(path))
+    benches = names
     refs = labels[1:]
-    head = f"{'benchmark':<18}" + "".join(f"{label[:16]:>18}" for label in labels) + "".join(f"{'vs ' + r[:12]:>17}" for r in refs)
+    head = f"{'benchmark':<22}" + "".join(f"{label[:16]:>18}" for label in labels) + "".join(f"{'vs ' + r[:12]:>17}" for r in refs)
     print("\nmedian time per benchmark (ms); speed-up = reference's time / the image's\n" + head)
     for bench in benches:
-        times = "".join(f"{medians[label, bench, None] * 1e3:>18.2f}" for label in labels)
+        times = "".join(f"{medians[label, bench, None] * 1e3:>18.4g}" for label in labels)
         ratios = "".join(f"{medians[r, bench, None] / medians['image', bench, None]:>16.3f}×" for r in refs)
-        print(f"{bench:<18}{times}{ratios}")
+        print(f"{bench:<22}{times}{ratios}")
     print()
     for r in refs:
         overall = geomean([medians[r, b, None] / medians["image", b, None] for b in benches])
