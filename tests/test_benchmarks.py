@@ -4,6 +4,8 @@ marker), and a non-editable install carries the package's data files (templates,
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from .conftest import ROOT
 
 BENCH = ROOT / "benchmarks"
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py"))
-TESTED = {"bench_generate.py", "bench_lock.py", "image_size.py", "reassembly.py", "startup.py"}  # one test each, below
+TESTED = {"bench_generate.py", "bench_lock.py", "image_size.py", "interpreter.py", "reassembly.py", "startup.py"}  # one test each, below
 
 
 def bench(script: str, *args: str, timeout: float = 600) -> str:
@@ -54,6 +56,22 @@ def test_image_size_of_the_runtime_image(image: dict) -> None:
 def test_startup_of_the_runtime_image(image: dict) -> None:
     out = bench("startup.py", image["tag"], "--runs", "1", timeout=1800)
     assert "python -c pass" in out and "Flask/gunicorn: first HTTP 200" in out and "interpreter + /env layer" in out
+
+
+@pytest.mark.image
+def test_interpreter_speed_against_debians_own(image: dict, tmp_path: Path) -> None:
+    """One benchmark, two rounds (merged into one pyperf JSON), one value each: the image's 3.11.2 and
+    Debian bookworm's python3.11 (a root from the archive) side by side."""
+    out = bench("interpreter.py", image["tag"], "--rounds", "2", "--processes", "1", "--values", "1", "--benchmarks", "nqueens",
+                "--json-dir", str(tmp_path), timeout=1800)  # fmt: skip
+    assert "debian:bookworm: localhost/flex-bench/bookworm-python3.11" in out and out.count("Python 3.11.2,") == 2, out
+    assert re.search(r"^nqueens +[0-9.]+ +[0-9.]+ +[0-9.]+×$", out, re.M), out
+    assert re.search(r"^geometric mean, image vs debian:bookworm: [0-9.]+× \((faster|slower);", out, re.M), out
+    for name in ("image.json", "debian-bookworm.json"):  # pyperf's JSON: one benchmark, a run with its value per round
+        saved = json.loads((tmp_path / name).read_text())
+        (one,) = saved["benchmarks"]
+        assert {**saved["metadata"], **one.get("metadata", {})}["name"] == "nqueens"
+        assert [len(r["values"]) for r in one["runs"] if "values" in r] == [1, 1]  # one per round
 
 
 @pytest.mark.image
