@@ -271,10 +271,23 @@ class Reader(threading.Thread):
             if chunk:
                 self.data += chunk
             elif self.done.is_set():
+                # done was set after this read came back empty: the writer may have written in between
+                self.data += self._drain()
                 break
             else:
                 time.sleep(0.01)
         os.close(self.fd)
+
+    def _drain(self) -> bytes:
+        out = b""
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return out
+            if not chunk:
+                return out
+            out += chunk
 
     def finish(self) -> bytes:
         self.done.set()
