@@ -234,7 +234,7 @@ def test_image_snapshot(image: dict, snapshot) -> None:
         "import sys, sysconfig, ssl; print(sys.version_info[:3], sys.implementation.name, sysconfig.get_config_var('Py_ENABLE_SHARED'),"
         " sysconfig.get_config_var('prefix'))",
     )
-    paths = inside(image, "sh", "-c", "ls -1A / | sort")
+    top = inside(image, "sh", "-c", "ls -1A / | sort")
     # pins a refresh moves are checked against the lock here, and kept out of the snapshot
     locked_base = schedule.load(image["tree"] / paths.SCHEDULE).runtimes[RUNTIME].base.digest
     assert labels.pop("org.opencontainers.image.base.digest") == locked_base
@@ -253,7 +253,7 @@ def test_image_snapshot(image: dict, snapshot) -> None:
         "created": data.get("Created"),
         "interpreter": facts.strip(),
         "pip_freeze": sorted(line.split("==")[0].lower() for line in frozen),
-        "top_level_paths": paths.split(),
+        "top_level_paths": top.split(),
     } == snapshot
 
 
