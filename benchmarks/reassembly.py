@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import hashlib
-import http.server
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -43,20 +40,9 @@ sys.path.insert(0, str(ROOT))
 from generator.core import paths  # noqa: E402
 from generator.images import ospkgs  # noqa: E402
 from generator.schedule import lock as schedule_lock  # noqa: E402
+from tests import servers, ubuntu  # noqa: E402  (the image tests' re-versioned .debs and file server)
 
 COPY = ("schedule.yaml", "README.md", "flake.nix", "flake.lock", "images", "lockfiles", "nix")
-
-
-def reversion(deb: Path, version: str, out: Path) -> Path:
-    """The same package under a new version: what a -security upload looks like to apt."""
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["dpkg-deb", "-R", str(deb), tmp], check=True)
-        control = Path(tmp) / "DEBIAN" / "control"
-        lines = [f"Version: {version}" if line.startswith("Version:") else line for line in control.read_text().splitlines()]
-        control.write_text("\n".join(lines) + "\n")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "-b", tmp, str(out)], check=True, capture_output=True)
-    return out
 
 
 def security_update(tree: Path, os_id: str, archive_dir: Path) -> tuple[str, str]:
@@ -70,7 +56,7 @@ def security_update(tree: Path, os_id: str, archive_dir: Path) -> tuple[str, str
         got = ospkgs.fetch([deb], archive_dir / "orig", [osp.archive])[0]
         new_version = deb.version + "+bench1"
         rel = f"{Path(deb.filename).parent}/{deb.name}_{new_version}_{deb.architecture}.deb"
-        data = reversion(got, new_version, archive_dir / rel).read_bytes()
+        data = ubuntu.reversion_deb(got, new_version, archive_dir / rel).read_bytes()
         moved[deb.name] = dataclasses.replace(
             deb,
             version=new_version,
@@ -116,21 +102,19 @@ def main() -> None:
 
         r = schedule.load(tree / "schedule.yaml").runtimes[args.runtime]
         archive = r.packages.archive if r.packages else sys.exit(f"{r.os_id} has no package lock")
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(Path(tmp) / "archive"))
-        handler.log_message = lambda *a: None  # type: ignore[method-assign]
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        mirror = f"http://127.0.0.1:{server.server_address[1]}"
-        tag = f"localhost/flex-bench/{args.runtime}"
-        print("before the update:", file=sys.stderr)
-        build(tree, args.runtime, args, f"{tag}:before", mirror, archive)
-        old, new = security_update(tree, r.os_id, Path(tmp) / "archive")
-        generate = [sys.executable, "-m", "generator", "--schedule", str(tree / "schedule.yaml"), "generate"]
-        subprocess.run(generate, cwd=ROOT, check=True, capture_output=True)
-        print(f"security update of {r.os_id}: tzdata {old} → {new} (runtime closure); linux-libc-dev published, toolchain lock kept", file=sys.stderr)
-        again = build(tree, args.runtime, args, f"{tag}:reassembled", mirror, archive)
-        full = build(tree, args.runtime, args, f"{tag}:full", mirror, archive, "--rebuild-interpreter", "--no-cache")
-        server.shutdown()
+        with servers.serve(Path(tmp) / "archive") as mirror:
+            tag = f"localhost/flex-bench/{args.runtime}"
+            print("before the update:", file=sys.stderr)
+            build(tree, args.runtime, args, f"{tag}:before", mirror, archive)
+            old, new = security_update(tree, r.os_id, Path(tmp) / "archive")
+            generate = [sys.executable, "-m", "generator", "--schedule", str(tree / "schedule.yaml"), "generate"]
+            subprocess.run(generate, cwd=ROOT, check=True, capture_output=True)
+            print(
+                f"security update of {r.os_id}: tzdata {old} → {new} (runtime closure); linux-libc-dev published, toolchain lock kept",
+                file=sys.stderr,
+            )
+            again = build(tree, args.runtime, args, f"{tag}:reassembled", mirror, archive)
+            full = build(tree, args.runtime, args, f"{tag}:full", mirror, archive, "--rebuild-interpreter", "--no-cache")
     opt = "PGO+LTO" if args.optimize else "--no-optimize"
     print(f"{args.runtime} ({opt}), after a -security update, one run on this machine:")
     print(f"  full rebuild (interpreter compiled, no layer cache): {full:8.1f} s")

@@ -88,9 +88,8 @@ def plan_app(
         entrypoint = f"exec {entrypoint}"
 
     # every check of the app's own files first; then what may ask the network (a digest, the locked files)
-    env = {"GAE_SERVICE": _service(doc, cfg), "PORT": "8080"}
-    env.update(_env_variables(doc, cfg, warnings))
-    env.update(_included_env(doc, cfg, app_dir, warnings))  # gcloud: included values win over app.yaml's
+    service, own = service_and_env(doc, cfg, app_dir, warnings)
+    env = {"GAE_SERVICE": service, "PORT": "8080", **own}
     image = _runtime_image(runtime_image, res.runtime, cfg, warnings)
     app_debs, deb_sources = _os_packages(app_dir, res.runtime, warnings)
     staged = reqs.present or bool(app_debs)  # anything to install: compiled in the build image's stage, copied into the runtime image
@@ -359,6 +358,14 @@ def _dockerignore(existing: Path, keep: list[str]) -> str:
     have = {line.strip() for line in own.splitlines()}
     added = [line for line in ours.splitlines()[1:] if line and (line.startswith("!") or line not in have)]
     return f"{own}\n{IGNORE_BLOCK}\n" + "\n".join(added) + "\n"
+
+
+def service_and_env(doc: yamlsrc.Document, cfg: Path, app_dir: Path, warnings: list[str]) -> tuple[str, dict[str, str]]:
+    """app.yaml's service and its environment: env_variables, then the included files' (gcloud: they
+    win over app.yaml's). What `app` writes into the Dockerfile and `run` gives the container."""
+    env = _env_variables(doc, cfg, warnings)
+    env.update(_included_env(doc, cfg, app_dir, warnings))
+    return _service(doc, cfg), env
 
 
 def _service(doc: yamlsrc.Document, cfg: Path) -> str:

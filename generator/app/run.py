@@ -106,9 +106,8 @@ def read_app(opts: Options) -> App:
     cfg, doc = appyaml.load_config(opts.app_dir, opts.config)
     settings = app_checks.read(doc)
     warnings: list[str] = []
-    env = app_mod._env_variables(doc, cfg, warnings)
-    env.update(app_mod._included_env(doc, cfg, opts.app_dir, warnings))
-    return App(settings, app_mod._service(doc, cfg), env)
+    service, env = app_mod.service_and_env(doc, cfg, opts.app_dir, warnings)
+    return App(settings, service, env)
 
 
 def image_name(app_dir: Path, service: str) -> str:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from generator.cli.options import echo, load_schedule, runtime_of
+from generator.cli.options import echo, runtime_of
+from generator.schedule.runtimes import load_given
 
 
 @click.command()
@@ -67,7 +68,7 @@ def build(
     The interpreter first (images/<id>/interpreter/Dockerfile): reused by its input hash if stored, else compiled."""
     from generator.images import interpreter_build
 
-    sched = load_schedule(schedule_path)
+    sched = load_given(schedule_path)  # a problem in the schedule or its lock exits 2
     r = runtime_of(sched, runtime_id)  # unknown: exit 2 naming the choices
     i, res = interpreter_build.build_runtime(  # BuildError: exit 1 through _Group
         sched,

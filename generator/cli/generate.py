@@ -8,8 +8,8 @@ from types import ModuleType
 
 import click
 
-from generator.cli.options import echo, load_schedule
-from generator.schedule.runtimes import Schedule
+from generator.cli.options import echo
+from generator.schedule.runtimes import Schedule, load_given
 
 
 @click.command()
@@ -20,7 +20,7 @@ def generate(schedule_path: Path | None, check: bool) -> None:
     from generator.core import fileset
     from generator.images import render
 
-    sched = load_schedule(schedule_path)
+    sched = load_given(schedule_path)  # a problem in the schedule or its lock exits 2
     root = sched.path.resolve().parent
     # One run per tree at a time; a run killed mid-swap is rolled back first (even by --check).
     with fileset.exclusive(root):

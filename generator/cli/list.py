@@ -9,7 +9,8 @@ from typing import TypedDict
 
 import click
 
-from generator.cli.options import date_option, echo, load_schedule
+from generator.cli.options import date_option, echo
+from generator.schedule.runtimes import load_given
 
 
 class _Row(TypedDict):
@@ -31,7 +32,7 @@ class _Row(TypedDict):
 @click.pass_obj
 def list_(schedule_path: Path | None, as_json: bool, on: dt.date) -> None:
     """The schedule as a table: runtime, OS, Python, status, end of support."""
-    sched = load_schedule(schedule_path)
+    sched = load_given(schedule_path)  # a problem in the schedule or its lock exits 2
     rows: list[_Row] = [
         {
             "default": r.default_for_os or r.legacy_default,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from generator.cli.options import echo, load_schedule
+from generator.cli.options import echo
+from generator.schedule.runtimes import load_given
 
 
 @click.command()
@@ -18,7 +19,7 @@ def matrix(schedule_path: Path | None, changed_since: str | None, as_json: bool)
     """The runtimes to (re)build, as a GitHub Actions matrix ({"include": [...]})."""
     from generator.refresh import rebuild_matrix
 
-    sched = load_schedule(schedule_path)
+    sched = load_given(schedule_path)  # a problem in the schedule or its lock exits 2
     entries = rebuild_matrix.changed_with_kind(sched.path.resolve().parent, changed_since)
     value = rebuild_matrix.github_matrix(entries)
     if as_json:

@@ -1,15 +1,17 @@
-"""What several commands share: options, printing, and the schedule and runtime a command was given."""
+"""What several commands share: options, printing, and the runtime a command was given."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from generator.core.errors import InputError
-from generator.schedule.runtimes import Runtime, Schedule, load_given
+
+if TYPE_CHECKING:  # annotations only: `--help` and click's parsing need no schedule
+    from generator.schedule.runtimes import Runtime, Schedule
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date:
@@ -38,11 +40,6 @@ def shown(text: str) -> str:
 def echo(text: str = "", err: bool = False, nl: bool = True) -> None:
     """click.echo for any line that may carry text from a file (every message the CLI writes for a person)."""
     click.echo(shown(text), err=err, nl=nl)
-
-
-def load_schedule(path: Path | None) -> Schedule:
-    """The schedule joined with its lock (a problem in either exits 2 through the CLI's group)."""
-    return load_given(path)
 
 
 def runtime_of(sched: Schedule, runtime_id: str) -> Runtime:

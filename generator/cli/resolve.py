@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from generator.cli.options import date_option, echo, load_schedule
+from generator.cli.options import date_option, echo
+from generator.schedule.runtimes import load_given
 
 
 @click.command()
@@ -20,7 +21,7 @@ def resolve(schedule_path: Path | None, app_yaml: Path, as_json: bool, on: dt.da
     """Which runtime an app.yaml selects, by the flexible environment's rules."""
     from generator.app import appyaml
 
-    sched = load_schedule(schedule_path)
+    sched = load_given(schedule_path)  # a problem in the schedule or its lock exits 2
     res = appyaml.resolve(appyaml.load(app_yaml, str(app_yaml)), sched, on)  # AppYamlError: exit 2 through _Group
     for warning in res.warnings:
         echo(f"warning: {warning}", err=True)

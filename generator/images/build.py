@@ -200,6 +200,21 @@ def _failure(what_image: str, code: int, step: str, mismatch: list[str], log_pat
     return BuildError(f"build of {what_image} failed at {step} ({what}):\n  {detail}\nfull log: {log_path}")
 
 
+def build_log(tag: str) -> Path:
+    """The engine's whole output for one tag (one per tag: parallel builds of a runtime never share one)."""
+    path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def offline_flags(exe: str) -> tuple[str, list[str]]:
+    """What every build of the project passes: never pull, and (buildah) every timestamp in the image
+    (config, history, files of new layers) the epoch. (the pull flag, the timestamp flags)"""
+    podman = Path(exe).name == "podman"
+    same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if podman else []
+    return ("--pull=never" if podman else "--pull=false"), same
+
+
 def _inspect(exe: str, tag: str) -> dict:
     info = subprocess.run([exe, "image", "inspect", tag, "--format", "{{json .}}"], capture_output=True, text=True, check=True)
     data = json.loads(info.stdout)
@@ -240,11 +255,8 @@ def build(
     # here); the image carries each document's sha256 as a label, and the files go beside it.
     docs = sbom_mod.documents(schedule, r)
     tag = tag or f"localhost/{r.id}:{r.version}"
-    log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"  # one per tag: parallel builds of a runtime
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
-    # buildah: every timestamp in the image (config, history, files of new layers) = the epoch
-    same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if Path(exe).name == "podman" else []
+    log_path = build_log(tag)
+    never, same = offline_flags(exe)
     with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp, tempfile.TemporaryDirectory(prefix="build-meta-") as meta:
         ctx = prepare_context(schedule, r, Path(tmp), python_mirror=python_mirror, apt_mirrors=apt_mirrors)
         count = sum(1 for p in ctx.rglob("*") if p.is_file()) - 2
@@ -294,9 +306,8 @@ def build_image(
 ) -> BuiltImage:
     """The build image of runtime `r`, FROM the runtime image just built (by id), offline; its SBOMs
     (`<id>-build.spdx.json`, `.cdx.json`, from the lock) are written beside the runtime image's."""
-    log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"
-    never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
-    same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if Path(exe).name == "podman" else []
+    log_path = build_log(tag)
+    never, same = offline_flags(exe)
     docs = sbom_mod.documents(schedule, r, build_image=True)  # its own SBOM labels replace the runtime image's it inherits
     with tempfile.TemporaryDirectory(prefix=f"build-image-{r.id}-") as tmp, tempfile.TemporaryDirectory(prefix="build-meta-") as meta:
         ctx = prepare_build_image_context(schedule, r, Path(tmp), apt_mirrors=apt_mirrors)

@@ -11,7 +11,6 @@ timestamps as every image of the project, so two clean builds give the same dige
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generator.core.cache import cache_root
 from generator.images import build as build_mod
 from generator.images import interpreter, ospkgs, render
 from generator.images import sbom as sbom_mod
@@ -94,10 +92,8 @@ def ensure(
     if found:
         progress(f"interpreter {tag}: reused ({found[:19]}), its inputs unchanged: nothing to compile")
         return Interpreter(tag=tag, image_id=found, input_hash=h, built=False, seconds=0.0)
-    log_path = cache_root() / "logs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', tag)}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    never = "--pull=never" if Path(exe).name == "podman" else "--pull=false"
-    same = ["--timestamp", str(render.SOURCE_DATE_EPOCH), "--identity-label=false"] if Path(exe).name == "podman" else []
+    log_path = build_mod.build_log(tag)
+    never, same = build_mod.offline_flags(exe)
     with tempfile.TemporaryDirectory(prefix=f"interpreter-{r.id}-") as tmp:
         ctx = prepare_context(schedule, r, Path(tmp), python_mirror=python_mirror, apt_mirrors=apt_mirrors)
         progress(f"interpreter context ready (CPython {r.version}, {len(r.packages.build) if r.packages else 0} toolchain .debs); compiling {tag}")
