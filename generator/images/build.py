@@ -185,7 +185,7 @@ def _run_engine(
             m = _STEP.match(line)
             if m:
                 step = f"step {m.group(1)}/{m.group(2)}: {m.group(3)[:120]}"
-                progress(f"[{time.monotonic() - start:6.0f}s] {step}")
+                progress(f"[{time.monotonic() - start:6.1f}s] {step}")
             elif verbose:
                 progress(line)
             if _MISMATCH.search(line) or (mismatch and line.lstrip().startswith(("expected:", "actual:"))):
@@ -248,19 +248,22 @@ def build(
     sbom_dir: Path | None = None,
     with_build_image: bool = True,
     interpreter_image: str,
+    docs: dict[str, str] | None = None,
 ) -> BuildResult:
     """Assemble runtime R around `interpreter_image` (an image id: images/interpreter_build.py) offline, and its build image; SBOMs beside."""
     exe = engine(engine_name)
-    # The SBOM is a function of the lock (made before the build, so a lock it cannot describe stops
-    # here); the image carries each document's sha256 as a label, and the files go beside it.
-    docs = sbom_mod.documents(schedule, r)
+    # The SBOM, a function of the lock, made before the build (`docs`: by the caller), so a lock it cannot
+    # describe stops here; the image carries each document's sha256 as a label, and the files go beside it.
+    docs = docs or sbom_mod.documents(schedule, r)
     tag = tag or f"localhost/{r.id}:{r.version}"
     log_path = build_log(tag)
     never, same = offline_flags(exe)
     with tempfile.TemporaryDirectory(prefix=f"build-{r.id}-") as tmp, tempfile.TemporaryDirectory(prefix="build-meta-") as meta:
+        began = time.monotonic()
         ctx = prepare_context(schedule, r, Path(tmp), python_mirror=python_mirror, apt_mirrors=apt_mirrors)
         count = sum(1 for p in ctx.rglob("*") if p.is_file()) - 2
-        progress(f"build context ready: {count} hash-checked files (.debs, wheels); assembling around {interpreter_image[:19]}, network off")
+        ready = f"build context ready in {time.monotonic() - began:.1f}s: {count} hash-checked files (.debs, wheels)"
+        progress(f"{ready}; assembling around {interpreter_image[:19]}, network off")
         iid = Path(meta) / "image-id"  # outside the context, which the engine reads
         cmd = [exe, "build", "--network=none", never, "-f", str(ctx / "Dockerfile"), "--iidfile", str(iid), *same]
         cmd += [*_build_args(base_image, no_cache, interpreter_image), *extra_args, str(ctx)]

@@ -132,13 +132,13 @@ def build_runtime(
     then the runtime assembled around it by build.build (`assemble`: its other options; its no_cache
     cleans only the runtime's own stages, as it never re-pulls a base)."""
     exe = build_mod.engine(engine_name)
-    sbom_mod.documents(schedule, r)  # a lock the SBOM cannot describe stops here, before anything is fetched or compiled
+    docs = sbom_mod.documents(schedule, r)  # a lock the SBOM cannot describe stops here, before anything is fetched or compiled
     interp = ensure(
         schedule, r, exe, toolchain_base=toolchain_base or base_image, python_mirror=python_mirror, apt_mirrors=apt_mirrors,
         optimize=optimize, no_cache=rebuild_interpreter, progress=progress, verbose=verbose,
     )  # fmt: skip
     result = build_mod.build(
         schedule, r, engine_name=exe, base_image=base_image, python_mirror=python_mirror, apt_mirrors=apt_mirrors,
-        progress=progress, verbose=verbose, interpreter_image=interp.image_id, **assemble,
+        progress=progress, verbose=verbose, interpreter_image=interp.image_id, docs=docs, **assemble,
     )  # fmt: skip
     return interp, result
