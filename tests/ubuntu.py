@@ -138,12 +138,13 @@ def sha256(path: Path) -> str:
 
 def python_tarball(version: str, sha: str, dest: Path, ext: str = "tgz") -> Path:
     """Python-VERSION.tgz (or .tar.xz) from a source package of Ubuntu (xenial's python2.7) or Debian
-    (bookworm's python3.11, forky's python3.14) that ships python.org's tarball unchanged, found
+    (bookworm's python3.11, noble's python3.12, forky's python3.14) that ships python.org's tarball unchanged, found
     through the signed Sources index."""
     source, suites, mirror, ring = {
         "2.7.12": ("python2.7", ["xenial-updates", "xenial-security"], UBUNTU, keyring()),
         "2.7.18": ("python2.7", ["bullseye"], DEBIAN, DEBIAN_KEYRING),
         "3.11.2": ("python3.11", ["bookworm"], DEBIAN, DEBIAN_KEYRING),
+        "3.12.3": ("python3.12", ["noble", "noble-updates"], UBUNTU, keyring()),
         "3.14.8": ("python3.14", ["forky", "sid"], DEBIAN, DEBIAN_KEYRING),
     }[version]
     orig = f"{source}_{version}.orig.{'tar.gz' if ext == 'tgz' else ext}"
