@@ -75,6 +75,22 @@ def test_interpreter_speed_against_debians_own(image: dict, tmp_path: Path) -> N
 
 
 @pytest.mark.image
+def test_interpreter_speed_of_python2_against_xenials_own(legacy_image: dict, tmp_path: Path) -> None:
+    """2.7: pyperf 1.7.1 running pyperformance 0.9.1's module benchmarks (regex_compile imports two of its
+    siblings), against Ubuntu xenial's python2.7 (a root from the archive); the host reads 1.7.1's JSON."""
+    out = bench("interpreter.py", legacy_image["tag"], "--rounds", "1", "--processes", "1", "--values", "1", "--benchmarks", "regex_compile",
+                "--json-dir", str(tmp_path), timeout=1800)  # fmt: skip
+    assert "pyperf 1.7.1, pyperformance 0.9.1's benchmarks" in out, out
+    assert "ubuntu:xenial: localhost/flex-bench/xenial-python2.7" in out and "Python 2.7.12," in out, out
+    assert re.search(r"^regex_compile +[0-9.e-]+ +[0-9.e-]+ +[0-9.]+×$", out, re.M), out
+    assert re.search(r"^geometric mean, image vs ubuntu:xenial: [0-9.]+× \((faster|slower);", out, re.M), out
+    saved = json.loads((tmp_path / "ubuntu-xenial.json").read_text())
+    (one,) = saved["benchmarks"]
+    metadata = {**saved["metadata"], **one.get("metadata", {})}
+    assert metadata["name"] == "regex_compile" and metadata["perf_version"] == "1.7.1", metadata
+
+
+@pytest.mark.image
 def test_reassembly_after_a_security_update(test_tree: Path, roots: dict[str, str], python_mirror: str) -> None:
     """A full rebuild (CPython compiled) and a re-assembly, side by side, after a simulated -security update."""
     out = bench("reassembly.py", "--tree", str(test_tree), "--base-image", roots["ubuntu22"], "--python-mirror", python_mirror, timeout=3600)
