@@ -81,7 +81,7 @@ def test_interpreter_speed_of_python2_against_xenials_own(legacy_image: dict, tm
     out = bench("interpreter.py", legacy_image["tag"], "--rounds", "1", "--processes", "1", "--values", "1", "--benchmarks", "regex_compile",
                 "--json-dir", str(tmp_path), timeout=1800)  # fmt: skip
     assert "pyperf 1.7.1, pyperformance 0.9.1's benchmarks" in out, out
-    assert "ubuntu:xenial: localhost/flex-bench/xenial-python2.7" in out and "Python 2.7.12," in out, out
+    assert "ubuntu:xenial: localhost/flex-bench/xenial-python2.7" in out and re.search(r"Python 2\.7\.\d+,", out), out
     assert re.search(r"^regex_compile +[0-9.e-]+ +[0-9.e-]+ +[0-9.]+×$", out, re.M), out
     assert re.search(r"^geometric mean, image vs ubuntu:xenial: [0-9.]+× \((faster|slower);", out, re.M), out
     saved = json.loads((tmp_path / "ubuntu-xenial.json").read_text())
