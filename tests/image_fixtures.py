@@ -163,13 +163,15 @@ def build(tree: Path, runtime: str, base: str, mirror: str, tag: str, *extra: st
 
 @pytest.fixture(scope="session")
 def images(test_tree: Path, roots: dict[str, str], python_mirror: str):
-    """runtime → its image, built once per session (on demand) and reused by every test."""
+    """runtime → its image, built once per session (on demand) and reused by every test. Tagged for
+    this session alone (another session on the machine, from another tree, would move a shared tag
+    under the tests that inspect it); the layer cache is shared all the same, and the tags go at the end."""
     built: dict[str, dict] = {}
     os_of = {rid: r["operating_system"] for rid, r in json.loads((test_tree / paths.RUNTIMES_JSON).read_text())["runtimes"].items()}
 
     def get(runtime: str) -> dict:
         if runtime not in built:
-            tag = f"localhost/flex-test/{runtime}:a"
+            tag = f"localhost/flex-test/{runtime}-{os.getpid()}:a"
             start = time.monotonic()
             proc = build(test_tree, runtime, roots[os_of[runtime]], python_mirror, tag)  # layer cache: reruns reuse it
             assert proc.returncode == 0, proc.stdout + proc.stderr[-5000:]
@@ -178,7 +180,10 @@ def images(test_tree: Path, roots: dict[str, str], python_mirror: str):
             built[runtime] = {"tag": tag, "stdout": proc.stdout, "stderr": proc.stderr, "seconds": seconds, "os": os_of[runtime], "tree": test_tree}
         return built[runtime]
 
-    return get
+    yield get
+    for entry in built.values():
+        for name in (entry["tag"], f"{entry['tag']}-build"):
+            podman("untag", name, name, check=False)  # this name alone (with no NAME, untag drops every name of the image)
 
 
 @pytest.fixture(scope="session")
