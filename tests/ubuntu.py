@@ -137,8 +137,8 @@ def sha256(path: Path) -> str:
 
 
 def python_tarball(version: str, sha: str, dest: Path, ext: str = "tgz") -> Path:
-    """Python-VERSION.tgz (or .tar.xz) from a source package of Ubuntu (xenial's python2.7) or Debian
-    (bookworm's python3.11, noble's python3.12, forky's python3.14) that ships python.org's tarball unchanged, found
+    """Python-VERSION.tgz (or .tar.xz) from a source package of Ubuntu (xenial's python2.7, noble's python3.12)
+    or Debian (bookworm's python3.11, forky's python3.14) that ships python.org's tarball unchanged, found
     through the signed Sources index."""
     source, suites, mirror, ring = {
         "2.7.12": ("python2.7", ["xenial-updates", "xenial-security"], UBUNTU, keyring()),

@@ -248,13 +248,12 @@ def build(
     sbom_dir: Path | None = None,
     with_build_image: bool = True,
     interpreter_image: str,
-    docs: dict[str, str] | None = None,
+    docs: dict[str, str],
 ) -> BuildResult:
     """Assemble runtime R around `interpreter_image` (an image id: images/interpreter_build.py) offline, and its build image; SBOMs beside."""
     exe = engine(engine_name)
-    # The SBOM, a function of the lock, made before the build (`docs`: by the caller), so a lock it cannot
-    # describe stops here; the image carries each document's sha256 as a label, and the files go beside it.
-    docs = docs or sbom_mod.documents(schedule, r)
+    # `docs`: the SBOM, a function of the lock, made by the caller before anything is fetched or compiled
+    # (a lock it cannot describe stops there); the image carries each document's sha256 as a label, and the files go beside it.
     tag = tag or f"localhost/{r.id}:{r.version}"
     log_path = build_log(tag)
     never, same = offline_flags(exe)
