@@ -8,6 +8,7 @@ the YAML or the lock directly.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +36,11 @@ CONFIGURE_OPTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     # 3.3+ stores str as PEP 393 says and has no such option
 }
+# Minors whose release build runs BOLT (llvm-bolt, after PGO + LTO) where the OS's toolchain lock has
+# a `bolt-N` package: each kept only on a measurement (benchmarks/interpreter.py; 3.12.3 against
+# noble's python3.12 in docs/benchmarks.md). CPython 3.12 is the first to BOLT libpython as well.
+BOLT_MINORS = frozenset({"3.12"})
+_BOLT_PACKAGE = re.compile(r"bolt-(\d+)")
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,15 @@ class Runtime:
     def configure_options(self) -> tuple[tuple[str, str], ...]:
         """(option, why) of CPython's ./configure for this runtime's major version, beyond the template's own."""
         return CONFIGURE_OPTIONS.get(self.version.split(".")[0], ())
+
+    @property
+    def bolt(self) -> str | None:
+        """The directory of llvm-bolt and merge-fdata for a release build's --enable-bolt, or None:
+        a minor of BOLT_MINORS on an OS whose toolchain lock installs LLVM's `bolt-N` (its /usr/lib/llvm-N/bin)."""
+        if self.minor not in BOLT_MINORS or self.packages is None:
+            return None
+        found = sorted(int(m.group(1)) for d in self.packages.build if (m := _BOLT_PACKAGE.fullmatch(d.name)))
+        return f"/usr/lib/llvm-{found[-1]}/bin" if found else None
 
     @property
     def prefix(self) -> str:

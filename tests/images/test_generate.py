@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -58,6 +59,26 @@ def test_every_runtime_has_a_dockerfile_with_the_required_parts() -> None:
         assert "WORKDIR /app\n" in text
         assert f'org.opencontainers.image.title="{r.id}"' in text and f'org.opencontainers.image.version="{r.version}"' in text
         assert "/root" not in text and str(ROOT) not in text
+
+
+def test_bolt_where_the_minor_and_the_toolchain_lock_have_it() -> None:
+    """--enable-bolt for a minor of BOLT_MINORS whose OS's toolchain lock installs LLVM's bolt-N (read
+    from the lock), with that N's tools; the link then keeps its symbols and the install is stripped."""
+    seen = set()
+    for r in SCHED.runtimes.values():
+        interp = FILES[f"images/{r.id}/interpreter/Dockerfile"]
+        assert r.packages
+        llvm = sorted(int(d.name.split("-")[1]) for d in r.packages.build if re.fullmatch(r"bolt-\d+", d.name))
+        if r.minor in schedule.BOLT_MINORS and llvm:
+            seen.add(r.id)
+            tools = f"/usr/lib/llvm-{llvm[-1]}/bin"
+            assert f"--enable-bolt LLVM_BOLT={tools}/llvm-bolt MERGE_FDATA={tools}/merge-fdata" in interp, r.id
+            assert "-Wl,--strip-all" not in interp and "-exec strip --strip-all" in interp, r.id
+        else:
+            assert "--enable-bolt" not in interp and "strip --strip-all '{}'" not in interp, r.id
+            assert "-Wl,--strip-all" in interp, r.id
+    # the schedule has a BOLT runtime today; a refresh that drops bolt-N from a lock turns it off, not red
+    assert seen or not any(r.minor in schedule.BOLT_MINORS for r in SCHED.runtimes.values())
 
 
 def test_runtimes_json_holds_every_pin() -> None:
