@@ -41,6 +41,57 @@ CONFIGURE_OPTIONS: dict[str, tuple[tuple[str, str], ...]] = {
 # noble's python3.12 in docs/benchmarks.md). CPython 3.12 is the first to BOLT libpython as well.
 BOLT_MINORS = frozenset({"3.12"})
 _BOLT_PACKAGE = re.compile(r"bolt-(\d+)")
+# The PGO profile task (make's PROFILE_TASK) of minors whose own runs the whole regression suite: 2.7's
+# hung in a single-threaded lock wait (docs/benchmarks.md). These are the tests CPython 3.8+ itself
+# profiles with (Lib/test/libregrtest/pgo.py), those that 2.7.18 has: the interpreter's hot paths,
+# not the suite's sockets, subprocesses and threads.
+PGO_TESTS: dict[str, tuple[str, ...]] = {
+    "2.7": (
+        "test_array",
+        "test_base64",
+        "test_binascii",
+        "test_binop",
+        "test_bisect",
+        "test_bytes",
+        "test_bz2",
+        "test_cmath",
+        "test_codecs",
+        "test_collections",
+        "test_complex",
+        "test_datetime",
+        "test_decimal",
+        "test_difflib",
+        "test_float",
+        "test_functools",
+        "test_generators",
+        "test_hashlib",
+        "test_heapq",
+        "test_int",
+        "test_itertools",
+        "test_json",
+        "test_long",
+        "test_math",
+        "test_memoryview",
+        "test_operator",
+        "test_ordered_dict",
+        "test_pickle",
+        "test_pprint",
+        "test_re",
+        "test_set",
+        "test_sqlite",
+        "test_struct",
+        "test_time",
+        "test_unicode",
+        "test_xml_etree",
+        "test_xml_etree_c",
+    ),
+}
+# Minors whose python3.X is linked from libpython's objects, as Debian and Ubuntu link theirs, while
+# libpython3.X.so is still built (from the same PGO + LTO objects) and installed for embedders (uWSGI,
+# mod_wsgi); with Debian's -fstack-protector for the same minors. Measured on 3.12.3 (docs/benchmarks.md):
+# the interpreter on libpython.so was 8 % slower than a static one. Only minors whose extension
+# modules do not link libpython (3.8+), or the process would hold two interpreters.
+STATIC_INTERPRETER_MINORS = frozenset({"3.12"})
 
 
 @dataclass(frozen=True)
@@ -84,6 +135,16 @@ class Runtime:
             return None
         found = sorted(int(m.group(1)) for d in self.packages.build if (m := _BOLT_PACKAGE.fullmatch(d.name)))
         return f"/usr/lib/llvm-{found[-1]}/bin" if found else None
+
+    @property
+    def pgo_tests(self) -> tuple[str, ...]:
+        """The regression tests of this minor's PGO profile task, or () for CPython's own task."""
+        return PGO_TESTS.get(self.minor, ())
+
+    @property
+    def static_interpreter(self) -> bool:
+        """Whether python3.X is linked from libpython's objects rather than against libpython.so."""
+        return self.minor in STATIC_INTERPRETER_MINORS
 
     @property
     def prefix(self) -> str:

@@ -81,6 +81,38 @@ def test_bolt_where_the_minor_and_the_toolchain_lock_have_it() -> None:
     assert seen or not any(r.minor in schedule.BOLT_MINORS for r in SCHED.runtimes.values())
 
 
+def test_static_interpreter_linked_from_libpythons_objects_for_its_minors() -> None:
+    """For a minor of STATIC_INTERPRETER_MINORS the interpreter is linked from libpython's objects and BOLT
+    runs on it alone, both make calls say so, the build refuses a python linked to libpython.so and runs
+    a program that embeds libpython.so; Debian's -fstack-protector. Other minors link as CPython does."""
+    overrides = '"LINK_PYTHON_DEPS=\\$(LIBRARY_DEPS) \\$(LIBRARY_OBJS)" "LINK_PYTHON_OBJS=\\$(LIBRARY_OBJS)" "BOLT_BINARIES=\\$(BUILDPYTHON)"'
+    for r in SCHED.runtimes.values():
+        interp = FILES[f"images/{r.id}/interpreter/Dockerfile"]
+        if r.minor in schedule.STATIC_INTERPRETER_MINORS:
+            assert interp.count(overrides) == 2, r.id
+            assert "ARG PYTHON_SHARED=--enable-shared" in interp, r.id
+            assert f"ldd {r.prefix}/bin/python{r.minor} > /tmp/python-ldd.txt; \\\n    if grep -F libpython /tmp/python-ldd.txt; then" in interp, r.id
+            # an embedding program, linked by python3.X-config --embed, runs on libpython3.X.so
+            assert f"bin/python{r.minor}-config --cflags --ldflags --embed > /tmp/embed.flags" in interp, r.id
+            assert f"grep -F {r.prefix}/lib/libpython{r.minor}.so.1.0 /tmp/embed.ldd; \\\n    /tmp/embed; \\\n" in interp, r.id
+            assert "DEB_CFLAGS_MAINT_STRIP='-O2 -fstack-protector-strong' DEB_CFLAGS_MAINT_APPEND=-fstack-protector" in interp
+        else:
+            assert "LINK_PYTHON_OBJS" not in interp and "fstack-protector" not in interp, r.id
+    assert any(r.static_interpreter for r in SCHED.runtimes.values())
+
+
+def test_pgo_profile_task_of_our_own_where_cpythons_hangs() -> None:
+    """A minor of PGO_TESTS profiles with that test list (each name one shell word); others keep CPython's task."""
+    for r in SCHED.runtimes.values():
+        interp = FILES[f"images/{r.id}/interpreter/Dockerfile"]
+        if r.minor in schedule.PGO_TESTS:
+            tests = " ".join(schedule.PGO_TESTS[r.minor])
+            assert f'"PROFILE_TASK=-m test.regrtest --pgo {tests}"; \\\n' in interp, r.id
+            assert all(re.fullmatch(r"test_[a-z0-9_]+", t) for t in schedule.PGO_TESTS[r.minor])
+        else:
+            assert "PROFILE_TASK" not in interp, r.id
+
+
 def test_runtimes_json_holds_every_pin() -> None:
     """Each runtime's entry carries the lock's pins for it (read from the lock: a refresh moves them)."""
     data = json.loads(FILES["lockfiles/runtimes.json"])
