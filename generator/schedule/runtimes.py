@@ -86,6 +86,10 @@ PGO_TESTS: dict[str, tuple[str, ...]] = {
         "test_xml_etree_c",
     ),
 }
+# Minors built --disable-shared, as Ubuntu links their python: with a libpython.so, 2.7's distutils
+# links every extension module to it (build_ext.get_libraries), so the interpreter cannot be linked
+# from its objects beside one. Embedders (uWSGI) link the static libpython, which is kept.
+STATIC_ONLY_MINORS = frozenset({"2.7"})
 # Minors whose python3.X is linked from libpython's objects, as Debian and Ubuntu link theirs, while
 # libpython3.X.so is still built (from the same PGO + LTO objects) and installed for embedders (uWSGI,
 # mod_wsgi); with Debian's -fstack-protector for the same minors. Measured on 3.12.3 (docs/benchmarks.md):
@@ -140,6 +144,11 @@ class Runtime:
     def pgo_tests(self) -> tuple[str, ...]:
         """The regression tests of this minor's PGO profile task, or () for CPython's own task."""
         return PGO_TESTS.get(self.minor, ())
+
+    @property
+    def static_only(self) -> bool:
+        """Whether the interpreter is built without libpython.so (libpython.a kept for embedders)."""
+        return self.minor in STATIC_ONLY_MINORS
 
     @property
     def static_interpreter(self) -> bool:

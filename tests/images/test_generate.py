@@ -101,6 +101,18 @@ def test_static_interpreter_linked_from_libpythons_objects_for_its_minors() -> N
     assert any(r.static_interpreter for r in SCHED.runtimes.values())
 
 
+def test_static_only_minors_keep_libpython_a() -> None:
+    """A minor of STATIC_ONLY_MINORS is configured --disable-shared and keeps libpython.a for embedders;
+    every other minor is --enable-shared and the install drops the static library."""
+    for r in SCHED.runtimes.values():
+        interp = FILES[f"images/{r.id}/interpreter/Dockerfile"]
+        static = r.minor in schedule.STATIC_ONLY_MINORS
+        assert ("ARG PYTHON_SHARED=--disable-shared" in interp) == static, r.id
+        assert ("ARG PYTHON_SHARED=--enable-shared" in interp) != static, r.id
+        assert ("-name 'libpython*.a'" in interp) != static, r.id
+    assert any(r.static_only for r in SCHED.runtimes.values())
+
+
 def test_pgo_profile_task_of_our_own_where_cpythons_hangs() -> None:
     """A minor of PGO_TESTS profiles with that test list (each name one shell word); others keep CPython's task."""
     for r in SCHED.runtimes.values():

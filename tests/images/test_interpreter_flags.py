@@ -27,8 +27,15 @@ def test_cpythons_own_optimisation_level_wins(image: dict) -> None:
 
 
 @pytest.mark.image
-def test_the_legacy_interpreter_is_built_without_semantic_interposition(legacy_image: dict) -> None:
-    """2.7 (and 3.4–3.9): --enable-shared without -fno-semantic-interposition calls libpython's own functions through the PLT."""
+def test_the_legacy_interpreter_is_one_static_executable_with_libpython_a_kept(legacy_image: dict) -> None:
+    """2.7: --disable-shared, as xenial links its python2.7 (a libpython.so would be linked by every
+    extension module); libpython2.7.a stays where python-config points embedders (uWSGI)."""
     flags, config_args = cflags(legacy_image["tag"])
     assert "-fno-semantic-interposition" in flags, flags
-    assert "--enable-shared" in config_args, config_args
+    assert "--disable-shared" in config_args, config_args
+    script = "import sysconfig, os; print(os.path.join(sysconfig.get_config_var('LIBPL'), sysconfig.get_config_var('LIBRARY')))"
+    lib = podman("run", "--rm", "--network=none", legacy_image["tag"], "python", "-c", script).stdout.strip()
+    assert lib.endswith("libpython2.7.a"), lib
+    podman("run", "--rm", "--network=none", legacy_image["tag"], "test", "-s", lib)
+    maps = podman("run", "--rm", "--network=none", legacy_image["tag"], "python", "-c", "print(open('/proc/self/maps').read())").stdout
+    assert "libpython" not in maps
