@@ -109,7 +109,9 @@ def test_static_only_minors_keep_libpython_a() -> None:
         static = r.minor in schedule.STATIC_ONLY_MINORS
         assert ("ARG PYTHON_SHARED=--disable-shared" in interp) == static, r.id
         assert ("ARG PYTHON_SHARED=--enable-shared" in interp) != static, r.id
-        assert ("-name 'libpython*.a'" in interp) != static, r.id
+        assert ("-o -name 'libpython*.a'" in interp) != static, r.id
+        assert (f"-o -path '{r.prefix}/lib/libpython*.a'" in interp) == static, r.id  # one copy: LIBPL's
+        assert (f"find {r.prefix}/lib -name 'libpython*.a' -exec strip --strip-debug" in interp) == static, r.id
     assert any(r.static_only for r in SCHED.runtimes.values())
 
 

@@ -37,5 +37,7 @@ def test_the_legacy_interpreter_is_one_static_executable_with_libpython_a_kept(l
     lib = podman("run", "--rm", "--network=none", legacy_image["tag"], "python", "-c", script).stdout.strip()
     assert lib.endswith("libpython2.7.a"), lib
     podman("run", "--rm", "--network=none", legacy_image["tag"], "test", "-s", lib)
+    copies = podman("run", "--rm", "--network=none", legacy_image["tag"], "find", "/opt", "-name", "libpython*").stdout.split()
+    assert copies == [lib], copies  # one static library, no libpython.so
     maps = podman("run", "--rm", "--network=none", legacy_image["tag"], "python", "-c", "print(open('/proc/self/maps').read())").stdout
     assert "libpython" not in maps
